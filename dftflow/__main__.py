@@ -1,0 +1,5 @@
+"""``python -m dftflow``."""
+
+from dftflow.cli import run
+
+run()

@@ -1,0 +1,45 @@
+"""The reference study's parameters, in one place.
+
+Every other module reads its defaults from here; a study YAML may override them and the override is
+recorded in each TaskDoc (``TaskDoc.overrides``). Nothing else in dftflow hard-codes these numbers.
+
+Source: supporting information of the CsPbBr3 quantum-dot ligand study (VASP, PBE/PAW, 400 eV,
+8x8x1 Monkhorst-Pack, forces < 0.02 eV/Angstrom, energies to 1e-5 eV).
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Final
+
+#: Plane-wave cutoff, eV.
+ENCUT_EV: Final = 400.0
+#: Electronic convergence, eV.
+EDIFF_EV: Final = 1e-5
+#: Ionic convergence: maximum force on free atoms, eV/Angstrom (VASP EDIFFG = -FMAX).
+FMAX_EV_PER_A: Final = 0.02
+#: Monkhorst-Pack mesh for slabs and complexes (the paper's mesh).
+KPOINTS_SLAB: Final = (8, 8, 1)
+#: Monkhorst-Pack mesh for the bulk relaxation.
+KPOINTS_BULK: Final = (8, 8, 8)
+#: Gaussian smearing width, eV (ISMEAR = 0).
+SIGMA_EV: Final = 0.05
+#: Number of DOS points in statics.
+NEDOS: Final = 3001
+
+#: POTCAR symbols (PBE_54 family).
+POTCAR_FUNCTIONAL: Final = "PBE_54"
+POTCAR_SYMBOLS: Final = MappingProxyType(
+    {"Cs": "Cs_sv", "Pb": "Pb_d", "Br": "Br", "C": "C", "H": "H", "O": "O", "N": "N", "S": "S",
+     "P": "P", "F": "F", "Cl": "Cl", "I": "I"}
+)
+
+#: Cubic CsPbBr3 (Pm-3m) lattice constant, Angstrom (see structures/bulk/README.md for the source).
+A_CSPBBR3_CUBIC: Final = 5.874
+
+#: Reference study's adsorption energies, eV (for comparison in reports only; never used to choose a
+#: model).
+PAPER_E_ADS_EV: Final = MappingProxyType({"OA": -0.33, "2-HA": -0.61, "AcO": -1.77})
+
+#: Stages every engine understands.
+STAGES: Final = ("bulk_relax", "slab_relax", "molecule_relax", "complex_relax", "static")

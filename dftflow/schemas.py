@@ -1,0 +1,96 @@
+"""Typed, JSON-serialisable documents shared by every stage (DESIGN.md, "Key contracts")."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Stage(str, Enum):
+    """Calculation stages understood by every engine."""
+
+    bulk_relax = "bulk_relax"
+    slab_relax = "slab_relax"
+    molecule_relax = "molecule_relax"
+    complex_relax = "complex_relax"
+    static = "static"
+
+    @property
+    def is_relax(self) -> bool:
+        """Whether the stage moves ions."""
+        return self is not Stage.static
+
+
+class Correction(BaseModel):
+    """One correction made to a run (custodian handler or engine), auditable as data."""
+
+    handler: str
+    errors: list[str] = Field(default_factory=list)
+    actions: list[dict[str, Any]] = Field(default_factory=list)
+    attempt: int = 0
+
+
+class TaskDoc(BaseModel):
+    """The result of one calculation, whatever the engine (VASP, embedded, mock VASP).
+
+    Energies in eV, forces in eV/Angstrom. ``energy_eV`` is VASP's e_0 ("energy sigma->0").
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = 1
+    label: str = ""
+    stage: Stage | None = None
+    engine: str
+    engine_version: str = ""
+    directory: str
+    formula: str
+    n_atoms: int
+    energy_eV: float
+    free_energy_eV: float | None = None
+    max_force_eV_per_A: float | None = None
+    converged_electronic: bool
+    converged_ionic: bool
+    n_ionic_steps: int
+    efermi_eV: float | None = None
+    ispin: int = 1
+    nelect: float | None = None
+    structure: dict[str, Any] = Field(description="final structure, pymatgen Structure.as_dict()")
+    has_dos: bool = False
+    has_projected_dos: bool = False
+    dos_file: str | None = None
+    volumetric_files: dict[str, str] = Field(
+        default_factory=dict, description="kind (CHGCAR, LOCPOT, AECCAR0, ...) -> path"
+    )
+    fft_grid: list[int] | None = Field(default=None, description="NGXF, NGYF, NGZF of CHGCAR")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="INCAR/settings used")
+    kpoints: list[int] | None = None
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, description="user overrides of the paper's defaults, recorded"
+    )
+    inputs_digest: str = ""
+    corrections: list[Correction] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    wall_time_s: float | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    def to_json_file(self, path: str | Path) -> None:
+        """Write this document as JSON (atomic: temp file + rename)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(self.model_dump_json(indent=2))
+        tmp.replace(path)
+
+    @classmethod
+    def from_json_file(cls, path: str | Path) -> TaskDoc:
+        """Read a TaskDoc written by :meth:`to_json_file`."""
+        return cls.model_validate_json(Path(path).read_text())
+
+    def final_structure(self):  # -> pymatgen Structure
+        """The final structure as a pymatgen ``Structure``."""
+        from pymatgen.core import Structure
+
+        return Structure.from_dict(self.structure)

@@ -1,0 +1,1 @@
+"""Test utilities shipped with dftflow (pytest fixtures for mock VASP and the embedded LaunchPad)."""

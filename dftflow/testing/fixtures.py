@@ -1,0 +1,3 @@
+"""Pytest plugin collecting dftflow's fixtures (mock VASP, no-real-VASP guard, launchpad)."""
+
+from __future__ import annotations
