@@ -94,3 +94,49 @@ class TaskDoc(BaseModel):
         from pymatgen.core import Structure
 
         return Structure.from_dict(self.structure)
+
+
+class PlacementResult(BaseModel):
+    """One adsorption configuration that was tried (every model tried is reported)."""
+
+    label: str
+    model: str
+    energy_eV: float | None = None
+    converged: bool | None = None
+    taskdoc: str | None = Field(default=None, description="path of its TaskDoc JSON")
+
+
+class LigandResult(BaseModel):
+    """Per-ligand results of a study (one row of summary.json)."""
+
+    ligand: str
+    model: str = Field(description="adsorption model of the lowest-energy configuration")
+    reference_species: str = Field(description="what L is in E_ads: neutral acid, anion, radical")
+    e_ads_eV: float | None = None
+    converged: dict[str, bool] = Field(default_factory=dict)
+    engine: str = ""
+    placements: list[PlacementResult] = Field(default_factory=list)
+    midgap: dict[str, Any] | None = None
+    charge_transfer_e: float | None = None
+    taskdocs: dict[str, str] = Field(
+        default_factory=dict,
+        description="role -> TaskDoc JSON path; roles: molecule_relax, molecule_static, "
+        "complex_relax, complex_static, slab_fragment_static, ligand_fragment_static",
+    )
+    paper_e_ads_eV: float | None = None
+    notes: list[str] = Field(default_factory=list)
+
+
+class StudySummary(BaseModel):
+    """The content of ``STUDY_DIR/summary.json``."""
+
+    study: str
+    engine: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    slab: dict[str, str] = Field(
+        default_factory=dict, description="role -> TaskDoc JSON path (bulk_relax, slab_relax, slab_static)"
+    )
+    ligands: list[LigandResult] = Field(default_factory=list)
+    slab_midgap: dict[str, Any] | None = None
+    provenance: dict[str, Any] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
