@@ -24,14 +24,16 @@ fi
 PY="${PYTHON:-python3}"
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
 . .venv/bin/activate
-python -m pip install -q -U pip 2>&1 | grep -v '^WARNING: Location' || true
+log=.venv/install.log
+pipq() { python -m pip install -q "$@" >>"$log" 2>&1 || { tail -30 "$log" >&2; echo "error: pip install $* failed (log: $log)" >&2; exit 1; }; }
+: >"$log"
+pipq -U pip
 # The CPU build of torch first, then everything else held to it by constraints.txt.
-python -m pip install -q torch==2.13.0 2>&1 | grep -v '^WARNING: Location' || true
+pipq torch==2.13.0
 extras="embedded"
 (( with_tests )) && extras="embedded,test"
 # GPAW compiles from source; its sources are C++ (see README).
-CC=g++ LDSHARED="g++ -shared" python -m pip install -q -c constraints.txt -e ".[${extras}]" 2>&1 \
-  | grep -vE '^WARNING: Location|BuildBackendWarning|^\s*$' || true
+CC=g++ LDSHARED="g++ -shared" pipq -c constraints.txt -e ".[${extras}]"
 python -c "import dftflow, pymatgen, custodian, fireworks, chgnet, gpaw, rdkit" \
   || { echo "error: installation incomplete" >&2; exit 1; }
 echo "dftflow installed in .venv ($(.venv/bin/dftflow --version))"
