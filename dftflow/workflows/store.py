@@ -1,0 +1,461 @@
+"""The embedded, file-backed FireWorks LaunchPad, made safe for concurrent workers and SIGTERM.
+
+FireWorks can keep its database in a JSON file through ``mongomock-persistence``. Measured defects of
+that store (issue 5): each process reads the whole file when it opens the store and writes it back only
+at interpreter exit, so concurrent workers ran every Firework twice and lost launches, SIGTERM lost all
+work of a worker, read-only commands rewrote the file and simultaneous openers read half-written JSON.
+
+This module wraps it so that the user never loses or duplicates work:
+
+* every LaunchPad operation (each public method of :class:`LockedLaunchPad`) runs under an exclusive
+  ``flock`` on ``STORE_DIR/store.lock``: the store is reloaded from disk, the operation runs, and, when
+  it wrote anything, the file is written atomically (temporary file, ``fsync``, ``rename``) before the
+  lock is released; nested calls reuse the outer lock;
+* the exit-time write of mongomock-persistence is disabled (it would overwrite other processes' work
+  with a stale copy);
+* read-only sessions (``dftflow status``) take a shared lock and never write;
+* :func:`terminate_gracefully` turns SIGTERM into an exception inside the running Firework, which
+  FireWorks records as FIZZLED (flushed at once), so ``dftflow rerun`` can restart it.
+
+``MONGOMOCK_SERVERSTORE_FILE`` must be set before :mod:`fireworks` is imported: this module sets it and
+every dftflow module imports this module before FireWorks.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import fcntl
+import os
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+_ENV = "MONGOMOCK_SERVERSTORE_FILE"
+
+
+def _bootstrap_store_file() -> str:
+    """A private empty store file so that importing FireWorks selects the mongomock client."""
+    directory = Path(tempfile.gettempdir()) / f"dftflow-{os.getuid()}"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "bootstrap-store.json"
+    if not path.exists() or path.stat().st_size == 0:
+        _atomic_write_text(path, "{}")
+    return str(path)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: temp file in the same directory, fsync, rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+os.environ.setdefault(_ENV, _bootstrap_store_file())
+
+# Imported after the environment variable is set (see module docstring).
+import bson.json_util  # noqa: E402
+import mongomock  # noqa: E402
+import mongomock.collection  # noqa: E402
+import mongomock_persistence  # noqa: E402, F401  (patches mongomock's store classes)
+from fireworks import LaunchPad  # noqa: E402
+from mongomock.store import CollectionStore, DatabaseStore  # noqa: E402
+
+from dftflow.errors import InputError  # noqa: E402
+
+#: File names inside a store directory.
+STORE_FILE = "fireworks.json"
+LOCK_FILE = "store.lock"
+DB_NAME = "dftflow"
+
+# ---------------------------------------------------------------------------------------------------
+# Write tracking: count mongomock write operations so that a store operation that only read data
+# does not rewrite the file.
+# ---------------------------------------------------------------------------------------------------
+_WRITE_METHODS = (
+    "insert_one", "insert_many", "insert", "update_one", "update_many", "update", "replace_one",
+    "find_one_and_update", "find_one_and_replace", "find_one_and_delete", "delete_one",
+    "delete_many", "remove", "drop", "bulk_write", "save", "create_index", "create_indexes",
+    "drop_index", "drop_indexes", "rename", "find_and_modify",
+)  # fmt: skip
+_write_counter = [0]
+
+
+def _count_writes(method: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _write_counter[0] += 1
+        return method(*args, **kwargs)
+
+    wrapper.__wrapped__ = method  # type: ignore[attr-defined]
+    wrapper.__name__ = method.__name__
+    wrapper.__doc__ = method.__doc__
+    return wrapper
+
+
+def _patch_mongomock() -> None:
+    cls = mongomock.collection.Collection
+    if getattr(cls, "_dftflow_counted", False):
+        return
+    for name in _WRITE_METHODS:
+        if hasattr(cls, name):
+            setattr(cls, name, _count_writes(getattr(cls, name)))
+    db_cls = mongomock.database.Database
+    for name in ("drop_collection", "create_collection", "rename_collection"):
+        if hasattr(db_cls, name):
+            setattr(db_cls, name, _count_writes(getattr(db_cls, name)))
+    cls._dftflow_counted = True
+
+
+_patch_mongomock()
+
+
+# ---------------------------------------------------------------------------------------------------
+# The store directory: file, lock, in-place reload and atomic flush.
+# ---------------------------------------------------------------------------------------------------
+class EmbeddedStore:
+    """A FireWorks store kept in ``directory/fireworks.json``, guarded by ``directory/store.lock``.
+
+    Parameters
+    ----------
+    directory
+        The store directory (a study's ``DIR/launchpad``); created by :meth:`create`.
+    lock_timeout_s
+        How long to wait for another process's lock before giving up with a clear message; ``None``
+        waits forever (workers), a number suits interactive commands.
+    """
+
+    def __init__(self, directory: str | Path, lock_timeout_s: float | None = 600.0) -> None:
+        self.directory = Path(directory).absolute()
+        self.file = self.directory / STORE_FILE
+        self.lock_file = self.directory / LOCK_FILE
+        self.lock_timeout_s = lock_timeout_s
+        self._rlock = threading.RLock()
+        self._depth = 0
+        self._lock_fd: int | None = None
+        self._server_store: Any = None
+        self.writes = 0  # number of flushes made by this process (for tests and benchmarks)
+        self._lp: LockedLaunchPad | None = None
+
+    # -- creation --------------------------------------------------------------------------------
+    def exists(self) -> bool:
+        """Whether the store file exists."""
+        return self.file.is_file()
+
+    def create(self) -> EmbeddedStore:
+        """Create the directory and an empty store (``{}``) if absent; return self."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(
+                f"cannot create the LaunchPad directory {self.directory}: {exc}"
+            ) from exc
+        with self._flock(fcntl.LOCK_EX):
+            if not self.exists():
+                _atomic_write_text(self.file, "{}")
+        lp = self.launchpad()
+        with self.operation():
+            if lp.fw_id_assigner.count_documents({}) == 0:
+                lp.reset("", require_password=False)
+        return self
+
+    def require(self) -> EmbeddedStore:
+        """Raise a one-line error if there is no store here."""
+        if not self.exists():
+            raise InputError(
+                f"no dftflow LaunchPad in {self.directory.parent} (expected {self.file}); "
+                "run `dftflow submit` or `dftflow run` first"
+            )
+        return self
+
+    # -- locking ---------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _flock(self, mode: int) -> Iterator[None]:
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self._acquire(fd, mode)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def _acquire(self, fd: int, mode: int) -> None:
+        if self.lock_timeout_s is None:
+            fcntl.flock(fd, mode)
+            return
+        deadline = time.monotonic() + self.lock_timeout_s
+        delay = 0.005
+        while True:
+            try:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise InputError(
+                        f"the LaunchPad {self.directory} is locked by another dftflow process for "
+                        f"more than {self.lock_timeout_s:.0f} s; try again later"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+
+    # -- load / flush ----------------------------------------------------------------------------
+    def _read(self) -> dict[str, Any]:
+        try:
+            text = self.file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InputError(f"the LaunchPad store {self.file} has disappeared") from None
+        try:
+            data = bson.json_util.loads(text or "{}")
+        except ValueError as exc:
+            raise InputError(f"the LaunchPad store {self.file} is corrupt: {exc}") from exc
+        if not isinstance(data, dict):
+            raise InputError(f"the LaunchPad store {self.file} is corrupt: not a JSON object")
+        return data
+
+    def _load_into(self, server_store: Any) -> None:
+        """Replace the content of ``server_store`` with the file's, keeping existing objects."""
+        data = self._read()
+        for db_name, db_dict in data.items():
+            db_store = server_store._databases.get(db_name)
+            if db_store is None:
+                server_store._databases[db_name] = DatabaseStore.from_dict(db_dict)
+                continue
+            old = db_store._collections
+            new: dict[str, Any] = {}
+            for coll_name, coll_dict in db_dict.items():
+                coll = old.get(coll_name)
+                docs = collections.OrderedDict(coll_dict["documents"])
+                if coll is None:
+                    coll = CollectionStore(coll_dict["name"], docs)
+                else:
+                    coll._documents = docs
+                new[coll_name] = coll
+            for coll_name, coll in old.items():  # keep in-memory index definitions
+                if coll_name not in new:
+                    coll._documents = collections.OrderedDict()
+                    new[coll_name] = coll
+            db_store._collections = new
+        for db_name in list(server_store._databases):
+            if db_name not in data:
+                server_store._databases[db_name]._collections = {}
+
+    def _flush(self, server_store: Any) -> None:
+        text = bson.json_util.dumps(server_store.to_dict())
+        _atomic_write_text(self.file, text)
+        self.writes += 1
+
+    # -- sessions --------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def operation(self) -> Iterator[None]:
+        """Exclusive lock, reload, run the body, flush if anything was written, release.
+
+        Re-entrant within a process (threads included): nested operations share the outer one.
+        """
+        with self._rlock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                self._acquire(fd, fcntl.LOCK_EX)
+                self._lock_fd = fd
+                self._depth = 1
+                try:
+                    with _defer_sigterm():
+                        if self._server_store is not None:
+                            self._load_into(self._server_store)
+                        before = _write_counter[0]
+                        yield
+                        if self._server_store is not None and _write_counter[0] != before:
+                            self._flush(self._server_store)
+                finally:
+                    self._depth = 0
+                    self._lock_fd = None
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+    def launchpad(self) -> LockedLaunchPad:
+        """A LaunchPad on this store whose every public method is one locked operation."""
+        self.require()
+        with self._rlock:
+            if self._lp is None:
+                os.environ[_ENV] = str(self.file)
+                self._lp = LockedLaunchPad._construct(self)
+        return self._lp
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[LockedLaunchPad]:
+        """Hold the lock for a batch of operations (one reload, one flush): fast bulk submission."""
+        lp = self.launchpad()
+        with self.operation():
+            yield lp
+
+    @contextlib.contextmanager
+    def read_only(self) -> Iterator[LaunchPad]:
+        """A plain LaunchPad on a snapshot of the store read under a shared lock; never written back.
+
+        Writes made through it stay in memory and are discarded.
+        """
+        self.require()
+        os.environ[_ENV] = str(self.file)
+        with self._flock(fcntl.LOCK_SH):
+            lp = _new_launchpad()
+        _detach_finalizer(lp)
+        yield lp
+
+
+def _detach_finalizer(lp: LaunchPad) -> None:
+    """Disable mongomock-persistence's write of the whole store at interpreter exit."""
+    finalizer = getattr(lp.connection._store, "_finalizer", None)
+    if finalizer is not None:
+        finalizer.detach()
+
+
+def _new_launchpad() -> LaunchPad:
+    import logging
+
+    lp = LaunchPad(name=DB_NAME, strm_lvl="ERROR", logdir=None)
+    lp.m_logger.setLevel(logging.ERROR)
+    return lp
+
+
+class LockedLaunchPad(LaunchPad):
+    """A FireWorks LaunchPad on an :class:`EmbeddedStore`; each public method is a locked operation."""
+
+    _dftflow_store: EmbeddedStore
+
+    @classmethod
+    def _construct(cls, store: EmbeddedStore) -> LockedLaunchPad:
+        import logging
+
+        if store._depth:  # already inside a locked operation of this process
+            lp = cls(name=DB_NAME, strm_lvl="ERROR", logdir=None)
+        else:
+            with store._flock(fcntl.LOCK_SH):
+                lp = cls(name=DB_NAME, strm_lvl="ERROR", logdir=None)
+        lp.m_logger.setLevel(logging.ERROR)
+        _detach_finalizer(lp)
+        lp._dftflow_store = store
+        store._server_store = lp.connection._store
+        return lp
+
+    def to_dict(self) -> dict[str, Any]:  # noqa: D102 - FireWorks API
+        d = super().to_dict()
+        d["dftflow_store_dir"] = str(self._dftflow_store.directory)
+        return d
+
+
+def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(self: LockedLaunchPad, *args: Any, **kwargs: Any) -> Any:
+        store = self.__dict__.get("_dftflow_store")
+        if store is None:  # during LaunchPad.__init__
+            return method(self, *args, **kwargs)
+        with store.operation():
+            return method(self, *args, **kwargs)
+
+    wrapper.__name__ = method.__name__
+    wrapper.__doc__ = method.__doc__
+    wrapper.__wrapped__ = method  # type: ignore[attr-defined]
+    return wrapper
+
+
+_NOT_LOCKED = {"to_dict", "from_dict", "to_format", "from_format", "to_file", "from_file",
+               "auto_load", "get_logdir", "as_dict", "from_db_file"}  # fmt: skip
+for _name, _attr in list(vars(LaunchPad).items()):
+    if _name.startswith("__") or _name in _NOT_LOCKED:
+        continue
+    if callable(_attr) and not isinstance(_attr, (staticmethod, classmethod, type)):
+        setattr(LockedLaunchPad, _name, _locked(_attr))
+
+
+# ---------------------------------------------------------------------------------------------------
+# SIGTERM: never interrupt a store write; interrupt a running Firework so FireWorks records it.
+# ---------------------------------------------------------------------------------------------------
+class WorkerTerminated(Exception):
+    """Raised inside a running Firetask when the worker receives SIGTERM (time limit, scancel)."""
+
+
+_sigterm_state = {"deferred": 0, "pending": False, "requested": False, "in_task": 0}
+_TERMINATED = "terminated by SIGTERM (queue time limit or scancel)"
+
+
+@contextlib.contextmanager
+def _defer_sigterm() -> Iterator[None]:
+    """Delay a SIGTERM that arrives during a store operation until the operation has flushed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _sigterm_state["deferred"] += 1
+    try:
+        yield
+    finally:
+        _sigterm_state["deferred"] -= 1
+    if _sigterm_state["deferred"] == 0 and _sigterm_state["pending"] and _sigterm_state["in_task"]:
+        _sigterm_state["pending"] = False
+        raise WorkerTerminated(_TERMINATED)
+
+
+def _sigterm_handler(signum: int, frame: Any) -> None:
+    _sigterm_state["requested"] = True
+    if _sigterm_state["in_task"] and not _sigterm_state["deferred"]:
+        raise WorkerTerminated(_TERMINATED)
+    _sigterm_state["pending"] = True
+
+
+def termination_requested() -> bool:
+    """Whether SIGTERM was received since :func:`terminate_gracefully` was installed."""
+    return bool(_sigterm_state["requested"])
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Mark the body (a Firetask's computation) as interruptible by SIGTERM.
+
+    A SIGTERM received before or during the body raises :class:`WorkerTerminated` in it; FireWorks
+    then records the Firework as FIZZLED (flushed at once) and ``dftflow rerun`` restarts it. Outside
+    such bodies SIGTERM only asks the worker to stop after the current Firework.
+    """
+    if _sigterm_state["requested"]:
+        raise WorkerTerminated(_TERMINATED)
+    _sigterm_state["in_task"] += 1
+    try:
+        yield
+    finally:
+        _sigterm_state["in_task"] -= 1
+
+
+@contextlib.contextmanager
+def terminate_gracefully() -> Iterator[None]:
+    """Install the SIGTERM handler for a worker (main thread only) and restore the old one after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, _sigterm_handler)
+    _sigterm_state.update(requested=False, pending=False)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
