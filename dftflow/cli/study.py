@@ -1,9 +1,275 @@
-"""CLI commands: study (placeholder until its issue lands)."""
+"""CLI commands of studies: ``run``, ``submit``, ``launch``, ``status``, ``rerun``.
+
+``dftflow run STUDY.yaml -o DIR`` is the main job: it submits the study to DIR's embedded LaunchPad,
+runs every Firework here, and writes DIR/summary.json and the report; run it again on the same DIR to
+resume (nothing finished is recomputed).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from dftflow.errors import InputError
+
+_ENGINES = ("embedded", "vasp", "mock")
+
+
+_DirOption = Annotated[Path, typer.Option("-o", "--dir", help="Study directory.")]
+_LaunchpadOption = Annotated[
+    Path | None, typer.Option("-l", "--launchpad", help="LaunchPad YAML (default: embedded).")
+]
+
+
+def _check_engine(engine: str | None) -> str | None:
+    if engine is not None and engine not in _ENGINES:
+        raise InputError(f"unknown engine {engine!r}; choose one of {', '.join(_ENGINES)}")
+    return engine
+
+
+def _load(study: Path, engine: str | None):
+    from dftflow.workflows.spec import load_study
+
+    return load_study(study).with_engine(_check_engine(engine))
+
+
+def _study_dir(path: Path) -> Path:
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path} exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the study directory {path}: {exc}") from None
+    return path.absolute()
+
+
+def _print_status(status: dict, console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{status['total']} Fireworks")
+    table.add_column("state")
+    table.add_column("count", justify="right")
+    for state, n in status["counts"].items():
+        table.add_row(state, str(n))
+    console.print(table)
+    for f in status["failed"]:
+        console.print(f"[red]FIZZLED[/red] {f['fw_id']} {f['name']}: {f['reason']}")
+    for f in status["lost"]:
+        console.print(
+            f"[yellow]LOST[/yellow] {f['fw_id']} {f['name']} (worker gone; dftflow rerun)"
+        )
+
+
+def _print_summary(study_dir: Path, console) -> None:
+    from rich.table import Table
+
+    from dftflow.schemas import StudySummary
+
+    path = study_dir / "summary.json"
+    if not path.is_file():
+        return
+    summary = StudySummary.model_validate_json(path.read_text())
+    table = Table(title=f"{summary.study} ({summary.engine}) - {path}")
+    for col in ("ligand", "model", "reference L", "E_ads (eV)", "paper (eV)", "mid-gap"):
+        table.add_column(col)
+    for lig in summary.ligands:
+        e = f"{lig.e_ads_eV:.3f}" if lig.e_ads_eV is not None else "-"
+        p = f"{lig.paper_e_ads_eV:.2f}" if lig.paper_e_ads_eV is not None else "-"
+        mg = "-" if lig.midgap is None else ("yes" if lig.midgap.get("has_midgap_states") else "no")
+        table.add_row(lig.ligand, lig.model, lig.reference_species, e, p, mg)
+    console.print(table)
+    for note in summary.notes:
+        console.print(f"note: {note}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to app."""
+    """Add this module's commands to ``app``."""
+
+    @app.command("run")
+    def run_cmd(
+        study: Annotated[
+            Path, typer.Argument(help="Study YAML (e.g. workflows/cspbbr3_ligands.yaml).")
+        ],
+        out: Annotated[Path, typer.Option("-o", "--out", help="Study directory (created).")],
+        engine: Annotated[
+            str | None, typer.Option("--engine", help="Override: embedded, vasp or mock.")
+        ] = None,
+        json_out: Annotated[
+            bool, typer.Option("--json", help="Print the status as JSON at the end.")
+        ] = False,
+    ) -> None:
+        """Submit the study to DIR's embedded LaunchPad and run every Firework here (resumable)."""
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        from dftflow.cli.common import console, echo_json
+        from dftflow.workflows import runner
+
+        spec = _load(study, engine)
+        study_dir = _study_dir(out)
+        handle = runner.open_launchpad(study_dir, create=True)
+        sub = runner.submit_study(spec, study_dir, handle)
+        rerun = runner.rerun_failed(handle, sub.study_query)
+        before = runner.study_status(handle, sub.study_query)
+        done0 = before["counts"].get("COMPLETED", 0)
+        console.print(
+            f"{'submitted' if sub.new else 'resuming'} {spec.key}: {before['total']} Fireworks, "
+            f"{done0} already completed"
+            + (f", {len(rerun)} failed/lost put back to READY" if rerun else "")
+        )
+        columns = (
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=console, transient=False) as progress:
+            overall = progress.add_task("study", total=before["total"], completed=done0)
+            current: dict[int, int] = {}
+
+            def on_event(ev: runner.RunEvent) -> None:
+                if ev.kind == "start":
+                    current[ev.fw_id] = progress.add_task(ev.name, total=1)
+                    return
+                progress.update(
+                    current.pop(ev.fw_id), completed=1, description=f"{ev.name} {ev.state}"
+                )
+                if ev.state == "COMPLETED":
+                    progress.advance(overall)
+
+            runner.run_local(handle, study_dir, sub.study_query, on_event=on_event)
+        status = runner.study_status(handle, sub.study_query)
+        if json_out:
+            echo_json(status)
+        else:
+            _print_status(status, console)
+            _print_summary(study_dir, console)
+        if status["failed"] or status["counts"].get("COMPLETED", 0) != status["total"]:
+            raise typer.Exit(1)
+
+    @app.command("submit")
+    def submit_cmd(
+        study: Annotated[Path, typer.Argument(help="Study YAML.")],
+        out: Annotated[Path, typer.Option("-o", "--dir", help="Study directory (created).")] = Path(
+            "."
+        ),
+        launchpad: _LaunchpadOption = None,
+        engine: Annotated[
+            str | None, typer.Option("--engine", help="Override: embedded, vasp or mock.")
+        ] = None,
+        json_out: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Add the study's workflow to the LaunchPad (no-op if the same study is already there)."""
+        from dftflow.cli.common import console, echo_json
+        from dftflow.workflows import runner
+
+        spec = _load(study, engine)
+        study_dir = _study_dir(out)
+        handle = runner.open_launchpad(study_dir, launchpad, create=True)
+        sub = runner.submit_study(spec, study_dir, handle)
+        if json_out:
+            echo_json({"study": spec.key, "new": sub.new, "fw_ids": sub.fw_ids})
+        else:
+            verb = "submitted" if sub.new else "already submitted"
+            console.print(
+                f"{verb}: {spec.key}, {len(sub.fw_ids)} Fireworks in {handle.kind} LaunchPad"
+            )
+
+    @app.command("launch")
+    def launch_cmd(
+        out: _DirOption = Path("."),
+        launchpad: _LaunchpadOption = None,
+        queue: Annotated[
+            Path | None, typer.Option("--queue", help="Queue adapter YAML: submit worker jobs.")
+        ] = None,
+        nlaunches: Annotated[
+            int,
+            typer.Option(
+                "--nlaunches",
+                min=0,
+                help="Queue jobs to submit (default 1) / Fireworks to run (0: all).",
+            ),
+        ] = 0,
+        fworker: Annotated[
+            Path | None, typer.Option("-w", "--fworker", help="FWorker YAML (env: vasp_cmd).")
+        ] = None,
+    ) -> None:
+        """Run the study's READY Fireworks here, or submit worker jobs to a queue (--queue)."""
+        from dftflow.cli.common import console
+        from dftflow.workflows import runner
+
+        study_dir = out.absolute()
+        env = _fworker_env(fworker)
+        if queue is not None:
+            qadapter = runner.load_qadapter(queue)
+            runner.submit_command(qadapter)
+        handle = runner.open_launchpad(study_dir, launchpad)
+        query = {"spec.dftflow.study_dir": str(study_dir)}
+        if queue is not None:
+            ids = runner.queue_launch(
+                handle, study_dir, qadapter, nlaunches or 1, query, fworker_file=fworker
+            )
+            console.print(f"submitted {len(ids)} job(s): {' '.join(ids) or '(nothing ready)'}")
+            return
+        n = runner.run_local(handle, study_dir, query, max_fireworks=nlaunches, env=env)
+        console.print(f"ran {n} Firework(s)")
+
+    @app.command("status")
+    def status_cmd(
+        out: _DirOption = Path("."),
+        launchpad: _LaunchpadOption = None,
+        json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    ) -> None:
+        """Counts of Fireworks per state, and what failed and why (read-only)."""
+        from dftflow.cli.common import console, echo_json
+        from dftflow.workflows import runner
+
+        study_dir = out.absolute()
+        handle = runner.open_launchpad(study_dir, launchpad)
+        query = {"spec.dftflow.study_dir": str(study_dir)} if handle.kind == "mongodb" else {}
+        status = runner.study_status(handle, query)
+        if json_out:
+            echo_json(status)
+        else:
+            _print_status(status, console)
+
+    @app.command("rerun")
+    def rerun_cmd(
+        out: _DirOption = Path("."),
+        launchpad: _LaunchpadOption = None,
+    ) -> None:
+        """Put FIZZLED and lost Fireworks (and their children) back to READY."""
+        from dftflow.cli.common import console
+        from dftflow.workflows import runner
+
+        study_dir = out.absolute()
+        handle = runner.open_launchpad(study_dir, launchpad)
+        query = {"spec.dftflow.study_dir": str(study_dir)} if handle.kind == "mongodb" else {}
+        ids = runner.rerun_failed(handle, query)
+        console.print(f"{len(ids)} Firework(s) back to READY: {' '.join(map(str, ids))}")
+
+
+def _fworker_env(path: Path | None) -> dict:
+    if path is None:
+        return {}
+    import yaml
+
+    if not path.is_file():
+        raise InputError(f"FWorker file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: malformed YAML: {str(exc).splitlines()[0]}") from None
+    env = data.get("env", {}) if isinstance(data, dict) else None
+    if not isinstance(env, dict):
+        raise InputError(f"{path}: env must be a mapping")
+    return env

@@ -1,0 +1,574 @@
+"""FireWorks Firetasks of a ligand study: one small task per stage.
+
+Data moves only through the Firework spec and :class:`~fireworks.FWAction`: each task reads the
+records of earlier stages from ``fw_spec["results"]`` (role -> record: TaskDoc path, energy,
+convergence, FFT grid ...) and hands its own record, plus everything it received, to its children with
+``mod_spec`` ``_set`` operations. Roles are Firework names without the study prefix, e.g.
+``"bulk/relax"``, ``"slab/static"``, ``"AcO/complex_relax/bidentate-0"``.
+
+Every engine run writes its TaskDoc in ``STUDY_DIR/taskdocs/``. A task whose TaskDoc already exists
+with the same input digest (structure + stage + overrides + engine) reuses it instead of recomputing
+(resume after an interrupted worker).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from fireworks import FiretaskBase, FWAction, explicit_serialize
+from fireworks.features.dupefinder import DupeFinderBase
+
+from dftflow.errors import DftflowError, InputError
+from dftflow.schemas import LigandResult, PlacementResult, Stage, StudySummary, TaskDoc
+from dftflow.workflows.spec import LigandEntry, SlabSpec, digest_of, safe_name
+from dftflow.workflows.store import interruptible
+
+SPEC_CONFIG = "dftflow"  # spec key: shared study configuration
+SPEC_RESULTS = "results"  # spec key: role -> record from earlier stages
+SPEC_DIGEST = "dftflow_digest"  # spec key: digest used for duplicate detection
+
+
+# ---------------------------------------------------------------------------------------------
+# Duplicate detection
+# ---------------------------------------------------------------------------------------------
+@explicit_serialize
+class DigestDupeFinder(DupeFinderBase):
+    """Two Fireworks are duplicates when their ``dftflow_digest`` (structure + inputs) is equal."""
+
+    def verify(self, spec1: dict[str, Any], spec2: dict[str, Any]) -> bool:
+        """Whether the two specs describe the same calculation."""
+        return bool(spec1.get(SPEC_DIGEST)) and spec1.get(SPEC_DIGEST) == spec2.get(SPEC_DIGEST)
+
+    def query(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Mongo query for launched Fireworks with the same digest."""
+        return {f"spec.{SPEC_DIGEST}": spec.get(SPEC_DIGEST), "launches": {"$ne": []}}
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers shared by the tasks
+# ---------------------------------------------------------------------------------------------
+def role_key(role: str) -> str:
+    """A role usable as a store key (no '.' or '$')."""
+    return role.replace(".", "_").replace("$", "_")
+
+
+def _config(fw_spec: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return fw_spec[SPEC_CONFIG]
+    except KeyError:
+        raise InputError("Firework spec lacks the dftflow study configuration") from None
+
+
+def _result(fw_spec: dict[str, Any], role: str) -> dict[str, Any]:
+    try:
+        return fw_spec[SPEC_RESULTS][role_key(role)]
+    except KeyError:
+        raise InputError(f"result of stage {role!r} is missing from the Firework spec") from None
+
+
+def _taskdoc(fw_spec: dict[str, Any], role: str) -> TaskDoc:
+    return TaskDoc.from_json_file(_result(fw_spec, role)["taskdoc"])
+
+
+def _atoms_of(doc: TaskDoc):  # -> ase.Atoms
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    structure = doc.final_structure()
+    if "selective_dynamics" in structure.site_properties:  # constraints are re-applied explicitly
+        structure.remove_site_property("selective_dynamics")
+    return AseAtomsAdaptor.get_atoms(structure)
+
+
+def _engine_for(fw_spec: dict[str, Any]):
+    from dftflow.engines import get_engine
+
+    engine = dict(_config(fw_spec)["engine"])
+    settings = dict(engine.get("settings") or {})
+    env = fw_spec.get("_fw_env") or {}
+    if engine["name"] == "vasp" and "vasp_cmd" not in settings:
+        # the worker's command (FWorker env, or DFTFLOW_VASP_CMD set by the queue script)
+        cmd = env.get("vasp_cmd") or os.environ.get("DFTFLOW_VASP_CMD")
+        if cmd:
+            settings["vasp_cmd"] = cmd
+    return get_engine(engine["name"], **settings)
+
+
+def _overrides(fw_spec: dict[str, Any], kind: str = "slab") -> dict[str, Any]:
+    return dict(_config(fw_spec)["overrides"][kind])
+
+
+def _structure_digest(atoms: Any) -> str:
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    s = AseAtomsAdaptor.get_structure(atoms) if not hasattr(atoms, "as_dict") else atoms
+    data = {
+        "lattice": [[round(x, 6) for x in row] for row in s.lattice.matrix.tolist()],
+        "species": [str(sp) for sp in s.species],
+        "frac": [[round(x, 6) % 1.0 for x in row] for row in s.frac_coords.tolist()],
+    }
+    return digest_of(data)
+
+
+def run_stage(
+    fw_spec: dict[str, Any],
+    role: str,
+    atoms: Any,
+    stage: Stage,
+    overrides: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> tuple[TaskDoc, dict[str, Any]]:
+    """Run one engine stage (or reuse its finished TaskDoc) and build the role's record.
+
+    Returns
+    -------
+    (TaskDoc, record)
+        ``record`` holds the TaskDoc path, e_0 (eV), convergence flags and ``extra``.
+    """
+    cfg = _config(fw_spec)
+    study_dir = Path(cfg["study_dir"])
+    directory = Path(fw_spec.get("_launch_dir") or os.getcwd())
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"{cfg['study']}/{role}"
+    digest = digest_of(
+        {
+            "structure": _structure_digest(atoms),
+            "stage": stage.value,
+            "overrides": overrides,
+            "engine": cfg["engine"],
+        }
+    )
+    taskdoc_dir = study_dir / "taskdocs"
+    taskdoc_dir.mkdir(parents=True, exist_ok=True)
+    path = taskdoc_dir / (name.replace("/", "__") + ".json")
+    doc = _reusable(path, digest)
+    if doc is None:
+        with interruptible():
+            engine = _engine_for(fw_spec)
+            doc = engine.run(atoms, stage, directory, overrides=overrides or None, label=name)
+        doc = doc.model_copy(
+            update={"metadata": {**doc.metadata, "dftflow_digest": digest, "firework": name}}
+        )
+        doc.to_json_file(path)
+    record = {
+        "taskdoc": str(path),
+        "directory": doc.directory,
+        "energy_eV": doc.energy_eV,
+        "converged": bool(doc.converged_electronic and doc.converged_ionic),
+        "formula": doc.formula,
+        "engine": doc.engine,
+        **(extra or {}),
+    }
+    return doc, record
+
+
+def _reusable(path: Path, digest: str) -> TaskDoc | None:
+    """A finished TaskDoc for the same inputs, if one exists (resume without recomputation)."""
+    if not path.is_file():
+        return None
+    try:
+        doc = TaskDoc.from_json_file(path)
+    except (ValueError, OSError):
+        return None
+    return doc if doc.metadata.get("dftflow_digest") == digest else None
+
+
+def pass_on(fw_spec: dict[str, Any], role: str, record: dict[str, Any]) -> FWAction:
+    """FWAction that gives children this role's record and every record this task received."""
+    records = dict(fw_spec.get(SPEC_RESULTS) or {})
+    records[role_key(role)] = record
+    mods = [{"_set": {f"{SPEC_RESULTS}->{key}": value}} for key, value in records.items()]
+    return FWAction(stored_data={"role": role, "record": record}, mod_spec=mods)
+
+
+def _fft_overrides(fw_spec: dict[str, Any]) -> dict[str, Any]:
+    grid = _result(fw_spec, "slab/relax")["fft_grid"]
+    return {"NGXF": int(grid[0]), "NGYF": int(grid[1]), "NGZF": int(grid[2])}
+
+
+def shared_fft_grid(structure: Any, encut_eV: float) -> list[int]:
+    """The FFT grid (NGXF, NGYF, NGZF) shared by every static of the study (one cell, one grid)."""
+    from dftflow.inputs.vasp import shared_fft_grid as _grid
+
+    return [int(n) for n in _grid([structure], encut_eV)]
+
+
+def build_slab(slab: dict[str, Any], a_A: float | None):  # -> Atoms
+    """The study's slab from its spec (dict of :class:`SlabSpec`) and a lattice constant (A)."""
+    from dftflow.structures.slab import cspbbr3_001_slab
+
+    s = SlabSpec.model_validate(slab)
+    kwargs: dict[str, Any] = {
+        "layers": s.layers,
+        "supercell": tuple(s.supercell),
+        "vacuum": slab["vacuum_total_A"] if "vacuum_total_A" in slab else s.vacuum_A,
+        "termination": s.termination,
+        "a": a_A,
+        "fix": s.fix,
+    }
+    if s.n_fixed_layers is not None:
+        kwargs["n_fixed_layers"] = s.n_fixed_layers
+    return cspbbr3_001_slab(**kwargs)
+
+
+def _with_constraints(relaxed: Any, template: Any) -> Any:
+    """Copy the fixed-atom constraints of ``template`` (same atoms, same order) to ``relaxed``."""
+    if len(relaxed) == len(template) and template.constraints:
+        relaxed.set_constraint([c.copy() for c in template.constraints])
+    return relaxed
+
+
+def ligand_spec(entry: dict[str, Any]):  # -> structures.ligands.LigandSpec
+    """The LigandSpec of a study's ligand entry (library or SMILES)."""
+    from dftflow.structures import ligands
+
+    lig = LigandEntry.model_validate(entry)
+    if lig.smiles:
+        return ligands.ligand_from_smiles(lig.smiles, name=lig.name)
+    return ligands.get_ligand(lig.name)
+
+
+def enumerate_candidates(slab_atoms: Any, entry: dict[str, Any]) -> list[Any]:
+    """The placements of a ligand to try, in the deterministic order of the structures API."""
+    from dftflow.structures import placement
+
+    lig = LigandEntry.model_validate(entry)
+    kwargs = dict(lig.placements.options)
+    if lig.placements.azimuths_deg is not None:
+        kwargs["azimuths_deg"] = list(lig.placements.azimuths_deg)
+    cands = placement.enumerate_placements(
+        slab_atoms, ligand_spec(entry), modes=lig.placements.modes, **kwargs
+    )
+    return list(cands)[: lig.placements.max_candidates]
+
+
+def placement_label(p: Any, index: int) -> str:
+    """A stable, sanitised label of a placement."""
+    label = getattr(p, "label", None) or f"{getattr(p, 'mode', 'placement')}-{index}"
+    return safe_name(str(label))
+
+
+# ---------------------------------------------------------------------------------------------
+# Firetasks
+# ---------------------------------------------------------------------------------------------
+@explicit_serialize
+class BulkRelaxTask(FiretaskBase):
+    """Relax cubic CsPbBr3; record its lattice constant (Angstrom) for the slab."""
+
+    required_params = ["role"]
+    optional_params = ["a_A"]
+
+    def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
+        """Build, relax, record ``a_A``."""
+        from dftflow.structures.bulk import cspbbr3_cubic, lattice_constant_from_taskdoc
+
+        atoms = cspbbr3_cubic(a=self.get("a_A"))
+        doc, rec = run_stage(
+            fw_spec, self["role"], atoms, Stage.bulk_relax, _overrides(fw_spec, "bulk")
+        )
+        rec["a_A"] = float(lattice_constant_from_taskdoc(doc))
+        return pass_on(fw_spec, self["role"], rec)
+
+
+@explicit_serialize
+class SlabRelaxTask(FiretaskBase):
+    """Relax the slab built on the relaxed bulk lattice; record the study's shared FFT grid."""
+
+    required_params = ["role", "slab"]
+    optional_params = ["bulk_role"]
+
+    def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
+        """Build the slab (in-plane lattice from the relaxed bulk), relax it."""
+        a_A = _result(fw_spec, self.get("bulk_role", "bulk/relax"))["a_A"]
+        atoms = build_slab(self["slab"], a_A)
+        doc, rec = run_stage(fw_spec, self["role"], atoms, Stage.slab_relax, _overrides(fw_spec))
+        encut = _config(fw_spec)["parameters"]["encut_eV"]
+        rec["fft_grid"] = shared_fft_grid(doc.final_structure(), encut)
+        rec["a_A"] = a_A
+        return pass_on(fw_spec, self["role"], rec)
+
+
+@explicit_serialize
+class StaticTask(FiretaskBase):
+    """Single point (DOS, CHGCAR) of the final structure of an earlier stage, on the shared grid."""
+
+    required_params = ["role", "source_role"]
+
+    def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
+        """Run the static of ``source_role``'s final structure."""
+        atoms = _atoms_of(_taskdoc(fw_spec, self["source_role"]))
+        overrides = {**_overrides(fw_spec), **_fft_overrides(fw_spec)}
+        _, rec = run_stage(fw_spec, self["role"], atoms, Stage.static, overrides)
+        return pass_on(fw_spec, self["role"], rec)
+
+
+@explicit_serialize
+class MoleculeRelaxTask(FiretaskBase):
+    """Relax the isolated reference molecule in the slab's cell (same cell for every system)."""
+
+    required_params = ["role", "ligand"]
+
+    def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
+        """Build the molecule in its reference form, put it in the slab cell, relax."""
+        from dftflow.structures.ligands import ligand_molecule
+        from dftflow.structures.placement import molecule_in_cell
+
+        entry = LigandEntry.model_validate(self["ligand"])
+        slab = _atoms_of(_taskdoc(fw_spec, "slab/relax"))
+        molecule = ligand_molecule(ligand_spec(self["ligand"]), form=entry.molecule_form)
+        atoms = molecule_in_cell(molecule, slab.cell)
+        _, rec = run_stage(fw_spec, self["role"], atoms, Stage.molecule_relax, _overrides(fw_spec))
+        rec["form"] = entry.molecule_form
+        return pass_on(fw_spec, self["role"], rec)
+
+
+@explicit_serialize
+class ComplexRelaxTask(FiretaskBase):
+    """Place the ligand on the relaxed slab (one enumerated placement) and relax the complex."""
+
+    required_params = ["role", "ligand", "label", "index", "slab"]
+
+    def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
+        """Re-enumerate placements on the relaxed slab, take this one, relax."""
+        from dftflow.structures.placement import place_ligand
+
+        slab_rec = _result(fw_spec, "slab/relax")
+        slab = _with_constraints(
+            _atoms_of(TaskDoc.from_json_file(slab_rec["taskdoc"])),
+            build_slab(self["slab"], slab_rec["a_A"]),
+        )
+        cands = enumerate_candidates(slab, self["ligand"])
+        by_label = {placement_label(p, i): p for i, p in enumerate(cands)}
+        chosen = by_label.get(self["label"])
+        if chosen is None:
+            raise InputError(
+                f"placement {self['label']!r} no longer enumerated on the relaxed slab"
+            )
+        atoms = place_ligand(slab, ligand_spec(self["ligand"]), chosen)
+        _, rec = run_stage(fw_spec, self["role"], atoms, Stage.complex_relax, _overrides(fw_spec))
+        rec["label"] = self["label"]
+        rec["model"] = str(
+            getattr(chosen, "mode", LigandEntry.model_validate(self["ligand"]).model)
+        )
+        return pass_on(fw_spec, self["role"], rec)
+
+
+def select_lowest(records: dict[str, dict[str, Any] | None]) -> str:
+    """Label of the lowest-energy finished placement (converged ones first).
+
+    Parameters
+    ----------
+    records
+        placement label -> record of its complex relaxation, ``None`` if it failed.
+    """
+    done = {k: r for k, r in records.items() if r is not None}
+    if not done:
+        raise InputError("no complex relaxation finished: nothing to select")
+    converged = {k: r for k, r in done.items() if r.get("converged")}
+    pool = converged or done
+    return min(pool, key=lambda k: (pool[k]["energy_eV"], k))
+
+
+@explicit_serialize
+class ComplexStaticTask(FiretaskBase):
+    """Select the lowest-energy relaxed placement (all reported) and run its static."""
+
+    required_params = ["role", "ligand_key", "labels"]
+
+    def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
+        """Select over every enumerated placement, static of the lowest one."""
+        results = fw_spec.get(SPEC_RESULTS) or {}
+        records = {
+            label: results.get(role_key(f"{self['ligand_key']}/complex_relax/{label}"))
+            for label in self["labels"]
+        }
+        best = select_lowest(records)
+        source = f"{self['ligand_key']}/complex_relax/{best}"
+        atoms = _atoms_of(_taskdoc(fw_spec, source))
+        overrides = {**_overrides(fw_spec), **_fft_overrides(fw_spec)}
+        _, rec = run_stage(fw_spec, self["role"], atoms, Stage.static, overrides)
+        rec["selected"] = best
+        rec["source_role"] = source
+        rec["placements"] = [
+            {
+                "label": label,
+                "model": (r or {}).get("model", ""),
+                "energy_eV": (r or {}).get("energy_eV"),
+                "converged": (r or {}).get("converged"),
+                "taskdoc": (r or {}).get("taskdoc"),
+            }
+            for label, r in records.items()
+        ]
+        return pass_on(fw_spec, self["role"], rec)
+
+
+@explicit_serialize
+class FragmentStaticTask(FiretaskBase):
+    """Static of one fragment (slab or ligand) of the relaxed complex: same cell, same grid (for Δρ)."""
+
+    required_params = ["role", "complex_role", "part"]
+
+    def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
+        """Split the selected relaxed complex, run the static of ``part``."""
+        from dftflow.structures.placement import split_complex
+
+        source = _result(fw_spec, self["complex_role"])["source_role"]
+        slab_part, ligand_part = split_complex(_atoms_of(_taskdoc(fw_spec, source)))
+        atoms = slab_part if self["part"] == "slab" else ligand_part
+        overrides = {**_overrides(fw_spec), **_fft_overrides(fw_spec)}
+        _, rec = run_stage(fw_spec, self["role"], atoms, Stage.static, overrides)
+        return pass_on(fw_spec, self["role"], rec)
+
+
+@explicit_serialize
+class AnalysisTask(FiretaskBase):
+    """E_ads (from the statics), mid-gap states and Δρ of one ligand -> ``analysis/<ligand>.json``."""
+
+    required_params = ["role", "ligand"]
+    optional_params = ["paper_e_ads_eV"]
+
+    def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
+        """Analyse one ligand; analysis errors are recorded as notes, not hidden."""
+        entry = LigandEntry.model_validate(self["ligand"])
+        key = entry.key
+        cfg = _config(fw_spec)
+        out_dir = Path(cfg["study_dir"]) / "analysis" / key
+        out_dir.mkdir(parents=True, exist_ok=True)
+        result = analyse_ligand(fw_spec, entry, out_dir, self.get("paper_e_ads_eV"))
+        path = out_dir / "ligand_result.json"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(result.model_dump_json(indent=2))
+        tmp.replace(path)
+        rec = {"ligand_result": str(path), "e_ads_eV": result.e_ads_eV}
+        return pass_on(fw_spec, self["role"], rec)
+
+
+def analyse_ligand(
+    fw_spec: dict[str, Any], entry: LigandEntry, out_dir: Path, paper: float | None
+) -> LigandResult:
+    """Build the :class:`LigandResult` of one ligand from the records in ``fw_spec``."""
+    from dftflow.analysis.adsorption import adsorption_energy
+    from dftflow.analysis.chgdiff import charge_density_difference
+    from dftflow.analysis.midgap import find_midgap_states
+
+    key = entry.key
+    cx_rec = _result(fw_spec, f"{key}/complex_static")
+    roles = {
+        "molecule_relax": f"{key}/molecule_relax",
+        "molecule_static": f"{key}/molecule_static",
+        "complex_relax": cx_rec["source_role"],
+        "complex_static": f"{key}/complex_static",
+        "slab_fragment_static": f"{key}/slab_fragment_static",
+        "ligand_fragment_static": f"{key}/ligand_fragment_static",
+    }
+    docs = {r: _taskdoc(fw_spec, role) for r, role in roles.items()}
+    slab_static = _taskdoc(fw_spec, "slab/static")
+    notes: list[str] = []
+    e_ads = None
+    try:
+        ads = adsorption_energy(
+            docs["complex_static"],
+            slab_static,
+            docs["molecule_static"],
+            reference_species=entry.reference_species,
+        )
+        e_ads = float(ads.e_ads_eV)
+    except DftflowError as exc:
+        notes.append(f"E_ads not computed: {exc}")
+    midgap = None
+    try:
+        midgap = find_midgap_states(
+            docs["complex_static"].directory, reference=slab_static.directory
+        ).model_dump(mode="json")
+    except DftflowError as exc:
+        notes.append(f"mid-gap analysis failed: {exc}")
+    transfer = None
+    try:
+        chg = charge_density_difference(
+            docs["complex_static"].volumetric_files["CHGCAR"],
+            docs["slab_fragment_static"].volumetric_files["CHGCAR"],
+            docs["ligand_fragment_static"].volumetric_files["CHGCAR"],
+            output=out_dir / "CHGDIFF.vasp",
+        )
+        transfer = float(chg.charge_transfer_e)
+    except (DftflowError, KeyError) as exc:
+        notes.append(f"charge-density difference failed: {exc}")
+    placements = [PlacementResult(**p) for p in cx_rec["placements"]]
+    failed = [p.label for p in placements if p.energy_eV is None]
+    if failed:
+        notes.append(f"placements that did not finish: {', '.join(failed)}")
+    if entry.notes:
+        notes.append(entry.notes)
+    return LigandResult(
+        ligand=entry.name,
+        model=f"{entry.model} ({cx_rec['selected']})",
+        reference_species=entry.reference_species,
+        e_ads_eV=e_ads,
+        converged={r: bool(d.converged_electronic and d.converged_ionic) for r, d in docs.items()},
+        engine=docs["complex_static"].engine,
+        placements=placements,
+        midgap=midgap,
+        charge_transfer_e=transfer,
+        taskdocs={r: _result(fw_spec, role)["taskdoc"] for r, role in roles.items()},
+        paper_e_ads_eV=paper,
+        notes=notes,
+    )
+
+
+@explicit_serialize
+class ReportTask(FiretaskBase):
+    """Collect every ligand's result into ``summary.json`` (StudySummary) and write the report."""
+
+    required_params = ["role", "ligands"]
+
+    def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
+        """Write summary.json atomically, then the report."""
+        cfg = _config(fw_spec)
+        summary = build_summary(fw_spec, self["ligands"])
+        study_dir = Path(cfg["study_dir"])
+        write_summary(study_dir, summary)
+        from dftflow.analysis.report import write_report
+
+        report = write_report(study_dir, summary)
+        rec = {"summary": str(study_dir / "summary.json"), "report": str(report)}
+        return FWAction(stored_data={"role": self["role"], "record": rec})
+
+
+def build_summary(fw_spec: dict[str, Any], ligand_keys: list[str]) -> StudySummary:
+    """The StudySummary from the records in ``fw_spec`` (ligands that failed are noted)."""
+    cfg = _config(fw_spec)
+    results = fw_spec.get(SPEC_RESULTS) or {}
+    ligands: list[LigandResult] = []
+    notes: list[str] = []
+    for key in ligand_keys:
+        rec = results.get(role_key(f"{key}/analysis"))
+        if rec is None:
+            notes.append(f"ligand {key}: analysis did not finish (see `dftflow status`)")
+            continue
+        ligands.append(LigandResult.model_validate_json(Path(rec["ligand_result"]).read_text()))
+    slab_roles = ("bulk/relax", "slab/relax", "slab/static")
+    slab = {
+        r.replace("/", "_"): results[role_key(r)]["taskdoc"]
+        for r in slab_roles
+        if role_key(r) in results
+    }
+    return StudySummary(
+        study=cfg["study"],
+        engine=cfg["engine"]["name"],
+        parameters={"effective": cfg["parameters"], "overrides": cfg["overrides"]},
+        slab=slab,
+        ligands=ligands,
+        provenance={"spec_digest": cfg["spec_digest"], "study_dir": cfg["study_dir"]},
+        notes=notes,
+    )
+
+
+def write_summary(study_dir: Path, summary: StudySummary) -> Path:
+    """Write ``study_dir/summary.json`` atomically."""
+    path = Path(study_dir) / "summary.json"
+    tmp = path.with_name(".summary.json.tmp")
+    tmp.write_text(json.dumps(summary.model_dump(mode="json"), indent=2))
+    tmp.replace(path)
+    return path

@@ -1,0 +1,227 @@
+"""One FireWorks Workflow per study (the graph of issue 5).
+
+::
+
+    bulk/relax -> slab/relax -> slab/static ------------------------------------------+
+                           |-> L/molecule_relax -> L/molecule_static -----------------+
+                           |-> L/complex_relax/<placement> (every enumerated one)     |
+                                  -> L/complex_static (lowest energy selected)        |
+                                        -> L/slab_fragment_static, L/ligand_fragment_static
+                                                                 -> L/analysis -> report
+
+The bulk and the slab are computed once and shared by every ligand. Firework names are
+``<study>/<role>``; each Firework carries a digest of its inputs (its own parameters, the engine, the
+parameters and its parents' digests, i.e. of everything its structure is computed from) used with
+:class:`~dftflow.workflows.firetasks.DigestDupeFinder`, so that resubmitting a study reuses finished
+calculations.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fireworks import Firework, Workflow
+
+from dftflow.inputs import params
+from dftflow.workflows import firetasks as ft
+from dftflow.workflows.spec import StudySpec, digest_of
+
+#: Extra height (Angstrom) above the longest ligand when the structures API gives no requirement.
+_LIGAND_CLEARANCE_A = 10.0
+
+
+def required_vacuum_A(spec: StudySpec) -> float:
+    """Vacuum (Angstrom) so that every system of the study (slab, complexes, molecules) fits one cell.
+
+    The larger of the spec's ``slab.vacuum_A`` and what the structures API requires for the longest
+    ligand (``structures.placement.required_vacuum_A``).
+    """
+    from dftflow.structures import placement
+
+    needs = [spec.slab.vacuum_A]
+    for lig in spec.ligands:
+        lspec = ft.ligand_spec(lig.model_dump(mode="json"))
+        if hasattr(placement, "required_vacuum_A"):
+            needs.append(float(placement.required_vacuum_A(lspec)))
+        else:  # structures API without the helper: ligand length along its longest axis + clearance
+            from dftflow.structures.ligands import ligand_molecule
+
+            pos = ligand_molecule(lspec, form="as_is").get_positions()
+            extent = float((pos.max(axis=0) - pos.min(axis=0)).max())
+            needs.append(extent + _LIGAND_CLEARANCE_A)
+    return max(needs)
+
+
+class _Builder:
+    """Accumulates Fireworks, their links and digests."""
+
+    def __init__(self, spec: StudySpec, study_dir: Path, config: dict[str, Any]) -> None:
+        self.spec = spec
+        self.study_dir = study_dir
+        self.config = config
+        self.fws: dict[str, Firework] = {}
+        self.digests: dict[str, str] = {}
+        self.links: dict[str, list[str]] = {}
+        self._next_id = -1
+        # what a calculation depends on besides its parents (not the study name nor its directory)
+        self._inputs_base = {
+            "engine": config["engine"],
+            "parameters": config["parameters"],
+            "overrides": config["overrides"],
+        }
+
+    def add(
+        self,
+        role: str,
+        task: Any,
+        parents: list[str],
+        allow_fizzled_parents: bool = False,
+    ) -> str:
+        digest = digest_of(
+            {
+                **self._inputs_base,
+                "role": role,
+                "task": task.to_dict(),
+                "parents": [self.digests[p] for p in parents],
+            }
+        )
+        study = self.spec.key
+        fw_spec: dict[str, Any] = {
+            ft.SPEC_CONFIG: self.config,
+            ft.SPEC_DIGEST: digest,
+            "_dupefinder": ft.DigestDupeFinder(),
+            "_launch_dir": str(self.study_dir / "calcs" / study / role),
+        }
+        if allow_fizzled_parents:
+            fw_spec["_allow_fizzled_parents"] = True
+        fw = Firework([task], spec=fw_spec, name=f"{study}/{role}", fw_id=self._next_id)
+        self._next_id -= 1
+        self.fws[role] = fw
+        self.digests[role] = digest
+        for p in parents:
+            self.links.setdefault(p, []).append(role)
+        return role
+
+    def workflow(self, metadata: dict[str, Any]) -> Workflow:
+        links = {self.fws[p]: [self.fws[c] for c in cs] for p, cs in self.links.items()}
+        return Workflow(
+            list(self.fws.values()),
+            links_dict=links,
+            name=self.spec.key,
+            metadata=metadata,
+        )
+
+
+def study_config(spec: StudySpec, study_dir: Path) -> dict[str, Any]:
+    """The configuration every Firework of the study carries in its spec."""
+    return {
+        "study": spec.key,
+        "study_dir": str(Path(study_dir).absolute()),
+        "engine": spec.engine.model_dump(mode="json"),
+        "parameters": spec.parameters.effective(),
+        "overrides": {
+            "bulk": spec.parameters.overrides("bulk"),
+            "slab": spec.parameters.overrides("slab"),
+        },
+        "spec_digest": spec.digest(),
+    }
+
+
+def build_workflow(spec: StudySpec, study_dir: str | Path) -> Workflow:
+    """The FireWorks Workflow of a study (placements are enumerated now, on the unrelaxed slab)."""
+    study_dir = Path(study_dir).absolute()
+    config = study_config(spec, study_dir)
+    b = _Builder(spec, study_dir, config)
+
+    slab_dict = spec.slab.model_dump(mode="json")
+    slab_dict["vacuum_total_A"] = required_vacuum_A(spec)
+    a0 = spec.bulk.a_A or params.A_CSPBBR3_CUBIC
+
+    bulk = b.add("bulk/relax", ft.BulkRelaxTask(role="bulk/relax", a_A=spec.bulk.a_A), [])
+    slab_relax = b.add("slab/relax", ft.SlabRelaxTask(role="slab/relax", slab=slab_dict), [bulk])
+    slab_static = b.add(
+        "slab/static", ft.StaticTask(role="slab/static", source_role="slab/relax"), [slab_relax]
+    )
+    unrelaxed_slab = ft.build_slab(slab_dict, a0)
+    analyses = []
+    for lig in spec.ligands:
+        key = lig.key
+        entry = lig.model_dump(mode="json")
+        mol = b.add(
+            f"{key}/molecule_relax",
+            ft.MoleculeRelaxTask(role=f"{key}/molecule_relax", ligand=entry),
+            [slab_relax],
+        )
+        mol_static = b.add(
+            f"{key}/molecule_static",
+            ft.StaticTask(role=f"{key}/molecule_static", source_role=f"{key}/molecule_relax"),
+            [mol, slab_relax],
+        )
+        labels = [
+            ft.placement_label(p, i)
+            for i, p in enumerate(ft.enumerate_candidates(unrelaxed_slab, entry))
+        ]
+        if not labels:
+            from dftflow.errors import InputError
+
+            raise InputError(f"ligand {lig.name!r}: no placement enumerated for {lig.placements}")
+        relaxes = [
+            b.add(
+                f"{key}/complex_relax/{label}",
+                ft.ComplexRelaxTask(
+                    role=f"{key}/complex_relax/{label}",
+                    ligand=entry,
+                    label=label,
+                    index=i,
+                    slab=slab_dict,
+                ),
+                [slab_relax],
+            )
+            for i, label in enumerate(labels)
+        ]
+        cx_static = b.add(
+            f"{key}/complex_static",
+            ft.ComplexStaticTask(role=f"{key}/complex_static", ligand_key=key, labels=labels),
+            relaxes,
+            allow_fizzled_parents=True,
+        )
+        frags = [
+            b.add(
+                f"{key}/{part}_fragment_static",
+                ft.FragmentStaticTask(
+                    role=f"{key}/{part}_fragment_static",
+                    complex_role=f"{key}/complex_static",
+                    part=part,
+                ),
+                [cx_static],
+            )
+            for part in ("slab", "ligand")
+        ]
+        paper = params.PAPER_E_ADS_EV.get(lig.name)
+        analyses.append(
+            b.add(
+                f"{key}/analysis",
+                ft.AnalysisTask(role=f"{key}/analysis", ligand=entry, paper_e_ads_eV=paper),
+                [slab_static, mol_static, cx_static, *frags],
+            )
+        )
+    b.add(
+        "report",
+        ft.ReportTask(role="report", ligands=[lig.key for lig in spec.ligands]),
+        [slab_static, *analyses],
+        allow_fizzled_parents=True,
+    )
+    metadata = {
+        "dftflow_study": spec.key,
+        "dftflow_spec_digest": config["spec_digest"],
+        "dftflow_study_dir": config["study_dir"],
+    }
+    return b.workflow(metadata)
+
+
+def count_engine_runs(wf: Workflow) -> int:
+    """Number of Fireworks that run an engine (all but analysis and report)."""
+    return sum(
+        1 for fw in wf.fws if not fw.name.endswith("/analysis") and not fw.name.endswith("/report")
+    )

@@ -1,0 +1,462 @@
+"""Submit studies, run their Fireworks (locally or through a queue), report their state.
+
+The LaunchPad is either the embedded store of a study directory (``DIR/launchpad/``, default) or a
+MongoDB server described by a LaunchPad YAML whose host, port, user and password come from
+environment variables (``launchers/my_launchpad_mongodb.yaml``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import socket
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from fireworks import FWorker, LaunchPad
+from fireworks.core.rocket_launcher import launch_rocket
+
+from dftflow.errors import InputError
+from dftflow.workflows.spec import StudySpec
+from dftflow.workflows.store import EmbeddedStore, terminate_gracefully, termination_requested
+
+LAUNCHPAD_DIR = "launchpad"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+FW_STATES = ("COMPLETED", "RUNNING", "RESERVED", "READY", "WAITING", "FIZZLED", "DEFUSED", "PAUSED")
+
+
+# ---------------------------------------------------------------------------------------------
+# LaunchPad configuration
+# ---------------------------------------------------------------------------------------------
+def _expand_env(value: Any, key: str, source: str) -> Any:
+    if not isinstance(value, str):
+        return value
+
+    def repl(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise InputError(f"{source}: {key} needs the environment variable {name}, which is not set")
+
+    return _ENV_REF.sub(repl, value)
+
+
+@dataclass
+class LaunchpadHandle:
+    """Access to a study's LaunchPad, embedded or MongoDB."""
+
+    kind: str
+    store: EmbeddedStore | None = None
+    mongo: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+    _lp: LaunchPad | None = None
+
+    def launchpad(self) -> LaunchPad:
+        """The LaunchPad (every method of the embedded one is a locked, flushed operation)."""
+        if self.store is not None:
+            return self.store.launchpad()
+        if self._lp is None:
+            self._lp = _mongo_launchpad(self.mongo, self.source)
+        return self._lp
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[LaunchPad]:
+        """Many operations under one lock (embedded) - one reload and one flush."""
+        if self.store is not None:
+            with self.store.session() as lp:
+                yield lp
+        else:
+            yield self.launchpad()
+
+    @contextlib.contextmanager
+    def read_only(self) -> Iterator[LaunchPad]:
+        """A LaunchPad for reading; the embedded store is never written through it."""
+        if self.store is not None:
+            with self.store.read_only() as lp:
+                yield lp
+        else:
+            yield self.launchpad()
+
+    def cli_args(self) -> list[str]:
+        """Arguments that make a worker process open this same LaunchPad."""
+        return ["-l", self.source] if self.kind == "mongodb" else []
+
+
+def _mongo_launchpad(cfg: dict[str, Any], source: str) -> LaunchPad:
+    import fireworks.core.launchpad as fw_lp
+    import pymongo
+    from pymongo.errors import PyMongoError
+
+    kwargs = dict(cfg)
+    kwargs.setdefault("mongoclient_kwargs", {}).setdefault("serverSelectionTimeoutMS", 3000)
+    saved = fw_lp.MongoClient
+    fw_lp.MongoClient = pymongo.MongoClient  # the embedded store patched FireWorks' default
+    try:
+        lp = LaunchPad(**kwargs)
+        lp.db.command("ping")
+    except PyMongoError as exc:
+        where = f"{cfg.get('host', 'localhost')}:{cfg.get('port', 27017)}"
+        msg = str(exc).splitlines()[0][:160]
+        raise InputError(f"cannot reach MongoDB at {where} ({source}): {msg}") from None
+    finally:
+        fw_lp.MongoClient = saved
+    return lp
+
+
+def open_launchpad(
+    study_dir: str | Path, launchpad_file: str | Path | None = None, create: bool = False
+) -> LaunchpadHandle:
+    """The LaunchPad of a study directory: embedded (default) or from a LaunchPad YAML.
+
+    Parameters
+    ----------
+    study_dir
+        The study directory (``DIR``); the embedded store lives in ``DIR/launchpad``.
+    launchpad_file
+        A LaunchPad YAML: ``dftflow_launchpad: embedded`` or ``dftflow_launchpad: mongodb`` with
+        FireWorks' LaunchPad keys; ``${VAR}`` / ``${VAR:-default}`` are read from the environment.
+    create
+        Create the embedded store if it does not exist (submission); otherwise it must exist.
+    """
+    study_dir = Path(study_dir).absolute()
+    kind, cfg, source = "embedded", {}, ""
+    if launchpad_file is not None:
+        path = Path(launchpad_file)
+        source = str(path.absolute())
+        if not path.is_file():
+            raise InputError(f"LaunchPad file {path} does not exist")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise InputError(f"{path}: malformed YAML: {str(exc).splitlines()[0]}") from None
+        if not isinstance(raw, dict):
+            raise InputError(f"{path}: a LaunchPad file must be a YAML mapping")
+        kind = str(raw.pop("dftflow_launchpad", "mongodb")).lower()
+        if kind not in ("embedded", "mongodb"):
+            raise InputError(
+                f"{path}: dftflow_launchpad must be 'embedded' or 'mongodb', not {kind!r}"
+            )
+        if "password" in raw and raw["password"] and not _ENV_REF.search(str(raw["password"])):
+            raise InputError(
+                f"{path}: a password must not be written in the file; use password: ${{VAR}} "
+                "and set the environment variable"
+            )
+        cfg = {k: _expand_env(v, k, str(path)) for k, v in raw.items()}
+    if kind == "embedded":
+        store_dir = Path(cfg.get("store_dir", LAUNCHPAD_DIR))
+        if not store_dir.is_absolute():
+            store_dir = study_dir / store_dir
+        store = EmbeddedStore(store_dir)
+        if create:
+            store.create()
+        else:
+            store.require()
+        return LaunchpadHandle("embedded", store=store, source=source)
+    allowed = {"host", "port", "name", "username", "password", "authsource", "uri_mode",
+               "mongoclient_kwargs", "logdir", "strm_lvl", "user_indices", "wf_user_indices"}  # fmt: skip
+    unknown = sorted(set(cfg) - allowed)
+    if unknown:
+        raise InputError(f"{source}: unknown LaunchPad key(s): {', '.join(unknown)}")
+    if "port" in cfg:
+        try:
+            cfg["port"] = int(cfg["port"])
+        except (TypeError, ValueError):
+            raise InputError(f"{source}: port must be an integer, got {cfg['port']!r}") from None
+    return LaunchpadHandle("mongodb", mongo=cfg, source=source)
+
+
+# ---------------------------------------------------------------------------------------------
+# Submission
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Submission:
+    """Result of :func:`submit_study`."""
+
+    fw_ids: list[int]
+    new: bool
+    study_query: dict[str, Any]
+
+
+def study_query(spec: StudySpec) -> dict[str, Any]:
+    """FireWorks query selecting the Fireworks of one submitted spec."""
+    return {"spec.dftflow.spec_digest": spec.digest()}
+
+
+def submit_study(spec: StudySpec, study_dir: str | Path, handle: LaunchpadHandle) -> Submission:
+    """Add the study's workflow unless the same spec is already in this LaunchPad (then resume)."""
+    from dftflow.workflows.flows import build_workflow
+
+    study_dir = Path(study_dir).absolute()
+    query = study_query(spec)
+    with handle.read_only() as lp:
+        existing = lp.get_fw_ids(query)
+    if existing:
+        return Submission(sorted(existing), False, query)
+    wf = build_workflow(spec, study_dir)  # outside the lock: builds structures
+    with handle.session() as lp:
+        existing = lp.get_fw_ids(query)
+        if existing:  # another process submitted it meanwhile
+            return Submission(sorted(existing), False, query)
+        mapping = lp.add_wf(wf)
+    return Submission(sorted(mapping.values()), True, query)
+
+
+# ---------------------------------------------------------------------------------------------
+# Local execution
+# ---------------------------------------------------------------------------------------------
+def worker_name() -> str:
+    """Name of this worker process: host and PID (to detect lost runs on this host)."""
+    return f"dftflow@{socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def lost_fw_ids(lp: LaunchPad, query: dict[str, Any]) -> list[int]:
+    """RUNNING/RESERVED Fireworks whose worker, on this host, is no longer alive."""
+    host = socket.gethostname()
+    lost = []
+    q = {**query, "state": {"$in": ["RUNNING", "RESERVED"]}}
+    for fw in lp.fireworks.find(q, {"fw_id": 1, "launches": 1}):
+        for launch in lp.launches.find({"launch_id": {"$in": fw.get("launches", [])}}):
+            name = (launch.get("fworker") or {}).get("name", "")
+            m = re.fullmatch(r"dftflow@(.+):(\d+)", name)
+            if m and m.group(1) == host and not _pid_alive(int(m.group(2))):
+                lost.append(fw["fw_id"])
+                break
+    return sorted(set(lost))
+
+
+def rerun_failed(handle: LaunchpadHandle, query: dict[str, Any]) -> list[int]:
+    """Put FIZZLED and lost Fireworks of ``query`` back to READY (their children follow)."""
+    with handle.session() as lp:
+        ids = lp.get_fw_ids({**query, "state": "FIZZLED"}) + lost_fw_ids(lp, query)
+        for fw_id in sorted(set(ids)):
+            lp.rerun_fw(fw_id)
+    return sorted(set(ids))
+
+
+@dataclass
+class RunEvent:
+    """A progress event of :func:`run_local`: ``kind`` is "start" or "end"."""
+
+    kind: str
+    fw_id: int
+    name: str
+    state: str = ""
+    seconds: float = 0.0
+
+
+def fworker_for(query: dict[str, Any], env: dict[str, Any] | None = None) -> FWorker:
+    """The FWorker of this process, restricted to ``query``."""
+    return FWorker(name=worker_name(), query=dict(query), env=dict(env or {}))
+
+
+def run_local(
+    handle: LaunchpadHandle,
+    study_dir: str | Path,
+    query: dict[str, Any],
+    *,
+    on_event: Callable[[RunEvent], None] | None = None,
+    max_fireworks: int = 0,
+    poll_s: float = 0.5,
+    env: dict[str, Any] | None = None,
+) -> int:
+    """Run READY Fireworks matching ``query`` one after the other until none can run.
+
+    Waits while other workers run Fireworks this one may need. SIGTERM stops the worker: a running
+    Firework is recorded as FIZZLED and every finished one is already on disk.
+
+    Returns
+    -------
+    int
+        Number of Fireworks this worker ran.
+    """
+    study_dir = Path(study_dir).absolute()
+    fworker = fworker_for(query, env)
+    ran = 0
+    cwd = os.getcwd()
+    with terminate_gracefully():
+        while not termination_requested():
+            if max_fireworks and ran >= max_fireworks:
+                break
+            lp = handle.launchpad()
+            ready = _first_ready(handle, lp, query)
+            if ready is None:
+                if lp.future_run_exists(fworker):
+                    time.sleep(poll_s)
+                    continue
+                break
+            if on_event:
+                on_event(RunEvent("start", ready["fw_id"], ready["name"]))
+            t0 = time.monotonic()
+            try:
+                os.chdir(study_dir)
+                launched = launch_rocket(lp, fworker, fw_id=ready["fw_id"], strm_lvl="ERROR")
+            finally:
+                os.chdir(cwd)
+            if not launched:
+                continue
+            ran += 1
+            if on_event:
+                state = lp.get_fw_dict_by_id(ready["fw_id"])["state"]
+                on_event(
+                    RunEvent("end", ready["fw_id"], ready["name"], state, time.monotonic() - t0)
+                )
+    return ran
+
+
+def _first_ready(
+    handle: LaunchpadHandle, lp: LaunchPad, query: dict[str, Any]
+) -> dict[str, Any] | None:
+    guard = handle.store.operation() if handle.store is not None else contextlib.nullcontext()
+    with guard:
+        return lp.fireworks.find_one(
+            {**query, "state": "READY"}, {"fw_id": 1, "name": 1}, sort=[("fw_id", 1)]
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Queue submission
+# ---------------------------------------------------------------------------------------------
+def load_qadapter(path: str | Path):  # -> CommonAdapter
+    """Read a FireWorks queue adapter YAML; one-line errors for a missing file or queue command."""
+    from fireworks.utilities.fw_serializers import load_object
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"queue adapter file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: malformed YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict) or "_fw_name" not in raw or "_fw_q_type" not in raw:
+        raise InputError(f"{path}: not a FireWorks queue adapter (needs _fw_name and _fw_q_type)")
+    try:
+        qadapter = load_object(raw)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise InputError(f"{path}: invalid queue adapter: {exc}") from None
+    return qadapter
+
+
+def submit_command(qadapter: Any) -> str:
+    """The queue's submit command (sbatch, qsub ...), which must be on PATH."""
+    cmd = qadapter.q_commands[qadapter.q_type]["submit_cmd"]
+    if shutil.which(cmd) is None:
+        raise InputError(
+            f"queue command {cmd!r} not found on PATH (is {qadapter.q_type} installed?)"
+        )
+    return cmd
+
+
+def worker_command(
+    study_dir: Path, handle: LaunchpadHandle, fworker_file: str | Path | None = None
+) -> str:
+    """The shell command a queue job runs: a dftflow worker on the same LaunchPad and study."""
+    import shlex
+
+    args = [sys.executable, "-m", "dftflow", "launch", "-o", str(study_dir), *handle.cli_args()]
+    if fworker_file is not None:
+        args += ["-w", str(Path(fworker_file).absolute())]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def queue_launch(
+    handle: LaunchpadHandle,
+    study_dir: str | Path,
+    qadapter: Any,
+    nlaunches: int = 1,
+    query: dict[str, Any] | None = None,
+    fworker_file: str | Path | None = None,
+) -> list[str]:
+    """Submit ``nlaunches`` queue jobs, each running a dftflow worker for the study.
+
+    Returns the queue's job ids.
+    """
+    from fireworks.queue.queue_launcher import launch_rocket_to_queue
+
+    study_dir = Path(study_dir).absolute()
+    submit_command(qadapter)
+    qadapter["rocket_launch"] = worker_command(study_dir, handle, fworker_file)
+    qadapter.setdefault("job_name", _job_name(study_dir))
+    launcher_dir = study_dir / "queue"
+    launcher_dir.mkdir(parents=True, exist_ok=True)
+    fworker = fworker_for(query or {"spec.dftflow.study_dir": str(study_dir)})
+    ids = []
+    lp = handle.launchpad()
+    cwd = os.getcwd()
+    try:
+        for _ in range(max(1, nlaunches)):
+            rid = launch_rocket_to_queue(
+                lp, fworker, qadapter, str(launcher_dir), create_launcher_dir=True, strm_lvl="ERROR"
+            )
+            if rid is None:
+                break
+            if not rid:
+                raise InputError(
+                    f"the queue refused the job script (see {launcher_dir}/*/FW_submit.script)"
+                )
+            ids.append(str(rid))
+    finally:
+        os.chdir(cwd)
+    return ids
+
+
+def _job_name(study_dir: Path) -> str:
+    from dftflow.workflows.spec import safe_name
+
+    return "dftflow-" + safe_name(study_dir.name)[:40]
+
+
+# ---------------------------------------------------------------------------------------------
+# Status
+# ---------------------------------------------------------------------------------------------
+def _failure_reason(lp: LaunchPad, fw: dict[str, Any]) -> str:
+    launches = fw.get("launches") or []
+    if not launches:
+        return ""
+    launch = lp.launches.find_one({"launch_id": launches[-1]})
+    if not launch:
+        return ""
+    data = (launch.get("action") or {}).get("stored_data") or {}
+    trace = (data.get("_exception") or {}).get("_stacktrace") or data.get("_message") or ""
+    lines = [ln.strip() for ln in str(trace).strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def study_status(handle: LaunchpadHandle, query: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Counts per state, what failed and why, lost runs (read-only)."""
+    query = query or {}
+    with handle.read_only() as lp:
+        fws = list(lp.fireworks.find(query, {"fw_id": 1, "name": 1, "state": 1, "launches": 1}))
+        counts = Counter(fw["state"] for fw in fws)
+        failed = [
+            {"fw_id": fw["fw_id"], "name": fw["name"], "reason": _failure_reason(lp, fw)}
+            for fw in fws
+            if fw["state"] == "FIZZLED"
+        ]
+        lost = lost_fw_ids(lp, query) if counts.get("RUNNING") or counts.get("RESERVED") else []
+    by_name = {fw["fw_id"]: fw["name"] for fw in fws}
+    return {
+        "total": len(fws),
+        "counts": {s: counts.get(s, 0) for s in FW_STATES if counts.get(s, 0)},
+        "failed": sorted(failed, key=lambda f: f["fw_id"]),
+        "lost": [{"fw_id": i, "name": by_name.get(i, "")} for i in lost],
+    }

@@ -1,0 +1,251 @@
+"""Study specification: a YAML file validated by pydantic models (``extra="forbid"``).
+
+A study is the bulk, one slab and a list of ligands, each with a stated adsorption model and the
+reference species of its adsorption energy, plus the engine and any override of the paper's
+parameters (:mod:`dftflow.inputs.params`). ``load_study(path)`` reads it with ``yaml.safe_load`` and
+turns every mistake (malformed YAML, unknown key, wrong type, unknown ligand) into one
+:class:`~dftflow.errors.InputError` line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dftflow.errors import InputError
+from dftflow.inputs import params
+
+_SAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+#: Forms of the isolated ligand understood by ``structures.ligands.ligand_molecule``.
+MoleculeForm = Literal["as_is", "protonated", "deprotonated", "radical"]
+
+
+def safe_name(name: str) -> str:
+    """A name usable in paths, job names, Firework names and store keys: ``[A-Za-z0-9_-]``.
+
+    >>> safe_name("2-HA")
+    '2-HA'
+    >>> safe_name("my ligand/../x")
+    'my_ligand_x'
+    """
+    cleaned = _SAFE.sub("_", str(name).strip()).lstrip(".-_")
+    if not cleaned:
+        raise InputError(f"name {name!r} has no usable characters (use letters, digits, _ -)")
+    return cleaned[:64]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EngineSpec(_Strict):
+    """Which engine runs the calculations, and its settings (passed to ``get_engine``)."""
+
+    name: Literal["embedded", "vasp", "mock"] = "embedded"
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class Parameters(_Strict):
+    """Overrides of the paper's parameters; ``None`` keeps the paper's value.
+
+    Every value set here is recorded in each TaskDoc's ``overrides`` and in summary.json.
+    """
+
+    encut_eV: float | None = Field(default=None, gt=0)
+    ediff_eV: float | None = Field(default=None, gt=0)
+    fmax_eV_per_A: float | None = Field(default=None, gt=0)
+    sigma_eV: float | None = Field(default=None, gt=0)
+    kpoints_slab: tuple[int, int, int] | None = None
+    kpoints_bulk: tuple[int, int, int] | None = None
+    incar: dict[str, Any] = Field(default_factory=dict, description="extra INCAR overrides")
+
+    def effective(self) -> dict[str, Any]:
+        """The parameters used: the paper's values with these overrides applied."""
+        return {
+            "encut_eV": self.encut_eV or params.ENCUT_EV,
+            "ediff_eV": self.ediff_eV or params.EDIFF_EV,
+            "fmax_eV_per_A": self.fmax_eV_per_A or params.FMAX_EV_PER_A,
+            "sigma_eV": self.sigma_eV or params.SIGMA_EV,
+            "kpoints_slab": list(self.kpoints_slab or params.KPOINTS_SLAB),
+            "kpoints_bulk": list(self.kpoints_bulk or params.KPOINTS_BULK),
+            "incar": dict(self.incar),
+        }
+
+    def overrides(self, kind: Literal["bulk", "slab"] = "slab") -> dict[str, Any]:
+        """Engine overrides (INCAR tags and ``KPOINTS``) for the values that differ from the paper."""
+        out: dict[str, Any] = {}
+        if self.encut_eV is not None:
+            out["ENCUT"] = self.encut_eV
+        if self.ediff_eV is not None:
+            out["EDIFF"] = self.ediff_eV
+        if self.fmax_eV_per_A is not None:
+            out["EDIFFG"] = -self.fmax_eV_per_A
+        if self.sigma_eV is not None:
+            out["SIGMA"] = self.sigma_eV
+        kpts = self.kpoints_bulk if kind == "bulk" else self.kpoints_slab
+        if kpts is not None:
+            out["KPOINTS"] = list(kpts)
+        out.update(self.incar)
+        return out
+
+
+class BulkSpec(_Strict):
+    """The cubic CsPbBr3 bulk relaxed first; its lattice constant sets the slab's in-plane cell."""
+
+    a_A: float | None = Field(default=None, gt=3.0, lt=10.0, description="starting a, Angstrom")
+    relax: bool = True
+
+
+class SlabSpec(_Strict):
+    """The CsPbBr3 (001) slab shared by every ligand."""
+
+    supercell: tuple[int, int] = (2, 2)
+    layers: int = Field(default=5, ge=2, le=15, description="atomic planes")
+    termination: Literal["PbBr2", "CsBr"] = "PbBr2"
+    vacuum_A: float = Field(default=15.0, gt=0, description="minimum vacuum, Angstrom")
+    fix: Literal["bottom", "center", "none"] = "bottom"
+    n_fixed_layers: int | None = Field(default=None, ge=0)
+
+    @field_validator("supercell")
+    @classmethod
+    def _positive(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if min(v) < 1:
+            raise ValueError("supercell entries must be >= 1")
+        return v
+
+
+class PlacementSpec(_Strict):
+    """Which adsorption configurations to enumerate (every one tried is reported)."""
+
+    modes: list[str] | None = Field(default=None, description="placement modes; None: all")
+    azimuths_deg: list[float] | None = None
+    max_candidates: int = Field(default=4, ge=1, le=50)
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="extra keywords of enumerate_placements"
+    )
+
+
+class LigandEntry(_Strict):
+    """One ligand of the study, its adsorption model and the reference species of its E_ads."""
+
+    name: str = Field(description="library name or alias (structures/ligands), or a new name")
+    smiles: str | None = Field(default=None, description="define a ligand not in the library")
+    model: str = Field(description="adsorption model, stated in the report")
+    reference_species: str = Field(description="what L is in E_ads: neutral acid, anion, radical")
+    molecule_form: MoleculeForm = Field(description="form of the isolated reference molecule")
+    placements: PlacementSpec = Field(default_factory=PlacementSpec)
+    notes: str = ""
+
+    @property
+    def key(self) -> str:
+        """Sanitised name for paths and Firework names."""
+        return safe_name(self.name)
+
+
+class StudySpec(_Strict):
+    """A whole study (``workflows/*.yaml``)."""
+
+    study: str = Field(description="study name (sanitised for paths and job names)")
+    description: str = ""
+    engine: EngineSpec = Field(default_factory=EngineSpec)
+    parameters: Parameters = Field(default_factory=Parameters)
+    bulk: BulkSpec = Field(default_factory=BulkSpec)
+    slab: SlabSpec = Field(default_factory=SlabSpec)
+    ligands: list[LigandEntry] = Field(min_length=1)
+
+    @field_validator("study")
+    @classmethod
+    def _study_name(cls, v: str) -> str:
+        safe_name(v)
+        return v
+
+    @model_validator(mode="after")
+    def _unique_ligands(self) -> StudySpec:
+        keys = [lig.key.lower() for lig in self.ligands]
+        dupes = sorted({k for k in keys if keys.count(k) > 1})
+        if dupes:
+            raise ValueError(f"ligand listed twice: {', '.join(dupes)}")
+        return self
+
+    @property
+    def key(self) -> str:
+        """Sanitised study name."""
+        return safe_name(self.study)
+
+    def with_engine(self, name: str | None) -> StudySpec:
+        """A copy with another engine (``--engine`` on the command line); settings kept if same."""
+        if name is None or name == self.engine.name:
+            return self
+        return self.model_copy(update={"engine": EngineSpec(name=name)})
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical JSON of the spec (identifies a submission)."""
+        return digest_of(self.model_dump(mode="json"))
+
+
+def digest_of(data: Any) -> str:
+    """SHA-256 hex digest of the canonical JSON of ``data``."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+    return f"{loc}: {msg}{more}"
+
+
+def parse_study(data: Any, source: str = "study") -> StudySpec:
+    """Validate a study mapping; one-line :class:`InputError` on any problem, ligands checked."""
+    if not isinstance(data, dict):
+        raise InputError(f"{source}: a study must be a YAML mapping, got {type(data).__name__}")
+    try:
+        spec = StudySpec.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(f"{source}: {_format_validation_error(exc)}") from None
+    for lig in spec.ligands:
+        check_ligand(lig, source)
+    return spec
+
+
+def check_ligand(lig: LigandEntry, source: str = "study") -> None:
+    """Raise a one-line error if the ligand is neither in the library nor given by SMILES."""
+    from dftflow.structures import ligands
+
+    try:
+        if lig.smiles:
+            ligands.ligand_from_smiles(lig.smiles, name=lig.name)
+        else:
+            ligands.get_ligand(lig.name)
+    except InputError as exc:
+        raise InputError(f"{source}: ligand {lig.name!r}: {exc}") from None
+    except (KeyError, ValueError) as exc:
+        raise InputError(f"{source}: unknown ligand {lig.name!r} ({exc})") from None
+
+
+def load_study(path: str | Path) -> StudySpec:
+    """Read and validate a study YAML (safe loader)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"study file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"{path}: malformed YAML{where}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from None
+    return parse_study(data, source=str(path))
