@@ -230,6 +230,15 @@ class EmbeddedStore:
             raise InputError(f"the LaunchPad store {self.file} is corrupt: not a JSON object")
         return data
 
+    def _guarded(self, make: Callable[[], Any]) -> Any:
+        """Call ``make`` (which opens the store file), turning a corrupt file into one line."""
+        try:
+            return make()
+        except FileNotFoundError:
+            raise InputError(f"the LaunchPad store {self.file} has disappeared") from None
+        except ValueError as exc:
+            raise InputError(f"the LaunchPad store {self.file} is corrupt: {exc}") from None
+
     def _load_into(self, server_store: Any) -> None:
         """Replace the content of ``server_store`` with the file's, keeping existing objects."""
         data = self._read()
@@ -322,7 +331,7 @@ class EmbeddedStore:
         self.require()
         os.environ[_ENV] = str(self.file)
         with self._flock(fcntl.LOCK_SH):
-            lp = _new_launchpad()
+            lp = self._guarded(_new_launchpad)
         _detach_finalizer(lp)
         yield lp
 
@@ -351,11 +360,14 @@ class LockedLaunchPad(LaunchPad):
     def _construct(cls, store: EmbeddedStore) -> LockedLaunchPad:
         import logging
 
+        def make() -> LockedLaunchPad:
+            return cls(name=DB_NAME, strm_lvl="ERROR", logdir=None)
+
         if store._depth:  # already inside a locked operation of this process
-            lp = cls(name=DB_NAME, strm_lvl="ERROR", logdir=None)
+            lp = store._guarded(make)
         else:
             with store._flock(fcntl.LOCK_SH):
-                lp = cls(name=DB_NAME, strm_lvl="ERROR", logdir=None)
+                lp = store._guarded(make)
         lp.m_logger.setLevel(logging.ERROR)
         _detach_finalizer(lp)
         lp._dftflow_store = store
