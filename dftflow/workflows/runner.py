@@ -350,7 +350,12 @@ def load_qadapter(path: str | Path):  # -> CommonAdapter
     if not isinstance(raw, dict) or "_fw_name" not in raw or "_fw_q_type" not in raw:
         raise InputError(f"{path}: not a FireWorks queue adapter (needs _fw_name and _fw_q_type)")
     try:
-        qadapter = load_object(raw)
+        if raw["_fw_name"] == "CommonAdapter":
+            from fireworks.user_objects.queue_adapters.common_adapter import CommonAdapter
+
+            qadapter = CommonAdapter.from_dict(raw)
+        else:
+            qadapter = load_object(raw)
     except (ValueError, TypeError, KeyError) as exc:
         raise InputError(f"{path}: invalid queue adapter: {exc}") from None
     return qadapter
