@@ -1,0 +1,252 @@
+"""Adsorption energies ``E_ads = E(slab+L) - multiplier * E(slab) - E(L)`` from e_0 energies.
+
+Sign convention: negative E_ads means binding (the complex is lower in energy than its parts).
+Energies are VASP's e_0 ("energy sigma->0", ``TaskDoc.energy_eV``). The reference species L (neutral
+acid, anion, radical ...) is stated in every result and table; it is never inferred.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from dftflow.analysis.vaspio import as_taskdoc
+from dftflow.errors import InputError
+from dftflow.schemas import TaskDoc
+
+#: Relative tolerance on in-plane lattice vectors when comparing the slab and complex cells.
+CELL_RTOL = 1e-3
+
+
+class AdsorptionResult(BaseModel):
+    """One adsorption energy, with what it was computed from."""
+
+    e_ads_eV: float = Field(description="E(complex) - multiplier*E(slab) - E(adsorbate), eV")
+    e_complex_eV: float
+    e_slab_eV: float
+    e_adsorbate_eV: float
+    slab_multiplier: int = 1
+    reference_species: str
+    converged: dict[str, bool] = Field(description="role -> electronic and ionic convergence")
+    engine: str
+    formulas: dict[str, str] = Field(default_factory=dict)
+    directories: dict[str, str] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
+
+
+def _composition(doc: TaskDoc):
+    return doc.final_structure().composition
+
+
+def _in_plane(doc: TaskDoc) -> np.ndarray:
+    return np.asarray(doc.final_structure().lattice.matrix)[:2, :2]
+
+
+def check_composition(
+    complex_: TaskDoc, slab: TaskDoc, adsorbate: TaskDoc, multiplier: int
+) -> None:
+    """Refuse a complex whose composition is not ``multiplier * slab + adsorbate``.
+
+    A dissociated acid whose H stays on the surface still has the same total composition, so it
+    passes.
+    """
+    expected = _composition(slab) * multiplier + _composition(adsorbate)
+    actual = _composition(complex_)
+    if not actual.almost_equals(expected, rtol=0, atol=1e-6):
+        raise InputError(
+            f"complex composition {actual.formula.replace(' ', '')} is not "
+            f"{multiplier}x slab + adsorbate = {expected.formula.replace(' ', '')}"
+        )
+
+
+def check_cells(complex_: TaskDoc, slab: TaskDoc, multiplier: int) -> None:
+    """Refuse slab and complex whose in-plane cells differ (slab area times ``multiplier``)."""
+    a_c = _in_plane(complex_)
+    a_s = _in_plane(slab)
+    area_c = abs(np.linalg.det(a_c))
+    area_s = abs(np.linalg.det(a_s))
+    if multiplier == 1:
+        same = np.allclose(a_c, a_s, rtol=CELL_RTOL, atol=1e-3)
+    else:
+        same = bool(np.isclose(area_c, multiplier * area_s, rtol=CELL_RTOL))
+    if not same:
+        raise InputError(
+            f"in-plane cells differ: complex area {area_c:.4f} A^2 vs {multiplier} x slab "
+            f"{area_s:.4f} A^2 (complex a,b = {np.round(a_c, 4).tolist()}, "
+            f"slab a,b = {np.round(a_s, 4).tolist()})"
+        )
+
+
+def adsorption_energy(
+    complex: TaskDoc | str | Path,  # noqa: A002 - the agreed API name
+    slab: TaskDoc | str | Path,
+    adsorbate: TaskDoc | str | Path,
+    *,
+    slab_multiplier: int = 1,
+    reference_species: str = "neutral acid",
+    allow_unconverged: bool = False,
+) -> AdsorptionResult:
+    """Adsorption energy of a ligand on a slab.
+
+    Parameters
+    ----------
+    complex, slab, adsorbate
+        TaskDocs (or run directories / TaskDoc JSON paths) of the slab+ligand complex, the
+        clean slab
+        and the isolated adsorbate L.
+    slab_multiplier
+        How many slab cells fit in the complex cell (E(slab 2x2) = 4 E(slab 1x1)).
+    reference_species
+        What L is (``"neutral acid"``, ``"anion"``, ``"radical"`` ...); recorded, never guessed.
+    allow_unconverged
+        Accept runs that are not electronically/ionically converged (recorded as warnings).
+
+    Returns
+    -------
+    AdsorptionResult
+        ``e_ads_eV`` in eV; negative means binding.
+
+    Raises
+    ------
+    InputError
+        Unconverged run (unless allowed), composition or cell mismatch, bad multiplier.
+    """
+    if int(slab_multiplier) != slab_multiplier or slab_multiplier < 1:
+        raise InputError(f"slab multiplier must be a positive integer, got {slab_multiplier}")
+    slab_multiplier = int(slab_multiplier)
+    docs = {
+        "complex": as_taskdoc(complex),
+        "slab": as_taskdoc(slab),
+        "adsorbate": as_taskdoc(adsorbate),
+    }
+    converged = {role: d.converged_electronic and d.converged_ionic for role, d in docs.items()}
+    warnings: list[str] = []
+    bad = [role for role, ok in converged.items() if not ok]
+    if bad:
+        message = "unconverged run(s): " + ", ".join(
+            f"{r} ({docs[r].directory}: electronic={docs[r].converged_electronic}, "
+            f"ionic={docs[r].converged_ionic})"
+            for r in bad
+        )
+        if not allow_unconverged:
+            raise InputError(message + "; pass --allow-unconverged to use them anyway")
+        warnings.append(message)
+    check_composition(docs["complex"], docs["slab"], docs["adsorbate"], slab_multiplier)
+    check_cells(docs["complex"], docs["slab"], slab_multiplier)
+    e_c, e_s, e_a = (docs[r].energy_eV for r in ("complex", "slab", "adsorbate"))
+    engines = sorted({d.engine for d in docs.values()})
+    if len(engines) > 1:
+        warnings.append(f"mixed engines: {', '.join(engines)}")
+    return AdsorptionResult(
+        e_ads_eV=e_c - slab_multiplier * e_s - e_a,
+        e_complex_eV=e_c,
+        e_slab_eV=e_s,
+        e_adsorbate_eV=e_a,
+        slab_multiplier=slab_multiplier,
+        reference_species=reference_species,
+        converged=converged,
+        engine="+".join(engines),
+        formulas={r: d.formula for r, d in docs.items()},
+        directories={r: d.directory for r, d in docs.items()},
+        warnings=warnings,
+    )
+
+
+class AdsorptionRow(BaseModel):
+    """One row of the study table."""
+
+    ligand: str
+    reference_species: str
+    model: str = ""
+    e_ads_eV: float | None
+    converged: dict[str, bool] = Field(default_factory=dict)
+    engine: str = ""
+    paper_e_ads_eV: float | None = None
+
+
+def adsorption_table_markdown(rows: Sequence[AdsorptionRow]) -> str:
+    """A Markdown table: ligand, model, reference, E_ads, paper value, converged flags, engine."""
+    lines = [
+        "| ligand | model | reference species L | E_ads (eV) | paper E_ads (eV) | converged "
+        "| engine |",
+        "|---|---|---|---:|---:|---|---|",
+    ]
+    for r in rows:
+        e = "n/a" if r.e_ads_eV is None else f"{r.e_ads_eV:+.3f}"
+        p = "n/a" if r.paper_e_ads_eV is None else f"{r.paper_e_ads_eV:+.2f}"
+        conv = ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in r.converged.items()) or "n/a"
+        lines.append(
+            f"| {r.ligand} | {r.model or 'n/a'} | {r.reference_species} | {e} | {p} | {conv} | "
+            f"{r.engine or 'n/a'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_adsorption_bars(
+    rows: Sequence[AdsorptionRow],
+    output: str | Path,
+    *,
+    show_paper: bool = True,
+    dpi: int = 150,
+    title: str | None = None,
+) -> Path:
+    """Bar chart of E_ads per ligand (value labels), the paper's values beside when known."""
+    from dftflow.analysis.plotting import new_figure, save_figure
+
+    rows = [r for r in rows if r.e_ads_eV is not None or r.paper_e_ads_eV is not None]
+    if not rows:
+        raise InputError("no adsorption energies to plot")
+    fig, ax = new_figure(figsize=(max(3.5, 1.3 * len(rows) + 1.5), 3.6))
+    x = np.arange(len(rows))
+    has_paper = show_paper and any(r.paper_e_ads_eV is not None for r in rows)
+    width = 0.38 if has_paper else 0.6
+    ours = [np.nan if r.e_ads_eV is None else r.e_ads_eV for r in rows]
+    offset = -width / 2 if has_paper else 0.0
+    bars = ax.bar(x + offset, ours, width, color="#3b6fb6", edgecolor="black", label="this work")
+    _label_bars(ax, bars, ours)
+    if has_paper:
+        paper = [np.nan if r.paper_e_ads_eV is None else r.paper_e_ads_eV for r in rows]
+        pbars = ax.bar(
+            x + width / 2,
+            paper,
+            width,
+            color="#d9d9d9",
+            edgecolor="black",
+            hatch="//",
+            label="paper",
+        )
+        _label_bars(ax, pbars, paper)
+    ax.axhline(0.0, color="black", lw=0.8)
+    ax.set_xticks(x)
+    ax.set_xticklabels([r.ligand for r in rows])
+    ax.set_ylabel(r"$E_\mathrm{ads}$ (eV)")
+    refs = sorted({r.reference_species for r in rows if r.e_ads_eV is not None})
+    ax.set_title(
+        title or ("reference L: " + "; ".join(refs) if refs else "adsorption energy"), fontsize=9
+    )
+    values = [v for v in ours + ([] if not has_paper else paper) if np.isfinite(v)]
+    lo, hi = min(values + [0.0]), max(values + [0.0])
+    pad = 0.18 * max(hi - lo, 0.5)
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.legend(frameon=False, fontsize=8, loc="best")
+    return save_figure(fig, output, dpi=dpi)
+
+
+def _label_bars(ax, bars, values) -> None:
+    for bar, v in zip(bars, values, strict=True):
+        if not np.isfinite(v):
+            continue
+        va = "top" if v < 0 else "bottom"
+        y = bar.get_height()
+        ax.annotate(
+            f"{v:+.2f}",
+            (bar.get_x() + bar.get_width() / 2, y),
+            xytext=(0, -3 if v < 0 else 3),
+            textcoords="offset points",
+            ha="center",
+            va=va,
+            fontsize=8,
+        )

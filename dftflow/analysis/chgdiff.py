@@ -1,0 +1,416 @@
+"""Differential charge density ``Δρ = ρ(slab+L) − ρ(slab) − ρ(L)`` and charge transfer.
+
+The three CHGCARs must share the cell and the FFT grid (the workflow computes them in the same cell
+with explicit NGXF/NGYF/NGZF); anything else is refused with one line naming both grids/lattices.
+
+Definitions (units in names)
+----------------------------
+* ``planar_average_e_per_A3[k]``: mean of Δρ (e/Å^3) over grid plane k perpendicular to the axis.
+* ``cumulative_charge_e[k]``: Δq(z), electrons gained (negative: lost) between the middle of
+the vacuum
+  below the slab (the integration start, ``integration_start_A``) and the top of plane k, going up
+  along the axis; Δq(z) = ∫ A·Δρ̄(z') dz'. At the end of the cell it equals ``total_charge_e``.
+* ``total_charge_e`` = ∫Δρ dV (≈ 0 when the three calculations hold the same electrons).
+* ``charge_transfer_e``: the net charge that moved across the ligand/surface plane: Δq at the plane
+  midway between the outermost slab atom layer facing the ligand and the closest ligand atom,
+  counted on the slab side. Positive: the slab side gained electrons (ligand → slab donation);
+  negative: the ligand side gained electrons.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from dftflow.analysis.midgap import DEFAULT_LIGAND_ELEMENTS
+from dftflow.analysis.plotting import (
+    ACCUMULATION_COLOUR,
+    ATOM_COLOURS,
+    DEPLETION_COLOUR,
+    new_figure,
+    save_figure,
+)
+from dftflow.errors import InputError
+from dftflow.parse.volumetric import (
+    axis_coordinates_A,
+    axis_height_A,
+    axis_index,
+    check_same_grid,
+    planar_average,
+    plane_charges_e,
+    read_volumetric,
+    vacuum_origin_fraction,
+)
+
+
+class ChgDiffResult(BaseModel):
+    """Result of :func:`charge_density_difference` (JSON-serialisable; arrays as lists)."""
+
+    axis: int
+    grid: list[int]
+    volume_A3: float
+    z_A: list[float] = Field(description="grid-plane positions along the axis, A")
+    planar_average_e_per_A3: list[float]
+    cumulative_charge_e: list[float]
+    integration_start_A: float
+    total_charge_e: float
+    charge_transfer_e: float | None
+    plane_z_A: float | None = Field(description="position of the ligand/surface plane, A")
+    ligand_side: str | None = Field(description="'above' or 'below' the slab along the axis")
+    max_accumulation_e_per_A3: float
+    max_depletion_e_per_A3: float
+    output: str | None = None
+    files: dict[str, str] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+
+
+def _interface_plane(structure, axis: int, origin: float, ligand_elements: set[str]):
+    """Plane between the slab's outer layer and the nearest ligand atom (A from the start)."""
+    height = axis_height_A(structure, axis)
+    rel = np.mod(structure.frac_coords[:, axis] - origin, 1.0) * height
+    is_lig = np.array([s.specie.symbol in ligand_elements for s in structure])
+    if not is_lig.any() or is_lig.all():
+        return None, None
+    lig, slab = rel[is_lig], rel[~is_lig]
+    if lig.mean() >= slab.mean():
+        return 0.5 * (slab.max() + lig.min()), "above"
+    return 0.5 * (slab.min() + lig.max()), "below"
+
+
+def charge_density_difference(
+    ab: str | Path,
+    a: str | Path,
+    b: str | Path,
+    axis: int | str = 2,
+    output: str | Path | None = None,
+    *,
+    ligand_elements: Iterable[str] = DEFAULT_LIGAND_ELEMENTS,
+    return_grid: bool = False,
+):
+    """Δρ = ρ_AB − ρ_A − ρ_B from three CHGCARs (files or run directories, plain or .gz).
+
+    Parameters
+    ----------
+    ab, a, b
+        CHGCARs of the complex, the slab and the ligand, in the same cell on the same grid.
+    axis
+        Axis of the planar average (``2``/``"z"`` for slabs).
+    output
+        Write Δρ here as a CHGCAR (ρ·V convention, opens in VESTA).
+    ligand_elements
+        Elements of the ligand (to place the ligand/surface plane).
+    return_grid
+        Also return ``(result, delta_rho_e_per_A3, structure)``.
+
+    Returns
+    -------
+    ChgDiffResult
+        See the module docstring for the definitions.
+    """
+    ax = axis_index(axis)
+    names = {"AB": str(ab), "A": str(a), "B": str(b)}
+    data = {k: read_volumetric(v, "CHGCAR") for k, v in names.items()}
+    check_same_grid(data["AB"], data["A"], names["AB"], names["A"])
+    check_same_grid(data["AB"], data["B"], names["AB"], names["B"])
+    structure = data["AB"].structure
+    volume = float(structure.lattice.volume)
+    delta_rho_v = data["AB"].data["total"] - data["A"].data["total"] - data["B"].data["total"]
+    delta_rho = delta_rho_v / volume
+    grid = list(delta_rho_v.shape)
+    n_axis = grid[ax]
+    written = None
+    if output is not None:
+        from dftflow.io.chgcar import write_chgcar
+
+        written = str(
+            write_chgcar(output, structure, delta_rho_v, comment="charge density difference AB-A-B")
+        )
+    plane_q = plane_charges_e(delta_rho_v, ax)
+    origin, _ = vacuum_origin_fraction(structure, ax)
+    start = int(np.ceil(origin * n_axis)) % n_axis
+    rolled = np.roll(plane_q, -start)
+    cumulative_rolled = np.cumsum(rolled)
+    cumulative = np.roll(cumulative_rolled, start)
+    height = axis_height_A(structure, ax)
+    start_A = start * height / n_axis
+    total = float(delta_rho_v.sum() / delta_rho_v.size)
+    plane, side = _interface_plane(structure, ax, start / n_axis, set(ligand_elements))
+    transfer = None
+    notes: list[str] = []
+    if plane is None:
+        notes.append("no ligand/slab split by element: charge_transfer_e not defined")
+        plane_abs = None
+    else:
+        z_rel = (np.arange(n_axis) + 1) * height / n_axis  # top of each rolled plane
+        below = float(
+            np.interp(
+                plane, np.concatenate([[0.0], z_rel]), np.concatenate([[0.0], cumulative_rolled])
+            )
+        )
+        transfer = below if side == "above" else total - below
+        plane_abs = float(np.mod(plane + start_A, height))
+    result = ChgDiffResult(
+        axis=ax,
+        grid=grid,
+        volume_A3=volume,
+        z_A=axis_coordinates_A(structure, ax, n_axis).tolist(),
+        planar_average_e_per_A3=planar_average(delta_rho, ax).tolist(),
+        cumulative_charge_e=cumulative.tolist(),
+        integration_start_A=start_A,
+        total_charge_e=total,
+        charge_transfer_e=transfer,
+        plane_z_A=plane_abs,
+        ligand_side=side,
+        max_accumulation_e_per_A3=float(delta_rho.max()),
+        max_depletion_e_per_A3=float(delta_rho.min()),
+        output=written,
+        notes=notes,
+    )
+    if return_grid:
+        return result, delta_rho, structure
+    return result
+
+
+# ------------------------------------------------------------------------------------------
+# Plots
+# ------------------------------------------------------------------------------------------
+
+
+def plot_planar_average(
+    result: ChgDiffResult, output: str | Path, *, dpi: int = 150, title: str | None = None
+) -> Path:
+    """Two panels on one z axis: Δρ̄(z) in e/Å^3 and Δq(z) in electrons (from the vacuum start)."""
+    n = len(result.z_A)
+    height = (result.z_A[1] - result.z_A[0]) * n
+    start = int(round(result.integration_start_A / height * n)) % n
+    z = np.asarray(result.z_A)
+    z_unwrapped = np.concatenate([z[start:], z[:start] + height])
+    avg = np.roll(np.asarray(result.planar_average_e_per_A3), -start)
+    cum = np.roll(np.asarray(result.cumulative_charge_e), -start)
+    fig, (ax1, ax2) = new_figure(2, 1, figsize=(4.8, 4.6), sharex=True)
+    ax1.fill_between(
+        z_unwrapped, avg, 0, where=avg >= 0, color=ACCUMULATION_COLOUR, label="accumulation", lw=0
+    )
+    ax1.fill_between(
+        z_unwrapped, avg, 0, where=avg < 0, color=DEPLETION_COLOUR, label="depletion", lw=0
+    )
+    ax1.plot(z_unwrapped, avg, color="black", lw=0.8)
+    ax1.axhline(0, color="grey", lw=0.5)
+    ax1.set_ylabel(r"$\Delta\bar\rho(z)$ (e/$\mathrm{\AA}^3$)")
+    ax1.legend(frameon=False, loc="upper left")
+    ax2.plot(z_unwrapped, cum, color="#7a3db8", lw=1.2)
+    ax2.axhline(0, color="grey", lw=0.5)
+    ax2.set_ylabel(r"$\Delta q(z)$ (e)")
+    ax2.set_xlabel(r"$z$ ($\mathrm{\AA}$)")
+    if result.plane_z_A is not None:
+        zp = result.plane_z_A if result.plane_z_A >= z_unwrapped[0] else result.plane_z_A + height
+        for ax in (ax1, ax2):
+            ax.axvline(zp, color="black", ls="--", lw=0.8)
+        ax2.annotate(
+            f"Δq = {result.charge_transfer_e:+.3f} e",
+            (zp, result.charge_transfer_e),
+            xytext=(6, -10),
+            textcoords="offset points",
+            fontsize=8,
+            va="top",
+        )
+    ax2.set_xlim(z_unwrapped[0], z_unwrapped[-1])
+    ax1.set_title(title or "charge density difference, planar average")
+    return save_figure(fig, output, dpi=dpi)
+
+
+def _cmap():
+    from matplotlib.colors import LinearSegmentedColormap
+
+    return LinearSegmentedColormap.from_list(
+        "depl_acc", [DEPLETION_COLOUR, "#ffffff", ACCUMULATION_COLOUR]
+    )
+
+
+def plot_slice(
+    delta_rho: np.ndarray,
+    structure,
+    output: str | Path,
+    *,
+    normal: int = 1,
+    position_frac: float | None = None,
+    dpi: int = 150,
+    title: str | None = None,
+) -> Path:
+    """2D slice of Δρ through the plane ``normal`` = const (default: through the largest |Δρ|).
+
+    Atoms within 1.5 A of the plane are drawn at their projected positions.
+    """
+    structure_frac = np.mod(structure.frac_coords, 1.0)
+    n = delta_rho.shape[normal]
+    if position_frac is None:
+        other = tuple(i for i in range(3) if i != normal)
+        position_frac = float(np.argmax(np.abs(delta_rho).max(axis=other)) / n)
+    k = int(round(position_frac * n)) % n
+    plane = np.take(delta_rho, k, axis=normal)
+    in_plane = [i for i in range(3) if i != normal]
+    lat = np.asarray(structure.lattice.matrix)
+    len_u = np.linalg.norm(lat[in_plane[0]])
+    len_v = (
+        axis_height_A(structure, in_plane[1])
+        if in_plane[1] == 2
+        else np.linalg.norm(lat[in_plane[1]])
+    )
+    vmax = float(np.abs(plane).max()) or 1e-6
+    fig, ax = new_figure(figsize=(3.6, 5.2) if len_v > 1.5 * len_u else (4.5, 4.0))
+    im = ax.imshow(
+        plane.T,
+        origin="lower",
+        extent=(0, len_u, 0, len_v),
+        cmap=_cmap(),
+        vmin=-vmax,
+        vmax=vmax,
+        aspect="equal",
+        interpolation="bilinear",
+    )
+    height_n = np.linalg.norm(lat[normal])
+    for i, site in enumerate(structure):
+        d = (structure_frac[i, normal] - position_frac + 0.5) % 1.0 - 0.5
+        if abs(d) * height_n <= 1.5:
+            ax.scatter(
+                structure_frac[i, in_plane[0]] * len_u,
+                structure_frac[i, in_plane[1]] * len_v,
+                s=18,
+                color=ATOM_COLOURS.get(site.specie.symbol, "#999999"),
+                edgecolors="black",
+                linewidths=0.4,
+                zorder=3,
+            )
+    labels = "xyz"
+    ax.set_xlabel(f"{labels[in_plane[0]]} ($\\mathrm{{\\AA}}$)")
+    ax.set_ylabel(f"{labels[in_plane[1]]} ($\\mathrm{{\\AA}}$)")
+    cb = fig.colorbar(im, ax=ax, shrink=0.8)
+    cb.set_label(r"$\Delta\rho$ (e/$\mathrm{\AA}^3$)")
+    ax.set_title(title or f"Δρ slice at {labels[normal]} = {position_frac:.2f} (fractional)")
+    return save_figure(fig, output, dpi=dpi)
+
+
+def default_isovalue(delta_rho: np.ndarray) -> float:
+    """Automatic isovalue: 10 % of the largest |Δρ| (e/Å^3), at least 1e-4."""
+    return max(0.1 * float(np.abs(delta_rho).max()), 1e-4)
+
+
+def plot_isosurface(
+    delta_rho: np.ndarray,
+    structure,
+    output: str | Path,
+    *,
+    iso_e_per_A3: float | None = None,
+    dpi: int = 150,
+    max_faces: int = 60000,
+    title: str | None = None,
+    z_window_A: tuple[float, float] | None = None,
+) -> Path:
+    """3D isosurfaces of Δρ at +iso (yellow, accumulation) and −iso (cyan, depletion) with atoms."""
+    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+    from skimage.measure import marching_cubes
+
+    iso = iso_e_per_A3 if iso_e_per_A3 is not None else default_isovalue(delta_rho)
+    if iso <= 0:
+        raise InputError(f"isovalue must be positive, got {iso}")
+    lat = np.asarray(structure.lattice.matrix)
+    shape = np.array(delta_rho.shape)
+    fig = __import__("matplotlib.pyplot", fromlist=["figure"]).figure(figsize=(4.6, 5.4))
+    ax = fig.add_subplot(111, projection="3d")
+    drawn = []
+    for sign, colour in ((1.0, ACCUMULATION_COLOUR), (-1.0, DEPLETION_COLOUR)):
+        field = sign * delta_rho
+        if field.max() <= iso:
+            continue
+        step = 1
+        while True:
+            verts, faces, _, _ = marching_cubes(field, level=iso, step_size=step)
+            if len(faces) <= max_faces or step >= 4:
+                break
+            step += 1
+        cart = (verts / shape) @ lat
+        ax.add_collection3d(
+            Poly3DCollection(cart[faces], facecolor=colour, edgecolor="none", alpha=0.55)
+        )
+        drawn.append(sign)
+    frac = np.mod(structure.frac_coords, 1.0)
+    xyz = frac @ lat
+    for site, p in zip(structure, xyz, strict=True):
+        ax.scatter(
+            *p,
+            s=14 if site.specie.symbol == "H" else 30,
+            color=ATOM_COLOURS.get(site.specie.symbol, "#999999"),
+            edgecolors="black",
+            linewidths=0.3,
+            depthshade=False,
+        )
+    corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)]) @ lat
+    for i in range(8):
+        for j in range(i + 1, 8):
+            if bin(i ^ j).count("1") == 1:
+                ax.plot(*zip(corners[i], corners[j], strict=True), color="grey", lw=0.5)
+    zmin, zmax = (
+        z_window_A if z_window_A is not None else (xyz[:, 2].min() - 3, xyz[:, 2].max() + 3)
+    )
+    ax.set_xlim(0, lat[0, 0] + lat[1, 0])
+    ax.set_ylim(0, lat[1, 1])
+    ax.set_zlim(zmin, zmax)
+    ax.set_box_aspect((lat[0, 0] + lat[1, 0], lat[1, 1], zmax - zmin))
+    ax.set_xlabel(r"x ($\mathrm{\AA}$)")
+    ax.set_ylabel(r"y ($\mathrm{\AA}$)")
+    ax.set_zlabel(r"z ($\mathrm{\AA}$)")
+    ax.view_init(elev=12, azim=-60)
+    from matplotlib.patches import Patch
+
+    ax.legend(
+        handles=[
+            Patch(color=ACCUMULATION_COLOUR, label=f"+{iso:.1e} e/Å³ (accumulation)"),
+            Patch(color=DEPLETION_COLOUR, label=f"−{iso:.1e} e/Å³ (depletion)"),
+        ],
+        loc="upper left",
+        fontsize=7,
+        frameon=False,
+    )
+    ax.set_title(title or "Δρ isosurfaces")
+    return save_figure(fig, output, dpi=dpi)
+
+
+def chgdiff_plots(
+    ab,
+    a,
+    b,
+    plot_dir: str | Path,
+    *,
+    axis: int | str = 2,
+    iso_e_per_A3: float | None = None,
+    dpi: int = 150,
+    prefix: str = "chgdiff",
+    output: str | Path | None = None,
+) -> ChgDiffResult:
+    """Compute Δρ and write the planar-average, slice and isosurface plots into ``plot_dir``."""
+    plot_dir = Path(plot_dir)
+    if not plot_dir.is_dir():
+        raise InputError(f"plot directory {plot_dir} does not exist")
+    result, delta_rho, structure = charge_density_difference(
+        ab, a, b, axis=axis, output=output, return_grid=True
+    )
+    files = {
+        "planar_average": str(
+            plot_planar_average(result, plot_dir / f"{prefix}_planar.png", dpi=dpi)
+        ),
+        "slice": str(plot_slice(delta_rho, structure, plot_dir / f"{prefix}_slice.png", dpi=dpi)),
+        "isosurface": str(
+            plot_isosurface(
+                delta_rho,
+                structure,
+                plot_dir / f"{prefix}_iso.png",
+                iso_e_per_A3=iso_e_per_A3,
+                dpi=dpi,
+            )
+        ),
+    }
+    result.files = files
+    return result

@@ -1,0 +1,251 @@
+"""Total, element-projected and group-projected densities of states, and multi-system DOS panels.
+
+Reads pymatgen's ``CompleteDos`` from vasprun.xml (projections need LORBIT >= 10). Energies are
+shifted so that zero is the Fermi level (``align="fermi"``) or the host valence-band maximum
+(``align="vbm"``, the delocalised-state VBM of :mod:`dftflow.analysis.midgap`, so that a trap state
+does not become the zero). Spin-down DOS is returned and drawn negative (mirrored). Optional
+Gaussian
+broadening ``sigma_eV`` is applied on the energy grid (on top of VASP's own smearing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from dftflow.analysis.midgap import DEFAULT_LIGAND_ELEMENTS
+from dftflow.analysis.vaspio import read_vasprun, run_directory
+from dftflow.errors import InputError, OutputError
+
+GROUP_COLOURS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
+
+
+class DosCurves(BaseModel):
+    """DOS of one system on its shifted energy axis (states/eV; spin down negative)."""
+
+    directory: str
+    label: str
+    align: str
+    zero_eV: float = Field(description="absolute energy (VASP scale) of the plot's zero, eV")
+    efermi_eV: float
+    energies_eV: list[float]
+    total: dict[str, list[float]]
+    groups: dict[str, dict[str, list[float]]] = Field(default_factory=dict)
+    group_elements: dict[str, list[str]] = Field(default_factory=dict)
+    elements: dict[str, dict[str, list[float]]] = Field(default_factory=dict)
+    sigma_eV: float
+    ispin: int
+    has_projections: bool
+
+
+def parse_groups(specs: Sequence[str] | None) -> dict[str, list[str]] | None:
+    """Parse ``["ligand=C,H,O", "slab=Cs,Pb,Br"]`` into ``{"ligand": [...], ...}``."""
+    if not specs:
+        return None
+    groups: dict[str, list[str]] = {}
+    for spec in specs:
+        name, sep, elements = spec.partition("=")
+        items = [e.strip() for e in elements.split(",") if e.strip()]
+        if not sep or not name.strip() or not items:
+            raise InputError(f"bad group {spec!r}: use NAME=El1,El2 (e.g. ligand=C,H,O)")
+        groups[name.strip()] = items
+    return groups
+
+
+def default_groups(elements: Sequence[str]) -> dict[str, list[str]]:
+    """Ligand (C, H, O present) vs slab (everything else) by element."""
+    lig = [e for e in elements if e in DEFAULT_LIGAND_ELEMENTS]
+    slab = [e for e in elements if e not in DEFAULT_LIGAND_ELEMENTS]
+    groups = {}
+    if slab:
+        groups["slab"] = slab
+    if lig:
+        groups["ligand"] = lig
+    return groups
+
+
+def _broaden(values: np.ndarray, energies: np.ndarray, sigma_eV: float) -> np.ndarray:
+    if sigma_eV <= 0:
+        return values
+    from scipy.ndimage import gaussian_filter1d
+
+    step = float(np.mean(np.diff(energies)))
+    return gaussian_filter1d(values, sigma_eV / step, mode="constant")
+
+
+def _spin_arrays(dos, mask, energies, sigma) -> dict[str, list[float]]:
+    from pymatgen.electronic_structure.core import Spin
+
+    out = {}
+    for spin, label, sign in ((Spin.up, "up", 1.0), (Spin.down, "down", -1.0)):
+        if spin in dos.densities:
+            dens = _broaden(np.asarray(dos.densities[spin], dtype=float), energies, sigma)
+            out[label] = (sign * dens[mask]).tolist()
+    return out
+
+
+def host_vbm_eV(directory: str | Path) -> float:
+    """Host VBM (highest delocalised occupied state over spins), eV on VASP's scale."""
+    from dftflow.analysis.midgap import find_midgap_states
+
+    report = find_midgap_states(directory)
+    values = [v for v in report.vbm_eV.values() if v is not None]
+    if not values:
+        raise OutputError(f"{directory}: no valence-band maximum found (no occupied band states)")
+    return max(values)
+
+
+def dos_curves(
+    directory: str | Path,
+    *,
+    groups: Mapping[str, Sequence[str]] | None = None,
+    elements: bool = False,
+    align: str = "fermi",
+    window_eV: tuple[float, float] = (-6.0, 4.0),
+    sigma_eV: float = 0.0,
+    label: str | None = None,
+) -> DosCurves:
+    """DOS of one run, shifted and cut to ``window_eV``.
+
+    Parameters
+    ----------
+    directory
+        Run directory (vasprun.xml plain or gzipped), the file itself or a TaskDoc.
+    groups
+        ``{name: [elements]}`` to project on; ``None`` gives ligand-vs-slab by element when the run
+        has projections, nothing otherwise. Asking for groups without projections is an error.
+    elements
+        Also return each element's projected DOS.
+    align
+        ``"fermi"`` or ``"vbm"``.
+    window_eV
+        Energy window relative to the zero, eV.
+    sigma_eV
+        Extra Gaussian broadening, eV (0: none).
+    """
+    if align not in ("fermi", "vbm"):
+        raise InputError(f"unknown alignment {align!r}: use fermi or vbm")
+    lo, hi = window_eV
+    if not hi > lo:
+        raise InputError(f"empty energy window: {lo} to {hi} eV")
+    if sigma_eV < 0:
+        raise InputError(f"broadening must be >= 0 eV, got {sigma_eV}")
+    path = run_directory(directory)
+    vr = read_vasprun(path)
+    cdos = vr.complete_dos
+    if cdos is None or len(cdos.energies) == 0:
+        raise OutputError(f"{path}: vasprun.xml holds no DOS")
+    has_proj = bool(cdos.pdos)
+    if (groups or elements) and not has_proj:
+        raise InputError(
+            f"{path}: no projected DOS (run with LORBIT >= 10) but groups/elements were asked for"
+        )
+    efermi = float(cdos.efermi)
+    zero = efermi if align == "fermi" else host_vbm_eV(path)
+    energies = np.asarray(cdos.energies, dtype=float) - zero
+    mask = (energies >= lo) & (energies <= hi)
+    if not mask.any():
+        raise InputError(
+            f"empty energy window: no DOS points between {lo} and {hi} eV "
+            f"(DOS spans {energies.min():.2f} to {energies.max():.2f} eV relative to {align})"
+        )
+    curves = DosCurves(
+        directory=str(path),
+        label=label or path.name,
+        align=align,
+        zero_eV=zero,
+        efermi_eV=efermi,
+        energies_eV=energies[mask].tolist(),
+        total=_spin_arrays(cdos, mask, energies, sigma_eV),
+        sigma_eV=sigma_eV,
+        ispin=2 if vr.is_spin else 1,
+        has_projections=has_proj,
+    )
+    if has_proj:
+        el_dos = {el.symbol: d for el, d in cdos.get_element_dos().items()}
+        present = sorted(el_dos)
+        use_groups = dict(groups) if groups else default_groups(present)
+        unknown = sorted({e for g in use_groups.values() for e in g} - set(present))
+        if groups and all(e not in present for g in use_groups.values() for e in g):
+            raise InputError(
+                f"none of the group elements {unknown} are in {path} (elements: {present})"
+            )
+        for name, members in use_groups.items():
+            dens = None
+            for el in members:
+                if el in el_dos:
+                    dens = el_dos[el] if dens is None else dens + el_dos[el]
+            if dens is not None:
+                curves.groups[name] = _spin_arrays(dens, mask, energies, sigma_eV)
+                curves.group_elements[name] = [e for e in members if e in el_dos]
+        if elements:
+            curves.elements = {
+                el: _spin_arrays(d, mask, energies, sigma_eV) for el, d in sorted(el_dos.items())
+            }
+    return curves
+
+
+def plot_dos_panels(
+    curves: Sequence[DosCurves],
+    output: str | Path,
+    *,
+    show_elements: bool = False,
+    dpi: int = 150,
+    title: str | None = None,
+) -> Path:
+    """One panel per system on a shared energy axis (like the paper's DOS figure).
+
+    Total DOS as a grey area, group (or element) projections as lines, spin down mirrored below
+    zero, the zero (E_F or VBM) as a dashed line.
+    """
+    from dftflow.analysis.plotting import new_figure, save_figure
+
+    if not curves:
+        raise InputError("no DOS to plot")
+    n = len(curves)
+    fig, axes = new_figure(n, 1, figsize=(4.8, 1.6 * n + 0.8), sharex=True, squeeze=False)
+    names: list[str] = []
+    for c in curves:
+        for g in c.elements if show_elements else c.groups:
+            if g not in names:
+                names.append(g)
+    colours = {g: GROUP_COLOURS[i % len(GROUP_COLOURS)] for i, g in enumerate(names)}
+    for ax, c in zip(axes[:, 0], curves, strict=True):
+        e = np.asarray(c.energies_eV)
+        for spin in c.total:
+            ax.fill_between(
+                e,
+                np.asarray(c.total[spin]),
+                0,
+                color="#cfcfcf",
+                lw=0,
+                label="total" if spin == "up" else None,
+            )
+        projections = c.elements if show_elements else c.groups
+        for name, spins in projections.items():
+            for spin, values in spins.items():
+                ax.plot(
+                    e, values, color=colours[name], lw=1.0, label=name if spin == "up" else None
+                )
+        ax.axvline(0.0, color="black", ls="--", lw=0.7)
+        if c.ispin == 2:
+            ax.axhline(0.0, color="black", lw=0.5)
+        ymax = max(np.abs(np.asarray(v)).max() for v in c.total.values())
+        ax.set_ylim(-1.08 * ymax if c.ispin == 2 else 0, 1.08 * ymax)
+        ax.text(
+            0.02, 0.92, c.label, transform=ax.transAxes, va="top", fontsize=9, fontweight="bold"
+        )
+        ax.set_ylabel("DOS (states/eV)")
+        ax.legend(frameon=False, loc="upper right", ncol=min(3, 1 + len(projections)))
+    axes[-1, 0].set_xlim(
+        min(c.energies_eV[0] for c in curves), max(c.energies_eV[-1] for c in curves)
+    )
+    zero = "E_F" if curves[0].align == "fermi" else "E_VBM"
+    axes[-1, 0].set_xlabel(f"$E - {zero.replace('_', '_{')}{'}'}$ (eV)")
+    if title:
+        axes[0, 0].set_title(title)
+    fig.subplots_adjust(hspace=0.06)
+    return save_figure(fig, output, dpi=dpi)

@@ -1,0 +1,67 @@
+"""Matplotlib helpers: Agg backend, one publication style, atomic PNG writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+from dftflow.errors import InputError  # noqa: E402
+
+STYLE = {
+    "font.size": 9,
+    "axes.labelsize": 9,
+    "axes.titlesize": 9,
+    "legend.fontsize": 8,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "axes.linewidth": 0.8,
+    "xtick.direction": "in",
+    "ytick.direction": "in",
+    "savefig.bbox": "tight",
+}
+
+#: Colours of the paper's charge-density-difference figure: accumulation / depletion.
+ACCUMULATION_COLOUR = "#f2c200"
+DEPLETION_COLOUR = "#00b7d4"
+
+#: Colours of atoms in structure drawings (CPK-like), by element.
+ATOM_COLOURS = {
+    "Cs": "#57178f",
+    "Pb": "#575961",
+    "Br": "#a62929",
+    "C": "#404040",
+    "H": "#e6e6e6",
+    "O": "#ff0d0d",
+    "N": "#3050f8",
+    "Ga": "#c28f8f",
+    "Mg": "#8aff00",
+    "S": "#ffff30",
+}
+
+
+def new_figure(nrows: int = 1, ncols: int = 1, **kwargs):
+    """A figure and axes in the dftflow style."""
+    plt.rcParams.update(STYLE)
+    return plt.subplots(nrows, ncols, **kwargs)
+
+
+def save_figure(fig, output: str | Path, *, dpi: int = 150) -> Path:
+    """Save ``fig`` as PNG atomically (temp file then rename) and close it."""
+    output = Path(output)
+    if not output.parent.is_dir():
+        plt.close(fig)
+        raise InputError(f"cannot write {output}: directory {output.parent} does not exist")
+    tmp = output.with_name(f".{output.stem}.tmp{output.suffix or '.png'}")
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        tmp.replace(output)
+    finally:
+        plt.close(fig)
+        if tmp.exists():
+            tmp.unlink()
+    return output

@@ -1,0 +1,208 @@
+"""Volumetric VASP files (CHGCAR, AECCAR*, PARCHG, LOCPOT): reading, grid checks, planar averages.
+
+Reading is pymatgen's (``Chgcar``/``Locpot``, fast); this module turns every failure into one line
+(:class:`dftflow.errors.OutputError`) and holds the small numerical helpers.
+
+Units
+-----
+VASP stores charge densities as rho * V_cell (electrons), on an ngx x ngy x ngz grid. The density in
+e/Angstrom^3 is ``total / volume``; the charge in one voxel is ``total / (ngx*ngy*ngz)``.
+LOCPOT holds
+the local potential in eV (not multiplied by the volume).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from dftflow.errors import InputError, OutputError
+
+AXES = {"x": 0, "y": 1, "z": 2, "a": 0, "b": 1, "c": 2, "0": 0, "1": 1, "2": 2}
+COMPRESSED_SUFFIXES = ("", ".gz", ".bz2", ".xz", ".lzma")
+#: Lattice vectors of two grids must agree to this, Angstrom.
+LATTICE_ATOL_A = 1e-4
+
+
+def axis_index(axis: int | str) -> int:
+    """Turn ``"z"``, ``"c"``, ``"2"`` or ``2`` into a lattice-axis index."""
+    key = str(axis).lower()
+    if key not in AXES:
+        raise InputError(f"unknown axis {axis!r}: use x, y or z (or 0, 1, 2)")
+    return AXES[key]
+
+
+def volumetric_path(path: str | Path, kind: str = "CHGCAR") -> Path:
+    """The file itself, or ``kind`` (plain or compressed) inside the directory ``path``."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.exists():
+        raise OutputError(f"{path} does not exist")
+    for suffix in COMPRESSED_SUFFIXES:
+        candidate = path / f"{kind}{suffix}"
+        if candidate.is_file():
+            return candidate
+    raise OutputError(f"no {kind} (plain or compressed) in {path}")
+
+
+def read_volumetric(path: str | Path, kind: str = "CHGCAR"):
+    """Read a CHGCAR-like or LOCPOT file (plain or compressed) with pymatgen.
+
+    Parameters
+    ----------
+    path
+        The file, or a run directory holding ``kind``.
+    kind
+        ``CHGCAR``, ``AECCAR0``, ``AECCAR2``, ``PARCHG`` or ``LOCPOT``.
+
+    Returns
+    -------
+    pymatgen.io.vasp.VolumetricData
+        ``.data["total"]`` (rho*V for charge files, eV for LOCPOT) and ``.structure``.
+
+    Raises
+    ------
+    OutputError
+        Missing, empty, truncated or corrupt file.
+    """
+    from pymatgen.io.vasp import Chgcar, Locpot
+
+    file = volumetric_path(path, kind)
+    if file.stat().st_size == 0:
+        raise OutputError(f"{file} is empty")
+    reader = Locpot if kind.upper().startswith("LOCPOT") else Chgcar
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = reader.from_file(str(file))
+    except Exception as exc:  # pymatgen raises ValueError/IndexError/EOFError/... on bad files
+        raise OutputError(
+            f"cannot read {file}: truncated or corrupt {kind} ({type(exc).__name__})"
+        ) from exc
+    total = obj.data.get("total")
+    if total is None or np.ndim(total) != 3 or np.size(total) == 0:
+        raise OutputError(f"cannot read {file}: no volumetric grid found")
+    if not np.all(np.isfinite(total)):
+        raise OutputError(f"cannot read {file}: grid holds non-numbers (corrupt)")
+    return obj
+
+
+def check_same_grid(first, second, first_name: str, second_name: str) -> None:
+    """Refuse two volumetric data sets whose grids or lattices differ (one line naming both)."""
+    g1, g2 = first.data["total"].shape, second.data["total"].shape
+    if g1 != g2:
+        raise InputError(
+            f"FFT grids differ: {first_name} {'x'.join(map(str, g1))} vs "
+            f"{second_name} {'x'.join(map(str, g2))} (use the same NGXF/NGYF/NGZF)"
+        )
+    m1 = np.asarray(first.structure.lattice.matrix)
+    m2 = np.asarray(second.structure.lattice.matrix)
+    if not np.allclose(m1, m2, atol=LATTICE_ATOL_A):
+        raise InputError(
+            f"lattices differ: {first_name} abc={_abc(first)} vs {second_name} abc={_abc(second)} "
+            f"(max difference {np.abs(m1 - m2).max():.2e} A)"
+        )
+
+
+def _abc(vd) -> str:
+    lat = vd.structure.lattice
+    return (
+        f"({lat.a:.4f}, {lat.b:.4f}, {lat.c:.4f}; {lat.alpha:.2f}, {lat.beta:.2f}, {lat.gamma:.2f})"
+    )
+
+
+def axis_height_A(structure, axis: int) -> float:
+    """Height of the cell along ``axis``: the distance between the lattice planes it spans, A."""
+    m = np.asarray(structure.lattice.matrix)
+    other = [i for i in range(3) if i != axis]
+    area = np.linalg.norm(np.cross(m[other[0]], m[other[1]]))
+    return float(abs(np.linalg.det(m)) / area)
+
+
+def axis_coordinates_A(structure, axis: int, n: int) -> np.ndarray:
+    """Positions (A) of the ``n`` grid planes along ``axis`` (plane k at k/n of the height)."""
+    return np.arange(n) * axis_height_A(structure, axis) / n
+
+
+def planar_average(data: np.ndarray, axis: int) -> np.ndarray:
+    """Mean of a 3D grid over the planes perpendicular to ``axis`` (same units as ``data``)."""
+    other = tuple(i for i in range(3) if i != axis)
+    return np.asarray(data, dtype=float).mean(axis=other)
+
+
+def plane_charges_e(total_rho_v: np.ndarray, axis: int) -> np.ndarray:
+    """Electrons in each grid plane along ``axis`` from rho*V data: sum(plane) / n_points."""
+    other = tuple(i for i in range(3) if i != axis)
+    total_rho_v = np.asarray(total_rho_v, dtype=float)
+    return total_rho_v.sum(axis=other) / total_rho_v.size
+
+
+def vacuum_origin_fraction(structure, axis: int) -> tuple[float, float]:
+    """Middle of the widest atom-free gap along ``axis`` (fraction) and the gap width (A)."""
+    frac = np.sort(np.mod(structure.frac_coords[:, axis], 1.0))
+    gaps = np.diff(np.concatenate([frac, [frac[0] + 1.0]]))
+    i = int(np.argmax(gaps))
+    middle = np.mod(frac[i] + gaps[i] / 2.0, 1.0)
+    return float(middle), float(gaps[i] * axis_height_A(structure, axis))
+
+
+class LocpotProfile:
+    """Planar-averaged local potential and the vacuum level (plain container)."""
+
+    def __init__(self, z_A, potential_eV, vacuum_level_eV, efermi_eV, axis):
+        self.z_A = z_A
+        self.planar_average_eV = potential_eV
+        self.vacuum_level_eV = vacuum_level_eV
+        self.efermi_eV = efermi_eV
+        self.axis = axis
+
+    @property
+    def work_function_eV(self) -> float | None:
+        """Vacuum level minus Fermi level, eV (None without E_F)."""
+        if self.efermi_eV is None or self.vacuum_level_eV is None:
+            return None
+        return self.vacuum_level_eV - self.efermi_eV
+
+
+def locpot_profile(path: str | Path, axis: int | str = 2, efermi_eV: float | None = None):
+    """Planar average of LOCPOT along ``axis`` and the vacuum level.
+
+    The vacuum level is the maximum of the planar average inside the widest atom-free gap, at least
+    2 A from the outermost atoms (a plateau for a converged vacuum; with a dipole correction it
+    is the
+    higher of the two plateaus). The work function is ``vacuum - E_F`` when E_F is given or found in
+    a vasprun.xml next to the LOCPOT.
+    """
+    ax = axis_index(axis)
+    vd = read_volumetric(path, "LOCPOT")
+    data = vd.data["total"]
+    profile = planar_average(data, ax)
+    n = profile.size
+    z = axis_coordinates_A(vd.structure, ax, n)
+    middle, width = vacuum_origin_fraction(vd.structure, ax)
+    height = axis_height_A(vd.structure, ax)
+    vacuum = None
+    if width > 4.0:
+        half = (width / 2.0 - 2.0) / height
+        frac_grid = np.arange(n) / n
+        dist = np.abs((frac_grid - middle + 0.5) % 1.0 - 0.5)
+        mask = dist <= half
+        if mask.any():
+            vacuum = float(profile[mask].max())
+    if efermi_eV is None:
+        efermi_eV = _efermi_next_to(path)
+    return LocpotProfile(z, profile, vacuum, efermi_eV, ax)
+
+
+def _efermi_next_to(path: str | Path) -> float | None:
+    directory = Path(path) if Path(path).is_dir() else Path(path).parent
+    try:
+        from dftflow.analysis.vaspio import read_vasprun
+
+        vr = read_vasprun(directory)
+    except Exception:  # no vasprun next to the LOCPOT: the work function is then not reported
+        return None
+    return None if vr.efermi is None else float(vr.efermi)
