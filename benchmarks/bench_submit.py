@@ -1,14 +1,14 @@
 """Submitting many ligand workflows to the embedded LaunchPad: dftflow vs bare FireWorks.
 
-Each "ligand workflow" has the graph dftflow builds for a one-ligand study (12 Fireworks: bulk relax,
-slab relax and static, molecule relax and static, two complex relaxations, complex static, two
-fragment statics, analysis, report) with the same Firetasks and spec (study configuration, digest,
-DupeFinder). Measured:
+Each "ligand workflow" has the graph dftflow builds for a one-ligand study (12 Fireworks: bulk
+relax, slab relax and static, molecule relax and static, two complex relaxations, complex static,
+two fragment statics, analysis, report) with the same Firetasks and spec (study configuration,
+digest, DupeFinder). Measured:
 
-* dftflow: ``EmbeddedStore.session()`` (exclusive lock, one reload, ``add_wf`` for each workflow, one
-  atomic fsync'ed write) - what ``dftflow submit`` does;
-* bare FireWorks: ``LaunchPad.add_wf`` on a mongomock-persistence store in the same kind of file,
-  plus the store's own write of the file (which it otherwise does only at interpreter exit);
+* dftflow: ``EmbeddedStore.session()`` (exclusive lock, one reload, ``add_wf`` for each
+  workflow, one atomic fsync'ed write) - what ``dftflow submit`` does;
+* bare FireWorks: ``LaunchPad.add_wf`` on a mongomock-persistence store in the same kind of
+  file, plus the store's own write of the file (which it otherwise does at interpreter exit);
 * ``dftflow status --json`` on the resulting store (a fresh process, as a user runs it).
 
 Usage: ``python benchmarks/bench_submit.py [N]`` (default 1000).
@@ -23,10 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from dftflow.workflows import firetasks as ft  # noqa: I001  (sets the store before fireworks)
-from dftflow.workflows.spec import StudySpec
+from dftflow.workflows import firetasks as ft
 from dftflow.workflows.flows import _Builder, study_config
-from dftflow.workflows.store import EmbeddedStore, _atomic_write_text
+from dftflow.workflows.spec import StudySpec
+from dftflow.workflows.store import STORE_FILE, EmbeddedStore, _atomic_write_text
 
 
 def ligand_workflow(i: int, study_dir: Path):
@@ -135,7 +135,7 @@ def main(n: int = 1000) -> dict:
         "ratio_dftflow_to_bare": round(dftflow_s / bare_s, 2),
         "status_cli_s": round(status_s, 2),
         "status_total_fireworks": total,
-        "store_size_MB": round((study_dir / "launchpad" / "fireworks.json").stat().st_size / 1e6, 1),
+        "store_size_MB": round((study_dir / "launchpad" / STORE_FILE).stat().st_size / 1e6, 1),
     }
     print(json.dumps(result, indent=2))
     return result

@@ -1,8 +1,8 @@
 """CLI commands of studies: ``run``, ``submit``, ``launch``, ``status``, ``rerun``.
 
-``dftflow run STUDY.yaml -o DIR`` is the main job: it submits the study to DIR's embedded LaunchPad,
-runs every Firework here, and writes DIR/summary.json and the report; run it again on the same DIR to
-resume (nothing finished is recomputed).
+``dftflow run STUDY.yaml -o DIR`` is the main job: it submits the study to DIR's embedded
+LaunchPad, runs every Firework here, and writes DIR/summary.json and the report; run it again on
+the same DIR to resume (nothing finished is recomputed).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Pytest fixtures for workflows: a temporary embedded LaunchPad and a real one-node SLURM cluster.
 
-``slurm_cluster`` starts ``munged``, ``slurmctld`` and ``slurmd`` (Debian's slurm-wlm and munge) with a
-generated ``slurm.conf`` whose state, spool, log and PID files live in a temporary directory; it skips
-the test with the reason when the daemons cannot start (not root, packages missing, a SLURM already
-running) and stops exactly the daemons it started, by PID.
+``slurm_cluster`` starts ``munged``, ``slurmctld`` and ``slurmd`` (Debian's slurm-wlm and munge)
+with a generated ``slurm.conf`` whose state, spool, log and PID files live in a temporary
+directory; it skips the test with the reason when the daemons cannot start (not root, packages
+missing, a SLURM already running) and stops exactly the daemons it started, by PID.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from dftflow.workflows.store import EmbeddedStore, interruptible  # noqa: I001  (before fireworks)
 from fireworks import FiretaskBase, Firework, FWAction, explicit_serialize
+
+from dftflow.workflows.store import EmbeddedStore, interruptible
 
 
 @explicit_serialize
@@ -43,7 +43,7 @@ class SleepTask(FiretaskBase):
 
 
 def sleep_fireworks(study_dir: Path, n: int, seconds: float, log: Path, prefix: str = "fw"):
-    """``n`` independent SleepTask Fireworks that belong to ``study_dir`` (for ``dftflow launch``)."""
+    """``n`` independent SleepTask Fireworks of ``study_dir`` (run by ``dftflow launch``)."""
     spec = {"dftflow": {"study_dir": str(Path(study_dir).absolute())}}
     return [
         Firework(

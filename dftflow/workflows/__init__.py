@@ -1,8 +1,8 @@
 """FireWorks workflows of dftflow studies.
 
 Importing this package first imports :mod:`dftflow.workflows.store`, which sets
-``MONGOMOCK_SERVERSTORE_FILE`` before :mod:`fireworks` is imported (FireWorks reads it at import time
-to choose the embedded store). Import FireWorks in dftflow only through modules of this package.
+``MONGOMOCK_SERVERSTORE_FILE`` before :mod:`fireworks` is imported (FireWorks reads it at import
+time to choose the embedded store).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Data moves only through the Firework spec and :class:`~fireworks.FWAction`: each task reads the
 records of earlier stages from ``fw_spec["results"]`` (role -> record: TaskDoc path, energy,
-convergence, FFT grid ...) and hands its own record, plus everything it received, to its children with
-``mod_spec`` ``_set`` operations. Roles are Firework names without the study prefix, e.g.
+convergence, FFT grid ...) and hands its own record, plus everything it received, to its children
+with ``mod_spec`` ``_set`` operations. Roles are Firework names without the study prefix, e.g.
 ``"bulk/relax"``, ``"slab/static"``, ``"AcO/complex_relax/bidentate-0"``.
 
 Every engine run writes its TaskDoc in ``STUDY_DIR/taskdocs/``. A task whose TaskDoc already exists
@@ -406,7 +406,7 @@ class ComplexStaticTask(FiretaskBase):
 
 @explicit_serialize
 class FragmentStaticTask(FiretaskBase):
-    """Static of one fragment (slab or ligand) of the relaxed complex: same cell, same grid (for Δρ)."""
+    """Static of one fragment (slab or ligand) of the relaxed complex; same cell and grid (Δρ)."""
 
     required_params = ["role", "complex_role", "part"]
 
@@ -424,7 +424,7 @@ class FragmentStaticTask(FiretaskBase):
 
 @explicit_serialize
 class AnalysisTask(FiretaskBase):
-    """E_ads (from the statics), mid-gap states and Δρ of one ligand -> ``analysis/<ligand>.json``."""
+    """E_ads (from statics), mid-gap states and Δρ of one ligand -> ``analysis/<ligand>/``."""
 
     required_params = ["role", "ligand"]
     optional_params = ["paper_e_ads_eV"]

@@ -10,8 +10,8 @@
                                                                  -> L/analysis -> report
 
 The bulk and the slab are computed once and shared by every ligand. Firework names are
-``<study>/<role>``; each Firework carries a digest of its inputs (its own parameters, the engine, the
-parameters and its parents' digests, i.e. of everything its structure is computed from) used with
+``<study>/<role>``; each Firework carries a digest of its inputs (its own parameters, the engine,
+the parameters and its parents' digests, i.e. everything its structure is computed from) used with
 :class:`~dftflow.workflows.firetasks.DigestDupeFinder`, so that resubmitting a study reuses finished
 calculations.
 """
@@ -32,7 +32,7 @@ _LIGAND_CLEARANCE_A = 10.0
 
 
 def required_vacuum_A(spec: StudySpec) -> float:
-    """Vacuum (Angstrom) so that every system of the study (slab, complexes, molecules) fits one cell.
+    """Vacuum (Angstrom) so that every system of the study fits one cell.
 
     The larger of the spec's ``slab.vacuum_A`` and what the structures API requires for the longest
     ligand (``structures.placement.required_vacuum_A``).

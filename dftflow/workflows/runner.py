@@ -93,23 +93,21 @@ class LaunchpadHandle:
 
 
 def _mongo_launchpad(cfg: dict[str, Any], source: str) -> LaunchPad:
-    import fireworks.core.launchpad as fw_lp
     import pymongo
     from pymongo.errors import PyMongoError
 
+    from dftflow.workflows.store import fireworks_client
+
     kwargs = dict(cfg)
     kwargs.setdefault("mongoclient_kwargs", {}).setdefault("serverSelectionTimeoutMS", 3000)
-    saved = fw_lp.MongoClient
-    fw_lp.MongoClient = pymongo.MongoClient  # the embedded store patched FireWorks' default
     try:
-        lp = LaunchPad(**kwargs)
+        with fireworks_client(pymongo.MongoClient):
+            lp = LaunchPad(**kwargs)
         lp.db.command("ping")
     except PyMongoError as exc:
         where = f"{cfg.get('host', 'localhost')}:{cfg.get('port', 27017)}"
         msg = str(exc).splitlines()[0][:160]
         raise InputError(f"cannot reach MongoDB at {where} ({source}): {msg}") from None
-    finally:
-        fw_lp.MongoClient = saved
     return lp
 
 
@@ -163,7 +161,8 @@ def open_launchpad(
             store.require()
         return LaunchpadHandle("embedded", store=store, source=source)
     allowed = {"host", "port", "name", "username", "password", "authsource", "uri_mode",
-               "mongoclient_kwargs", "logdir", "strm_lvl", "user_indices", "wf_user_indices"}  # fmt: skip
+               "mongoclient_kwargs", "logdir", "strm_lvl", "user_indices",
+               "wf_user_indices"}  # fmt: skip
     unknown = sorted(set(cfg) - allowed)
     if unknown:
         raise InputError(f"{source}: unknown LaunchPad key(s): {', '.join(unknown)}")

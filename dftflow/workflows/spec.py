@@ -79,7 +79,7 @@ class Parameters(_Strict):
         }
 
     def overrides(self, kind: Literal["bulk", "slab"] = "slab") -> dict[str, Any]:
-        """Engine overrides (INCAR tags and ``KPOINTS``) for the values that differ from the paper."""
+        """Engine overrides (INCAR tags, ``KPOINTS``) for the values that differ from the paper."""
         out: dict[str, Any] = {}
         if self.encut_eV is not None:
             out["ENCUT"] = self.encut_eV

@@ -1,24 +1,26 @@
 """The embedded, file-backed FireWorks LaunchPad, made safe for concurrent workers and SIGTERM.
 
-FireWorks can keep its database in a JSON file through ``mongomock-persistence``. Measured defects of
-that store (issue 5): each process reads the whole file when it opens the store and writes it back only
-at interpreter exit, so concurrent workers ran every Firework twice and lost launches, SIGTERM lost all
-work of a worker, read-only commands rewrote the file and simultaneous openers read half-written JSON.
+FireWorks can keep its database in a JSON file through ``mongomock-persistence``. Measured defects
+of that store (issue 5): each process reads the whole file when it opens the store and writes it
+back only at interpreter exit, so concurrent workers ran every Firework twice and lost launches,
+SIGTERM lost all work of a worker, read-only commands rewrote the file and simultaneous openers
+read half-written JSON.
 
 This module wraps it so that the user never loses or duplicates work:
 
-* every LaunchPad operation (each public method of :class:`LockedLaunchPad`) runs under an exclusive
-  ``flock`` on ``STORE_DIR/store.lock``: the store is reloaded from disk, the operation runs, and, when
-  it wrote anything, the file is written atomically (temporary file, ``fsync``, ``rename``) before the
-  lock is released; nested calls reuse the outer lock;
+* every LaunchPad operation (each public method of :class:`LockedLaunchPad`) runs under an
+  exclusive ``flock`` on ``STORE_DIR/store.lock``: the store is reloaded from disk, the operation
+  runs, and, when it wrote anything, the file is written atomically (temporary file, ``fsync``,
+  ``rename``) before the lock is released; nested calls reuse the outer lock;
 * the exit-time write of mongomock-persistence is disabled (it would overwrite other processes' work
   with a stale copy);
 * read-only sessions (``dftflow status``) take a shared lock and never write;
 * :func:`terminate_gracefully` turns SIGTERM into an exception inside the running Firework, which
   FireWorks records as FIZZLED (flushed at once), so ``dftflow rerun`` can restart it.
 
-``MONGOMOCK_SERVERSTORE_FILE`` must be set before :mod:`fireworks` is imported: this module sets it and
-every dftflow module imports this module before FireWorks.
+``MONGOMOCK_SERVERSTORE_FILE`` must be set before :mod:`fireworks` is imported: this module sets
+it (``dftflow.workflows`` imports it first). LaunchPads made here also select the mongomock client
+explicitly, so they work even when FireWorks was imported earlier by someone else.
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ os.environ.setdefault(_ENV, _bootstrap_store_file())
 import bson.json_util  # noqa: E402
 import mongomock  # noqa: E402
 import mongomock.collection  # noqa: E402
-import mongomock_persistence  # noqa: E402, F401  (patches mongomock's store classes)
+import mongomock.gridfs  # noqa: E402
+import mongomock_persistence  # noqa: E402  (patches mongomock's store classes)
 from fireworks import LaunchPad  # noqa: E402
 from mongomock.store import CollectionStore, DatabaseStore  # noqa: E402
 
@@ -85,10 +88,10 @@ STORE_FILE = "fireworks.json"
 LOCK_FILE = "store.lock"
 DB_NAME = "dftflow"
 
-# ---------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------
 # Write tracking: count mongomock write operations so that a store operation that only read data
 # does not rewrite the file.
-# ---------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------
 _WRITE_METHODS = (
     "insert_one", "insert_many", "insert", "update_one", "update_many", "update", "replace_one",
     "find_one_and_update", "find_one_and_replace", "find_one_and_delete", "delete_one",
@@ -124,11 +127,12 @@ def _patch_mongomock() -> None:
 
 
 _patch_mongomock()
+mongomock.gridfs.enable_gridfs_integration()  # FireWorks' GridFS fallback on the mongomock store
 
 
-# ---------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------
 # The store directory: file, lock, in-place reload and atomic flush.
-# ---------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------
 class EmbeddedStore:
     """A FireWorks store kept in ``directory/fireworks.json``, guarded by ``directory/store.lock``.
 
@@ -324,7 +328,7 @@ class EmbeddedStore:
 
     @contextlib.contextmanager
     def read_only(self) -> Iterator[LaunchPad]:
-        """A plain LaunchPad on a snapshot of the store read under a shared lock; never written back.
+        """A plain LaunchPad on a snapshot read under a shared lock; never written back.
 
         Writes made through it stay in memory and are discarded.
         """
@@ -334,6 +338,26 @@ class EmbeddedStore:
             lp = self._guarded(_new_launchpad)
         _detach_finalizer(lp)
         yield lp
+
+
+_CLIENT_SWAP = threading.Lock()
+
+
+@contextlib.contextmanager
+def fireworks_client(client_cls: Any) -> Iterator[None]:
+    """Make FireWorks' LaunchPad use ``client_cls`` (mongomock or pymongo) while constructing it.
+
+    FireWorks binds its client class when it is first imported; this makes the choice explicit.
+    """
+    import fireworks.core.launchpad as fw_lp
+
+    with _CLIENT_SWAP:
+        saved = fw_lp.MongoClient
+        fw_lp.MongoClient = client_cls
+        try:
+            yield
+        finally:
+            fw_lp.MongoClient = saved
 
 
 def _detach_finalizer(lp: LaunchPad) -> None:
@@ -346,13 +370,14 @@ def _detach_finalizer(lp: LaunchPad) -> None:
 def _new_launchpad() -> LaunchPad:
     import logging
 
-    lp = LaunchPad(name=DB_NAME, strm_lvl="ERROR", logdir=None)
+    with fireworks_client(mongomock_persistence.MongoClient):
+        lp = LaunchPad(name=DB_NAME, strm_lvl="ERROR", logdir=None)
     lp.m_logger.setLevel(logging.ERROR)
     return lp
 
 
 class LockedLaunchPad(LaunchPad):
-    """A FireWorks LaunchPad on an :class:`EmbeddedStore`; each public method is a locked operation."""
+    """A LaunchPad on an :class:`EmbeddedStore`; each public method is one locked operation."""
 
     _dftflow_store: EmbeddedStore
 
@@ -361,7 +386,8 @@ class LockedLaunchPad(LaunchPad):
         import logging
 
         def make() -> LockedLaunchPad:
-            return cls(name=DB_NAME, strm_lvl="ERROR", logdir=None)
+            with fireworks_client(mongomock_persistence.MongoClient):
+                return cls(name=DB_NAME, strm_lvl="ERROR", logdir=None)
 
         if store._depth:  # already inside a locked operation of this process
             lp = store._guarded(make)
@@ -403,9 +429,9 @@ for _name, _attr in list(vars(LaunchPad).items()):
         setattr(LockedLaunchPad, _name, _locked(_attr))
 
 
-# ---------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------
 # SIGTERM: never interrupt a store write; interrupt a running Firework so FireWorks records it.
-# ---------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------
 class WorkerTerminated(Exception):
     """Raised inside a running Firetask when the worker receives SIGTERM (time limit, scancel)."""
 
@@ -446,9 +472,10 @@ def termination_requested() -> bool:
 def interruptible() -> Iterator[None]:
     """Mark the body (a Firetask's computation) as interruptible by SIGTERM.
 
-    A SIGTERM received before or during the body raises :class:`WorkerTerminated` in it; FireWorks
-    then records the Firework as FIZZLED (flushed at once) and ``dftflow rerun`` restarts it. Outside
-    such bodies SIGTERM only asks the worker to stop after the current Firework.
+    A SIGTERM received before or during the body raises :class:`WorkerTerminated` in it;
+    FireWorks then records the Firework as FIZZLED (flushed at once) and ``dftflow rerun``
+    restarts it. Outside such bodies SIGTERM only asks the worker to stop after the current
+    Firework.
     """
     if _sigterm_state["requested"]:
         raise WorkerTerminated(_TERMINATED)
