@@ -1,4 +1,4 @@
-"""Units of the study workflow: duplicate detection, data passing, selection of the lowest energy."""
+"""Study workflow units: duplicate detection, data passing, lowest-energy selection."""
 
 from __future__ import annotations
 

@@ -1,0 +1,152 @@
+"""The study through FireWorks with the mock VASP (custodian): end to end, resume, duplicates."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from dftflow.cli import main
+from dftflow.schemas import StudySummary, TaskDoc
+from dftflow.workflows import runner
+from dftflow.workflows.flows import build_workflow, count_engine_runs
+from dftflow.workflows.spec import load_study
+
+WORKFLOWS = Path(__file__).parents[1] / "workflows"
+SMALL = WORKFLOWS / "test_mock_small.yaml"
+
+
+@pytest.fixture(scope="module")
+def small_study(tmp_path_factory):
+    """The small mock study run once by `dftflow run` (shared by the tests of this module)."""
+    out = tmp_path_factory.mktemp("mock_small") / "study"
+    code = main(["run", str(SMALL), "-o", str(out)])
+    return out, code
+
+
+def _taskdocs(out: Path) -> dict[str, TaskDoc]:
+    return {p.name: TaskDoc.from_json_file(p) for p in sorted((out / "taskdocs").glob("*.json"))}
+
+
+def test_every_firework_completed_and_summary_written(small_study):
+    out, code = small_study
+    assert code == 0
+    handle = runner.open_launchpad(out)
+    status = runner.study_status(handle)
+    assert status["counts"] == {"COMPLETED": status["total"]}
+    wf = build_workflow(load_study(SMALL), out)
+    assert status["total"] == len(wf.fws)
+    # one engine run per Firework except analysis and report
+    docs = _taskdocs(out)
+    assert len(docs) == count_engine_runs(wf)
+    assert all(d.engine for d in docs.values())
+    summary = StudySummary.model_validate_json((out / "summary.json").read_text())
+    assert summary.study == "test_mock_small" and summary.engine == "mock"
+    (lig,) = summary.ligands
+    assert lig.ligand == "AcO" and lig.reference_species == "acetate radical"
+    assert lig.e_ads_eV is not None
+    assert set(summary.slab) == {"bulk_relax", "slab_relax", "slab_static"}
+
+
+def test_e_ads_is_the_difference_of_the_three_statics(small_study):
+    out, _ = small_study
+    summary = StudySummary.model_validate_json((out / "summary.json").read_text())
+    (lig,) = summary.ligands
+    cx = TaskDoc.from_json_file(lig.taskdocs["complex_static"])
+    mol = TaskDoc.from_json_file(lig.taskdocs["molecule_static"])
+    slab = TaskDoc.from_json_file(summary.slab["slab_static"])
+    assert lig.e_ads_eV == pytest.approx(cx.energy_eV - slab.energy_eV - mol.energy_eV, abs=1e-6)
+
+
+def test_lowest_energy_placement_selected_and_every_one_reported(small_study):
+    out, _ = small_study
+    summary = StudySummary.model_validate_json((out / "summary.json").read_text())
+    (lig,) = summary.ligands
+    spec = load_study(SMALL)
+    assert 1 <= len(lig.placements) <= spec.ligands[0].placements.max_candidates
+    energies = {p.label: p.energy_eV for p in lig.placements}
+    assert all(e is not None for e in energies.values())
+    best = min(energies, key=energies.get)
+    assert f"({best})" in lig.model
+    relaxed = TaskDoc.from_json_file(lig.taskdocs["complex_relax"])
+    assert relaxed.energy_eV == pytest.approx(energies[best])
+
+
+def test_statics_share_one_cell_and_one_fft_grid(small_study):
+    out, _ = small_study
+    summary = StudySummary.model_validate_json((out / "summary.json").read_text())
+    (lig,) = summary.ligands
+    roles = ["complex_static", "slab_fragment_static", "ligand_fragment_static", "molecule_static"]
+    docs = [TaskDoc.from_json_file(lig.taskdocs[r]) for r in roles]
+    docs.append(TaskDoc.from_json_file(summary.slab["slab_static"]))
+    grids = [tuple(d.fft_grid or ()) for d in docs]
+    assert len(set(grids)) == 1 and len(grids[0]) == 3, grids
+    cells = [d.final_structure().lattice.matrix.round(4).tolist() for d in docs]
+    assert all(c == cells[0] for c in cells)
+    assert lig.charge_transfer_e is not None
+
+
+def test_firework_names_and_run_directories(small_study):
+    out, _ = small_study
+    with runner.open_launchpad(out).read_only() as lp:
+        names = sorted(fw["name"] for fw in lp.fireworks.find({}, {"name": 1}))
+    assert "test_mock_small/bulk/relax" in names
+    assert "test_mock_small/slab/static" in names
+    assert "test_mock_small/AcO/complex_static" in names
+    assert "test_mock_small/report" in names
+    assert any(n.startswith("test_mock_small/AcO/complex_relax/") for n in names)
+    assert (out / "calcs" / "test_mock_small" / "slab" / "static" / "vasprun.xml").exists() or any(
+        (out / "calcs" / "test_mock_small" / "slab" / "static").glob("vasprun.xml*")
+    )
+
+
+def test_second_run_resumes_without_recomputation(small_study):
+    out, _ = small_study
+    before = {p: p.stat().st_mtime_ns for p in (out / "taskdocs").glob("*.json")}
+    with runner.open_launchpad(out).read_only() as lp:
+        n_launches = lp.launches.count_documents({})
+    assert main(["run", str(SMALL), "-o", str(out)]) == 0
+    after = {p: p.stat().st_mtime_ns for p in (out / "taskdocs").glob("*.json")}
+    assert after == before
+    with runner.open_launchpad(out).read_only() as lp:
+        assert lp.launches.count_documents({}) == n_launches
+
+
+def test_status_json_reports_completed(small_study, capsys):
+    out, _ = small_study
+    assert main(["status", "-o", str(out), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["failed"] == [] and data["counts"] == {"COMPLETED": data["total"]}
+
+
+def test_resubmitting_the_same_study_is_a_noop(small_study, capsys):
+    out, _ = small_study
+    assert main(["submit", str(SMALL), "-o", str(out), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["new"] is False
+
+
+@pytest.mark.slow
+def test_paper_study_with_the_mock_vasp(tmp_path):
+    """The paper study (OA, 2-HA, AcO; 5-plane 2x2 slab) through FireWorks with the mock VASP."""
+    out = tmp_path / "paper"
+    spec = load_study(WORKFLOWS / "cspbbr3_ligands.yaml").with_engine("mock")
+    assert (
+        main(["run", str(WORKFLOWS / "cspbbr3_ligands.yaml"), "-o", str(out), "--engine", "mock"])
+        == 0
+    )
+    status = runner.study_status(runner.open_launchpad(out))
+    assert status["counts"] == {"COMPLETED": status["total"]}
+    wf = build_workflow(spec, out)
+    assert len(list((out / "taskdocs").glob("*.json"))) == count_engine_runs(wf)
+    summary = StudySummary.model_validate_json((out / "summary.json").read_text())
+    assert [lig.ligand for lig in summary.ligands] == ["OA", "2-HA", "AcO"]
+    assert all(lig.e_ads_eV is not None for lig in summary.ligands)
+    assert {lig.ligand: lig.paper_e_ads_eV for lig in summary.ligands} == {
+        "OA": -0.33,
+        "2-HA": -0.61,
+        "AcO": -1.77,
+    }
+    assert os.path.exists(out / "summary.json")
