@@ -43,8 +43,12 @@ class DigestDupeFinder(DupeFinderBase):
         return bool(spec1.get(SPEC_DIGEST)) and spec1.get(SPEC_DIGEST) == spec2.get(SPEC_DIGEST)
 
     def query(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """Mongo query for launched Fireworks with the same digest."""
-        return {f"spec.{SPEC_DIGEST}": spec.get(SPEC_DIGEST), "launches": {"$ne": []}}
+        """Mongo query: Fireworks with the same digest that finished or are running (not failed)."""
+        return {
+            f"spec.{SPEC_DIGEST}": spec.get(SPEC_DIGEST),
+            "launches": {"$ne": []},
+            "state": {"$in": ["COMPLETED", "RUNNING", "RESERVED"]},
+        }
 
 
 # ---------------------------------------------------------------------------------------------
