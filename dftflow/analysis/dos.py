@@ -168,11 +168,11 @@ def dos_curves(
         el_dos = {el.symbol: d for el, d in cdos.get_element_dos().items()}
         present = sorted(el_dos)
         use_groups = dict(groups) if groups else default_groups(present)
-        unknown = sorted({e for g in use_groups.values() for e in g} - set(present))
-        if groups and all(e not in present for g in use_groups.values() for e in g):
-            raise InputError(
-                f"none of the group elements {unknown} are in {path} (elements: {present})"
-            )
+        from pymatgen.core.periodic_table import Element
+
+        bad = sorted({e for g in use_groups.values() for e in g if not Element.is_valid_symbol(e)})
+        if bad:
+            raise InputError(f"unknown element symbol(s) in groups: {', '.join(bad)}")
         for name, members in use_groups.items():
             dens = None
             for el in members:

@@ -114,3 +114,94 @@ def write_chgdiff_triple(
         "grid": grid,
         "structures": (complex_, slab, ligand),
     }
+
+
+def write_synthetic_run(
+    directory: str | Path,
+    structure: Structure,
+    *,
+    energy_eV: float,
+    trap_atom: int | None = None,
+    trap_energy_eV: float = 1.1,
+    gap_eV: float = 2.3,
+    density_rho_v: np.ndarray | None = None,
+    converged: bool = True,
+    nk: int = 4,
+) -> Path:
+    """Write a pymatgen-readable VASP run (vasprun.xml with DOS and projections, OUTCAR, CHGCAR).
+
+    Model band structure: one valence band per atom below 0 eV (delocalised over all non-ligand
+    atoms;
+    ligand atoms get their own localised bands at -4 eV), conduction bands from ``gap_eV``,
+    and, when
+    ``trap_atom`` is given, one empty band at ``trap_energy_eV`` localised on that atom (a trap).
+    Eigenvalues are written by :func:`dftflow.io.vasp_writer.write_vasp_outputs`.
+    """
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from dftflow.engines.base import ElectronicResult
+    from dftflow.io.vasp_writer import write_vasp_outputs
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    n = len(structure)
+    lig = np.array([s.specie.symbol in ("C", "H", "O") for s in structure])
+    rng = np.random.default_rng(7)
+    bands_e, bands_w = [], []
+    host = np.where(~lig)[0]
+    for i in range(max(len(host), 1)):
+        for kind in ("valence", "conduction"):
+            w = np.zeros(n)
+            w[host] = 1.0 / max(len(host), 1)
+            base = -2.0 + 2.0 * i / max(len(host), 1) if kind == "valence" else gap_eV + 0.3 * i
+            bands_e.append(base)
+            bands_w.append(w)
+    for i in np.where(lig)[0]:
+        w = np.zeros(n)
+        w[i] = 1.0
+        bands_e.append(-4.0 - 0.1 * (i % 5))
+        bands_w.append(w)
+    if trap_atom is not None:
+        w = np.zeros(n)
+        w[trap_atom] = 1.0
+        bands_e.append(trap_energy_eV)
+        bands_w.append(w)
+    order = np.argsort(bands_e)
+    e0 = np.array(bands_e)[order]
+    w0 = np.array(bands_w)[order]
+    kd = np.linspace(0, 0.1, nk)
+    eig = e0[None, :] + 0.5 * kd[:, None] + rng.normal(0, 0.01, (nk, len(e0)))  # small dispersion
+    occ = (eig < 0.5).astype(float)  # valence and ligand bands full; trap and conduction empty
+    proj = np.zeros((1, nk, len(e0), n, 9))
+    proj[0, :, :, :, 0] = 0.6 * w0[None, :, :]
+    proj[0, :, :, :, 2] = 0.3 * w0[None, :, :]
+    result = ElectronicResult(
+        atoms=AseAtomsAdaptor.get_atoms(structure),
+        energy_eV=energy_eV,
+        free_energy_eV=energy_eV - 0.001,
+        forces_eV_per_A=np.zeros((n, 3)),
+        efermi_eV=float(eig[occ > 0.5].max()) + 0.05,
+        eigenvalues_eV=eig[None],
+        occupations=occ[None],
+        kpoints=np.column_stack([kd, kd, np.zeros(nk)]),
+        kweights=np.full(nk, 1.0 / nk),
+        projections=proj,
+        density=None if density_rho_v is None else density_rho_v / structure.volume,
+        converged_electronic=converged,
+        converged_ionic=converged,
+    )
+    incar = {
+        "ENCUT": 400,
+        "EDIFF": 1e-5,
+        "ISMEAR": 0,
+        "SIGMA": 0.05,
+        "LORBIT": 11,
+        "NEDOS": 601,
+        "ISPIN": 1,
+        "NSW": 0,
+        "IBRION": -1,
+    }
+    write_vasp_outputs(
+        directory, result, incar=incar, kpoints=(2, 2, 1), generator="dftflow-synthetic"
+    )
+    return directory

@@ -1,9 +1,219 @@
-"""CLI commands: analyze (placeholder until its issue lands)."""
+# ruff: noqa: B008 - typer declares options as argument defaults
+"""CLI: ``dftflow analyze eads|dos|midgap|chgdiff|locpot`` and ``dftflow report STUDY_DIR``.
+
+Every user mistake (missing/truncated/corrupt files, mismatched grids or lattices, no
+projections for
+groups, empty window) raises a :class:`~dftflow.errors.DftflowError`: one line, exit code 2.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from dftflow.cli.common import check_writable, echo_json
+from dftflow.errors import InputError
+
+analyze_app = typer.Typer(
+    name="analyze",
+    help="Adsorption energies, DOS, mid-gap states, charge density differences, LOCPOT.",
+    no_args_is_help=True,
+)
+
+
+def _echo(data: dict, as_json: bool, lines: list[str]) -> None:
+    if as_json:
+        echo_json(data)
+    else:
+        for line in lines:
+            typer.echo(line)
+
+
+@analyze_app.command("eads")
+def eads_cmd(
+    complex_dir: Path = typer.Option(..., "--complex", help="Run directory of slab+ligand."),
+    slab_dir: Path = typer.Option(..., "--slab", help="Run directory of the clean slab."),
+    adsorbate_dir: Path = typer.Option(..., "--adsorbate", help="Run directory of the ligand L."),
+    slab_multiplier: int = typer.Option(
+        1, "--slab-multiplier", help="Slab cells per complex cell."
+    ),
+    reference_species: str = typer.Option(
+        "neutral acid", "--reference-species", help="What L is: neutral acid, anion, radical ..."
+    ),
+    allow_unconverged: bool = typer.Option(False, "--allow-unconverged"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (key e_ads_eV)."),
+) -> None:
+    """E_ads = E(complex) - N*E(slab) - E(adsorbate) from e_0 energies, eV."""
+    from dftflow.analysis.adsorption import adsorption_energy
+
+    result = adsorption_energy(
+        complex_dir,
+        slab_dir,
+        adsorbate_dir,
+        slab_multiplier=slab_multiplier,
+        reference_species=reference_species,
+        allow_unconverged=allow_unconverged,
+    )
+    _echo(
+        result.model_dump(mode="json"),
+        as_json,
+        [
+            f"E_ads = {result.e_ads_eV:+.4f} eV (L = {result.reference_species}; "
+            f"E_complex {result.e_complex_eV:.4f}, {result.slab_multiplier} x E_slab "
+            f"{result.e_slab_eV:.4f}, E_L {result.e_adsorbate_eV:.4f} eV)",
+            *[f"warning: {w}" for w in result.warnings],
+        ],
+    )
+
+
+@analyze_app.command("dos")
+def dos_cmd(
+    directories: list[Path] = typer.Argument(..., help="Run directories (one panel each)."),
+    groups: list[str] = typer.Option(None, "--groups", help="NAME=El1,El2 (repeatable)."),
+    elements: bool = typer.Option(False, "--elements", help="Plot element projections."),
+    align: str = typer.Option("fermi", "--align", help="Zero at fermi or vbm."),
+    window: tuple[float, float] = typer.Option((-6.0, 4.0), "--window", help="E range, eV."),
+    sigma: float = typer.Option(0.0, "--sigma", help="Extra Gaussian broadening, eV."),
+    labels: list[str] = typer.Option(None, "--label", help="Panel label per directory."),
+    output: Path = typer.Option(None, "-o", "--output", help="PNG to write."),
+    dpi: int = typer.Option(150, "--dpi"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Total/element/group DOS of one or several runs on one energy axis."""
+    from dftflow.analysis.dos import dos_curves, parse_groups, plot_dos_panels
+
+    if labels and len(labels) != len(directories):
+        raise InputError(f"{len(labels)} labels for {len(directories)} directories")
+    if output is not None:
+        check_writable(output)
+    parsed = parse_groups(groups)
+    curves = [
+        dos_curves(
+            d,
+            groups=parsed,
+            elements=elements,
+            align=align,
+            window_eV=window,
+            sigma_eV=sigma,
+            label=labels[i] if labels else None,
+        )
+        for i, d in enumerate(directories)
+    ]
+    if output is not None:
+        plot_dos_panels(curves, output, show_elements=elements, dpi=dpi)
+    data = {
+        "systems": [c.model_dump(mode="json") for c in curves],
+        "output": None if output is None else str(output),
+    }
+    _echo(
+        data,
+        as_json,
+        [
+            f"{c.label}: E_F = {c.efermi_eV:.4f} eV, zero = {c.zero_eV:.4f} eV ({c.align}), "
+            f"groups: {', '.join(c.groups) or 'none'}"
+            for c in curves
+        ]
+        + ([f"wrote {output}"] if output else []),
+    )
+
+
+@analyze_app.command("midgap")
+def midgap_cmd(
+    directory: Path = typer.Argument(..., help="Run directory (vasprun.xml with projections)."),
+    reference: Path = typer.Option(None, "--reference", help="Host run: clean slab or bulk."),
+    align: str = typer.Option("deep", "--align", help="Reference alignment: deep, fermi, none."),
+    tolerance: float = typer.Option(0.05, "--tolerance", help="Distance from edges, eV."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (key midgap_states)."),
+) -> None:
+    """Report every state inside the host band gap (trap states)."""
+    from dftflow.analysis.midgap import find_midgap_states
+
+    report = find_midgap_states(directory, reference=reference, align=align, tolerance_eV=tolerance)
+    lines = [report.verdict]
+    for s in report.midgap_states:
+        lines.append(
+            f"  {s.energy_eV:9.4f} eV {s.spin:4s} occ {s.occupation:.3f}  "
+            f"VBM+{s.distance_to_vbm_eV:.3f} / CBM-{s.distance_to_cbm_eV:.3f} eV  "
+            f"k-points {s.n_kpoints}  {s.element_weights}"
+        )
+    _echo(report.model_dump(mode="json"), as_json, lines)
+
+
+@analyze_app.command("chgdiff")
+def chgdiff_cmd(
+    ab: Path = typer.Argument(..., help="CHGCAR (or run directory) of the complex AB."),
+    a: Path = typer.Argument(..., help="CHGCAR of part A (slab)."),
+    b: Path = typer.Argument(..., help="CHGCAR of part B (ligand)."),
+    output: Path = typer.Option(None, "-o", "--output", help="Write Δρ as CHGCAR here."),
+    axis: str = typer.Option("z", "--axis", help="Planar-average axis: x, y or z."),
+    plot: Path = typer.Option(None, "--plot", help="Directory for the plots."),
+    iso: float = typer.Option(None, "--iso", help="Isovalue, e/Å^3 (default 10% of max)."),
+    dpi: int = typer.Option(150, "--dpi"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Δρ = ρ(AB) − ρ(A) − ρ(B): planar average, Δq(z), charge transfer, plots."""
+    from dftflow.analysis.chgdiff import charge_density_difference, chgdiff_plots
+
+    if output is not None:
+        check_writable(output)
+    if plot is not None:
+        result = chgdiff_plots(ab, a, b, plot, axis=axis, iso_e_per_A3=iso, dpi=dpi, output=output)
+    else:
+        result = charge_density_difference(ab, a, b, axis=axis, output=output)
+    ct = "n/a" if result.charge_transfer_e is None else f"{result.charge_transfer_e:+.4f} e"
+    _echo(
+        result.model_dump(mode="json"),
+        as_json,
+        [
+            f"grid {'x'.join(map(str, result.grid))}, ∫Δρ dV = {result.total_charge_e:+.5f} e, "
+            f"charge transfer across the ligand/surface plane = {ct}",
+            *([f"wrote {result.output}"] if result.output else []),
+            *[f"wrote {f}" for f in result.files.values()],
+        ],
+    )
+
+
+@analyze_app.command("locpot")
+def locpot_cmd(
+    path: Path = typer.Argument(..., help="LOCPOT or run directory."),
+    axis: str = typer.Option("z", "--axis"),
+    efermi: float = typer.Option(None, "--efermi", help="E_F, eV (default: vasprun.xml beside)."),
+    plot: Path = typer.Option(None, "-o", "--plot", help="PNG of the planar average."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Planar-averaged local potential, vacuum level and work function."""
+    from dftflow.analysis.locpot import locpot_summary, plot_locpot
+
+    summary, profile = locpot_summary(path, axis=axis, efermi_eV=efermi)
+    if plot is not None:
+        check_writable(plot)
+        plot_locpot(profile, plot)
+        summary["plot"] = str(plot)
+    vac = summary["vacuum_level_eV"]
+    wf = summary["work_function_eV"]
+    _echo(
+        summary,
+        as_json,
+        [
+            f"vacuum level: {'n/a (no vacuum gap)' if vac is None else f'{vac:.4f} eV'}; "
+            f"E_F: {summary['efermi_eV']}; work function: {'n/a' if wf is None else f'{wf:.4f} eV'}"
+        ],
+    )
+
+
+def report_cmd(
+    study_dir: Path = typer.Argument(..., help="Study directory holding summary.json."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Write STUDY_DIR/report/report.md (+ .html and PNGs) from summary.json."""
+    from dftflow.analysis.report import load_summary, write_report
+
+    path = write_report(study_dir, load_summary(study_dir))
+    _echo({"report": str(path)}, as_json, [f"wrote {path}"])
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to app."""
+    """Add ``analyze`` (sub-commands) and ``report`` to the dftflow app."""
+    app.add_typer(analyze_app, name="analyze")
+    app.command("report")(report_cmd)

@@ -1,0 +1,401 @@
+"""The study report: ``STUDY_DIR/report/report.md`` (+ ``report.html``) with figures.
+
+Sections: adsorption energies (table + bar chart beside the paper's values), DOS panels (clean
+slab and
+each ligand's complex), mid-gap verdicts and the trap-state question, charge density differences
+(planar average + Δq, isosurfaces), comparison with the paper (computed from the numbers) and
+provenance. Missing pieces (a ligand without Δρ, a TaskDoc that does not exist ...) are reported as
+missing with the reason; they never stop the report.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from dftflow.errors import DftflowError, OutputError
+from dftflow.inputs.params import PAPER_E_ADS_EV
+from dftflow.schemas import LigandResult, StudySummary, TaskDoc
+
+
+def load_summary(study_dir: str | Path) -> StudySummary:
+    """Read ``STUDY_DIR/summary.json`` (one-line error when missing or invalid)."""
+    path = Path(study_dir) / "summary.json"
+    if not Path(study_dir).is_dir():
+        raise OutputError(f"study directory {study_dir} does not exist")
+    if not path.is_file():
+        raise OutputError(f"no summary.json in {study_dir} (has the study finished?)")
+    try:
+        return StudySummary.model_validate_json(path.read_text())
+    except Exception as exc:
+        raise OutputError(f"cannot read {path}: {type(exc).__name__}") from exc
+
+
+def _resolve(study_dir: Path, path: str | None) -> Path | None:
+    if not path:
+        return None
+    p = Path(path)
+    return p if p.is_absolute() else study_dir / p
+
+
+def _taskdoc(study_dir: Path, path: str | None) -> tuple[TaskDoc | None, str | None]:
+    """(TaskDoc, None) or (None, reason)."""
+    p = _resolve(study_dir, path)
+    if p is None:
+        return None, "not in summary.json"
+    try:
+        doc = TaskDoc.from_json_file(p)
+    except FileNotFoundError:
+        return None, f"TaskDoc {p} missing"
+    except Exception as exc:  # invalid JSON / schema
+        return None, f"TaskDoc {p} unreadable ({type(exc).__name__})"
+    run = _resolve(study_dir, doc.directory)
+    if run is not None:
+        doc = doc.model_copy(update={"directory": str(run)})
+    return doc, None
+
+
+def _paper_value(lig: LigandResult) -> float | None:
+    if lig.paper_e_ads_eV is not None:
+        return lig.paper_e_ads_eV
+    for name, value in PAPER_E_ADS_EV.items():
+        if name.lower() == lig.ligand.lower():
+            return value
+    return None
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for pkg in ("dftflow", "pymatgen", "numpy", "matplotlib", "scikit-image"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _rel(path: Path | str, base: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(base.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def write_report(study_dir: str | Path, summary: StudySummary) -> Path:
+    """Write the Markdown (and HTML) report of a finished study.
+
+    Parameters
+    ----------
+    study_dir
+        The study directory (TaskDoc paths in ``summary`` are relative to it unless absolute).
+    summary
+        The study's :class:`~dftflow.schemas.StudySummary`.
+
+    Returns
+    -------
+    Path
+        ``STUDY_DIR/report/report.md``.
+    """
+    from dftflow.analysis.adsorption import (
+        AdsorptionRow,
+        adsorption_table_markdown,
+        plot_adsorption_bars,
+    )
+
+    study_dir = Path(study_dir)
+    out = study_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    md: list[str] = [
+        f"# Study report: {summary.study}",
+        "",
+        f"Engine: **{summary.engine}**. Energies in eV; E_ads = E(slab+L) − E(slab) − "
+        "E(L), negative = binding; the reference species L is stated per row.",
+        "",
+    ]
+    facts: dict[str, Any] = {"e_ads": {}, "paper": {}, "midgap": {}, "transfer": {}}
+
+    # ---- adsorption energies -----------------------------------------------------------
+    md += ["## Adsorption energies", ""]
+    rows = []
+    for lig in summary.ligands:
+        paper = _paper_value(lig)
+        rows.append(
+            AdsorptionRow(
+                ligand=lig.ligand,
+                reference_species=lig.reference_species,
+                model=lig.model,
+                e_ads_eV=lig.e_ads_eV,
+                converged=lig.converged,
+                engine=lig.engine or summary.engine,
+                paper_e_ads_eV=paper,
+            )
+        )
+        facts["e_ads"][lig.ligand] = lig.e_ads_eV
+        facts["paper"][lig.ligand] = paper
+    if rows:
+        md.append(adsorption_table_markdown(rows))
+        try:
+            png = plot_adsorption_bars(rows, out / "eads.png")
+            md += [f"![Adsorption energies]({_rel(png, out)})", ""]
+        except DftflowError as exc:
+            md += [f"_Bar chart not drawn: {exc}_", ""]
+        for lig in summary.ligands:
+            if lig.placements:
+                md.append(f"Configurations tried for {lig.ligand} (E_ads uses the lowest):")
+                for p in lig.placements:
+                    e = "n/a" if p.energy_eV is None else f"{p.energy_eV:.4f} eV"
+                    md.append(f"- {p.label} ({p.model}): {e}, converged={p.converged}")
+                md.append("")
+            for note in lig.notes:
+                md.append(f"- note ({lig.ligand}): {note}")
+    else:
+        md += ["_No ligand results in summary.json._", ""]
+
+    # ---- DOS ------------------------------------------------------------------------
+    md += ["", "## Densities of states", ""]
+    systems: list[tuple[str, TaskDoc]] = []
+    missing: list[str] = []
+    doc, why = _taskdoc(study_dir, summary.slab.get("slab_static"))
+    if doc is not None:
+        systems.append(("clean slab", doc))
+    else:
+        missing.append(f"clean slab: {why}")
+    for lig in summary.ligands:
+        doc, why = _taskdoc(study_dir, lig.taskdocs.get("complex_static"))
+        if doc is not None:
+            systems.append((lig.ligand, doc))
+        else:
+            missing.append(f"{lig.ligand} complex: {why}")
+    md += _dos_section(systems, out, missing)
+
+    # ---- mid-gap states -------------------------------------------------------------
+    md += ["", "## Mid-gap (trap) states", ""]
+    md += _midgap_section(systems, summary, out, facts)
+
+    # ---- charge density differences ---------------------------------------------------
+    md += ["", "## Charge density differences", ""]
+    md += _chgdiff_section(study_dir, summary, out, facts)
+
+    # ---- comparison with the paper -----------------------------------------------------
+    md += ["", "## Comparison with the paper", ""]
+    md += _paper_comparison(facts)
+
+    # ---- provenance ---------------------------------------------------------------------
+    md += ["", "## Provenance", "", f"- engine: {summary.engine}"]
+    for k, v in _versions().items():
+        md.append(f"- {k} {v}")
+    for k, v in sorted(summary.parameters.items()):
+        md.append(f"- parameter {k} = {v}")
+    for k, v in sorted(summary.provenance.items()):
+        md.append(f"- {k}: {v}")
+    for note in summary.notes:
+        md.append(f"- note: {note}")
+    md.append("")
+    text = "\n".join(md)
+    path = out / "report.md"
+    tmp = out / ".report.md.tmp"
+    tmp.write_text(text)
+    tmp.replace(path)
+    (out / "report.html").write_text(markdown_to_html(text, title=f"Study report: {summary.study}"))
+    return path
+
+
+def _dos_section(systems: list[tuple[str, TaskDoc]], out: Path, missing: list[str]) -> list[str]:
+    from dftflow.analysis.dos import dos_curves, plot_dos_panels
+
+    md: list[str] = []
+    curves = []
+    for label, doc in systems:
+        try:
+            curves.append(dos_curves(doc.directory, label=label, sigma_eV=0.05))
+        except DftflowError as exc:
+            missing.append(f"{label}: {exc}")
+    if curves:
+        png = plot_dos_panels(curves, out / "dos.png")
+        md += [
+            f"![DOS panels]({_rel(png, out)})",
+            "",
+            "Zero at each system's Fermi level; grey: total DOS; lines: slab (Cs, Pb, Br) and "
+            "ligand (C, H, O) projections; spin down (if any) mirrored.",
+            "",
+        ]
+    for m in missing:
+        md.append(f"- DOS missing — {m}")
+    return md
+
+
+def _midgap_section(systems, summary: StudySummary, out: Path, facts: dict) -> list[str]:
+    from dftflow.analysis.midgap import compare_midgap, find_midgap_states
+
+    md: list[str] = []
+    reports = {}
+    for label, doc in systems:
+        try:
+            reports[label] = find_midgap_states(doc.directory)
+        except DftflowError as exc:
+            md.append(f"- {label}: mid-gap analysis not possible — {exc}")
+            continue
+        rep = reports[label]
+        facts["midgap"][label] = rep.has_midgap_states
+        md.append(f"- **{label}**: {rep.verdict}")
+    if summary.slab_midgap and "clean slab" not in reports:
+        md.append(f"- clean slab (from summary.json): {summary.slab_midgap.get('verdict', 'n/a')}")
+    baseline = next((k for k in reports if k.lower() == "oa"), None)
+    if baseline is not None:
+        md += ["", f"Does each ligand remove the mid-gap states of the {baseline} surface?", ""]
+        for label, rep in reports.items():
+            if label in (baseline, "clean slab"):
+                continue
+            cmp = compare_midgap(reports[baseline], rep, ligand=label, system=f"{baseline} surface")
+            facts.setdefault("removes", {})[label] = cmp.answer
+            md.append(f"- {label}: **{cmp.answer_text}**")
+            for ev in cmp.evidence:
+                md.append(f"  - {ev}")
+    return md
+
+
+def _chgdiff_section(study_dir: Path, summary: StudySummary, out: Path, facts: dict) -> list[str]:
+    from dftflow.analysis.chgdiff import chgdiff_plots
+
+    md: list[str] = []
+    for lig in summary.ligands:
+        docs = {}
+        reasons = []
+        for role in ("complex_static", "slab_fragment_static", "ligand_fragment_static"):
+            doc, why = _taskdoc(study_dir, lig.taskdocs.get(role))
+            if doc is None:
+                reasons.append(f"{role}: {why}")
+                continue
+            chg = _resolve(study_dir, doc.volumetric_files.get("CHGCAR")) or Path(doc.directory)
+            docs[role] = chg
+        if reasons:
+            md.append(f"- {lig.ligand}: no Δρ — " + "; ".join(reasons))
+            continue
+        try:
+            res = chgdiff_plots(
+                docs["complex_static"],
+                docs["slab_fragment_static"],
+                docs["ligand_fragment_static"],
+                out,
+                prefix=f"chgdiff_{_safe(lig.ligand)}",
+            )
+        except DftflowError as exc:
+            md.append(f"- {lig.ligand}: no Δρ — {exc}")
+            continue
+        facts["transfer"][lig.ligand] = res.charge_transfer_e
+        ct = "n/a" if res.charge_transfer_e is None else f"{res.charge_transfer_e:+.3f} e"
+        md += [
+            f"### {lig.ligand}",
+            "",
+            f"∫Δρ dV = {res.total_charge_e:+.4f} e; charge transfer across the ligand/surface "
+            f"plane (z = {res.plane_z_A if res.plane_z_A is None else round(res.plane_z_A, 2)} Å, "
+            f"slab side, + = slab gains electrons): {ct}.",
+            "",
+            f"![planar average]({_rel(res.files['planar_average'], out)}) "
+            f"![isosurface]({_rel(res.files['isosurface'], out)})",
+            "",
+        ]
+    return md
+
+
+def _paper_comparison(facts: dict) -> list[str]:
+    md: list[str] = []
+    pairs = {k: (v, facts["paper"].get(k)) for k, v in facts["e_ads"].items()}
+    both = {k: v for k, v in pairs.items() if v[0] is not None and v[1] is not None}
+    if not both:
+        md.append("- No ligand has both a computed and a published E_ads.")
+    for k, (ours, paper) in both.items():
+        diff = ours - paper
+        verdict = (
+            "agrees (within 0.1 eV)" if abs(diff) <= 0.1 else ("differs by " + f"{diff:+.2f} eV")
+        )
+        md.append(f"- {k}: E_ads {ours:+.2f} eV vs paper {paper:+.2f} eV — {verdict}.")
+    if len(both) >= 2:
+        ours_order = sorted(both, key=lambda k: both[k][0])
+        paper_order = sorted(both, key=lambda k: both[k][1])
+        same = ours_order == paper_order
+        md.append(
+            f"- Binding order (strongest first): ours {' > '.join(ours_order)}; paper "
+            f"{' > '.join(paper_order)} — {'same order' if same else 'different order'}."
+        )
+    if any(abs(v[0] - v[1]) > 0.1 for v in both.values()):
+        md.append(
+            "- Likely reasons for differences: the adsorption model and reference species L "
+            "(neutral acid vs anion vs radical), the engine and its settings (PBE without "
+            "dispersion, basis, k-points), and the geometry of the lowest configuration found."
+        )
+    removes = facts.get("removes", {})
+    if "OA" in facts["midgap"]:
+        oa = facts["midgap"]["OA"]
+        md.append(
+            f"- Paper: the OA surface shows mid-gap states. Here: "
+            f"{'mid-gap states found' if oa else 'no mid-gap states found'} for OA."
+        )
+        for lig, ans in removes.items():
+            txt = {
+                True: "removes them (as in the paper)" if oa else "n/a",
+                False: "does not remove them (the paper says it does)",
+                None: "not applicable (no OA trap states here)",
+            }[ans]
+            md.append(f"  - {lig}: {txt}")
+    tr = facts["transfer"]
+    if "OA" in tr and "2-HA" in tr and tr["OA"] is not None and tr["2-HA"] is not None:
+        more = abs(tr["2-HA"]) > abs(tr["OA"])
+        md.append(
+            f"- Paper: more charge transfer for 2-HA than OA. Here |Δq| 2-HA "
+            f"{abs(tr['2-HA']):.3f} e vs OA {abs(tr['OA']):.3f} e — "
+            f"{'agrees' if more else 'differs'}."
+        )
+    return md
+
+
+def markdown_to_html(text: str, title: str = "report") -> str:
+    """Minimal Markdown to HTML (headings, tables, lists, images, bold) for the report only."""
+    body: list[str] = []
+    lines = text.splitlines()
+    i = 0
+
+    def inline(s: str) -> str:
+        s = html.escape(s)
+        s = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)", r'<img alt="\1" src="\2" style="max-width:48%">', s)
+        s = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", s)
+        return re.sub(r"_([^_]+)_$", r"<i>\1</i>", s)
+
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            body.append(f"<h{level}>{inline(line[level:].strip())}</h{level}>")
+        elif line.startswith("|"):
+            rows = []
+            while i < len(lines) and lines[i].startswith("|"):
+                cells = [c.strip() for c in lines[i].strip("|").split("|")]
+                if not all(set(c) <= set("-:") for c in cells):
+                    rows.append(cells)
+                i += 1
+            body.append("<table border=1 cellspacing=0 cellpadding=3>")
+            for j, cells in enumerate(rows):
+                tag = "th" if j == 0 else "td"
+                body.append(
+                    "<tr>" + "".join(f"<{tag}>{inline(c)}</{tag}>" for c in cells) + "</tr>"
+                )
+            body.append("</table>")
+            continue
+        elif line.lstrip().startswith("- "):
+            body.append(f"<li>{inline(line.lstrip()[2:])}</li>")
+        elif line.strip():
+            body.append(f"<p>{inline(line)}</p>")
+        i += 1
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "</head><body style='font-family:sans-serif;max-width:1000px'>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )

@@ -1,0 +1,309 @@
+"""Analysis: E_ads, mid-gap detector, DOS, Δρ, LOCPOT, report, CLI errors.
+
+Real VASP data: the VASP engineer's fixtures in tests/fixtures/vasp/ (custodian, MIT). The defect
+pair (Mg_Ga in GaN + its bulk, pymatgen-analysis-defects, BSD-3-Clause-LBNL) is not committed (see
+tests/fixtures/real_vasp/README.md); those tests run when the files are present and skip otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pymatgen.io.vasp import Chgcar, Vasprun
+
+from dftflow.analysis import testdata
+from dftflow.analysis.adsorption import adsorption_energy
+from dftflow.analysis.midgap import compare_midgap, find_midgap_states
+from dftflow.analysis.vaspio import taskdoc_from_directory
+from dftflow.cli import main
+from dftflow.io.chgcar import write_chgcar
+
+FIX = Path(__file__).parent / "fixtures"
+VASP = FIX / "vasp"
+NACL = VASP / "v544_ispin1_static"
+K4SN4O6 = VASP / "v541_ispin2_static_lorbit_quirk"
+TRUNCATED = VASP / "v535_truncated_vasprun"
+
+
+def _real_defect_dir() -> Path | None:
+    for cand in (
+        os.environ.get("DFTFLOW_REAL_VASP_DIR"),
+        FIX / "real_vasp",
+        Path(__file__).parents[2] / "shared" / "real_vasp",
+    ):
+        if cand and (Path(cand) / "Mg_Ga" / "bulk_sc" / "vasprun.xml.gz").is_file():
+            return Path(cand) / "Mg_Ga"
+    return None
+
+
+DEFECT = _real_defect_dir()
+needs_defect = pytest.mark.skipif(
+    DEFECT is None, reason="Mg_Ga defect data not present (see tests/fixtures/real_vasp/README.md)"
+)
+
+
+def run_cli(args, capsys):
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# ---------------------------------------------------------------- energies vs pymatgen
+
+
+@pytest.mark.parametrize("run", [NACL, K4SN4O6])
+def test_energy_and_fermi_equal_pymatgen(run):
+    vr = Vasprun(str(run / "vasprun.xml.gz"), parse_potcar_file=False)
+    doc = taskdoc_from_directory(run)
+    assert abs(doc.energy_eV - vr.final_energy) < 1e-6
+    assert abs(doc.efermi_eV - vr.efermi) < 1e-6
+    rep = find_midgap_states(run)
+    assert abs(rep.efermi_eV - vr.efermi) < 1e-6
+
+
+# ---------------------------------------------------------------- adsorption
+
+
+@pytest.fixture(scope="module")
+def triple(tmp_path_factory):
+    root = tmp_path_factory.mktemp("triple")
+    c, s, lig = testdata.slab_and_ligand_structures()
+    testdata.write_synthetic_run(root / "complex", c, energy_eV=-45.75)
+    testdata.write_synthetic_run(root / "slab", s, energy_eV=-30.25)
+    testdata.write_synthetic_run(root / "ligand", lig, energy_eV=-14.5)
+    testdata.write_synthetic_run(root / "ligand_unconv", lig, energy_eV=-14.5, converged=False)
+    return root
+
+
+def test_eads_triple(triple, capsys):
+    res = adsorption_energy(
+        triple / "complex", triple / "slab", triple / "ligand", reference_species="neutral acid"
+    )
+    e = {
+        k: Vasprun(str(triple / k / "vasprun.xml"), parse_potcar_file=False).final_energy
+        for k in ("complex", "slab", "ligand")
+    }
+    assert res.e_ads_eV == pytest.approx(e["complex"] - e["slab"] - e["ligand"], abs=1e-6)
+    assert res.e_ads_eV == pytest.approx(-1.0, abs=1e-6)
+    code, out, _ = run_cli(
+        [
+            "analyze",
+            "eads",
+            "--complex",
+            str(triple / "complex"),
+            "--slab",
+            str(triple / "slab"),
+            "--adsorbate",
+            str(triple / "ligand"),
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0 and json.loads(out)["e_ads_eV"] == pytest.approx(-1.0, abs=1e-6)
+
+
+def test_eads_refusals(triple, capsys):
+    base = ["analyze", "eads", "--complex", str(triple / "complex"), "--slab", str(triple / "slab")]
+    code, _, err = run_cli(base + ["--adsorbate", str(triple / "ligand_unconv")], capsys)
+    assert code == 2 and "unconverged" in err and len(err.strip().splitlines()) == 1
+    code, out, _ = run_cli(
+        base + ["--adsorbate", str(triple / "ligand_unconv"), "--allow-unconverged", "--json"],
+        capsys,
+    )
+    assert code == 0 and json.loads(out)["warnings"]
+    code, _, err = run_cli(base + ["--adsorbate", str(triple / "slab")], capsys)
+    assert code == 2 and "composition" in err
+    code, _, err = run_cli(
+        base + ["--adsorbate", str(triple / "ligand"), "--slab-multiplier", "2"], capsys
+    )
+    assert code == 2 and "composition" in err
+
+
+# ---------------------------------------------------------------- mid-gap detector
+
+
+def test_clean_bulk_reports_no_midgap_states():
+    rep = find_midgap_states(NACL)
+    assert not rep.has_midgap_states and rep.midgap_states == []
+    assert rep.gap_eV["up"] > 4.0  # NaCl PBE gap ~5 eV
+
+
+def test_synthetic_surface_trap_found_and_removed(triple, tmp_path):
+    _, s, _ = testdata.slab_and_ligand_structures()
+    testdata.write_synthetic_run(tmp_path / "trap", s, energy_eV=-30.0, trap_atom=0)
+    rep = find_midgap_states(tmp_path / "trap")
+    assert rep.has_midgap_states and len(rep.midgap_states) == 1
+    st = rep.midgap_states[0]
+    assert st.top_atoms[0].index == 0 and st.top_atoms[0].element == "Pb"
+    assert st.top_atoms[0].layer == "surface" and st.occupation == 0.0
+    assert st.n_kpoints == 4 and 0 < st.distance_to_vbm_eV < rep.gap_eV["up"]
+    clean = find_midgap_states(triple / "complex")
+    cmp = compare_midgap(rep, clean, ligand="L", system="trap slab")
+    assert cmp.answer is True
+    assert compare_midgap(rep, rep).answer is False
+
+
+@needs_defect
+def test_real_defect_in_gap_state_and_none_in_bulk():
+    bulk = find_midgap_states(DEFECT / "bulk_sc", reference=DEFECT / "bulk_sc")
+    assert not bulk.has_midgap_states
+    rep = find_midgap_states(DEFECT / "q=0", reference=DEFECT / "bulk_sc")
+    assert rep.has_midgap_states
+    holes = [s for s in rep.midgap_states if s.occupation < 0.5]
+    assert len(holes) == 1 and holes[0].spin == "down"  # the neutral Mg acceptor's hole
+    vr = Vasprun(str(DEFECT / "q=0" / "vasprun.xml.gz"), parse_potcar_file=False)
+    mg = next(i for i, site in enumerate(vr.final_structure) if site.specie.symbol == "Mg")
+    neighbours = {n.index for n in vr.final_structure.get_neighbors(vr.final_structure[mg], 2.3)}
+    assert holes[0].top_atoms[0].element == "N" and holes[0].top_atoms[0].index in neighbours
+
+
+def test_midgap_cli_json(capsys):
+    code, out, _ = run_cli(["analyze", "midgap", str(NACL), "--json"], capsys)
+    data = json.loads(out)
+    assert code == 0 and data["midgap_states"] == [] and data["has_midgap_states"] is False
+
+
+# ---------------------------------------------------------------- DOS
+
+
+def test_dos_panels_and_errors(triple, tmp_path, capsys):
+    png = tmp_path / "dos.png"
+    code, out, _ = run_cli(
+        [
+            "analyze",
+            "dos",
+            str(triple / "slab"),
+            str(triple / "complex"),
+            "--groups",
+            "ligand=C,H,O",
+            "--sigma",
+            "0.05",
+            "-o",
+            str(png),
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0 and png.stat().st_size > 10_000
+    systems = json.loads(out)["systems"]
+    assert "ligand" not in systems[0]["groups"] and "ligand" in systems[1]["groups"]
+    vr = Vasprun(str(triple / "complex" / "vasprun.xml"), parse_potcar_file=False)
+    assert systems[1]["efermi_eV"] == pytest.approx(vr.efermi, abs=1e-6)
+    code, _, err = run_cli(["analyze", "dos", str(NACL), "--groups", "ligand=C,H,O"], capsys)
+    assert code == 2 and "no projected DOS" in err
+    code, _, err = run_cli(["analyze", "dos", str(NACL), "--window", "30", "40"], capsys)
+    assert code == 2 and "empty energy window" in err
+
+
+# ---------------------------------------------------------------- Δρ
+
+
+@pytest.fixture(scope="module")
+def chg(tmp_path_factory):
+    return testdata.write_chgdiff_triple(tmp_path_factory.mktemp("chg"), transfer_e=0.05)
+
+
+def test_chgdiff_equals_numpy(chg, tmp_path, capsys):
+    p = chg["paths"]
+    out = tmp_path / "delta.vasp"
+    code, stdout, _ = run_cli(
+        [
+            "analyze",
+            "chgdiff",
+            str(p["AB"]),
+            str(p["A"]),
+            str(p["B"]),
+            "-o",
+            str(out),
+            "--axis",
+            "z",
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0
+    res = json.loads(stdout)
+    ab, a, b = (Chgcar.from_file(str(p[k])) for k in ("AB", "A", "B"))
+    vol = ab.structure.volume
+    delta = (ab.data["total"] - a.data["total"] - b.data["total"]) / vol
+    assert np.allclose(res["planar_average_e_per_A3"], delta.mean(axis=(0, 1)), atol=1e-12)
+    assert res["total_charge_e"] == pytest.approx(delta.sum() * vol / delta.size, abs=1e-9)
+    written = Chgcar.from_file(str(out))
+    assert np.allclose(written.data["total"] / vol, delta, atol=1e-9)
+    assert res["charge_transfer_e"] == pytest.approx(chg["transfer_e"], abs=1e-3)
+    dz = vol / delta.size * delta.shape[2]
+    cum = np.cumsum(delta.sum(axis=(0, 1)) * vol / delta.size)
+    assert res["cumulative_charge_e"][-1] == pytest.approx(cum[-1] - cum[0] + cum[0], abs=1e-9)
+    assert dz > 0
+
+
+def test_chgdiff_plots(chg, tmp_path):
+    import matplotlib.image as mpimg
+
+    from dftflow.analysis.chgdiff import chgdiff_plots
+
+    p = chg["paths"]
+    res = chgdiff_plots(p["AB"], p["A"], p["B"], tmp_path)
+    for f in res.files.values():
+        img = mpimg.imread(f)
+        assert img.shape[0] > 300 and img.shape[1] > 300
+
+
+def test_chgdiff_bad_inputs(chg, tmp_path, capsys):
+    p = chg["paths"]
+    c, s, _ = testdata.slab_and_ligand_structures()
+    write_chgcar(tmp_path / "coarse", s, np.ones((10, 10, 40)))
+    code, _, err = run_cli(
+        ["analyze", "chgdiff", str(p["AB"]), str(tmp_path / "coarse"), str(p["B"])], capsys
+    )
+    assert code == 2 and "20x20x80" in err and "10x10x40" in err
+    s2 = s.copy()
+    s2.scale_lattice(s.volume * 1.01)
+    write_chgcar(tmp_path / "strained", s2, np.ones((20, 20, 80)))
+    code, _, err = run_cli(
+        ["analyze", "chgdiff", str(p["AB"]), str(tmp_path / "strained"), str(p["B"])], capsys
+    )
+    assert code == 2 and "lattices differ" in err
+    text = Path(p["A"]).read_text().splitlines()
+    (tmp_path / "trunc").write_text("\n".join(text[: len(text) // 2]) + "\n")
+    code, _, err = run_cli(
+        ["analyze", "chgdiff", str(p["AB"]), str(tmp_path / "trunc"), str(p["B"])], capsys
+    )
+    assert code == 2 and "truncated or corrupt" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli(
+        ["analyze", "chgdiff", str(p["AB"]), str(tmp_path / "nope"), str(p["B"])], capsys
+    )
+    assert code == 2 and "does not exist" in err
+
+
+def test_locpot_vacuum_level(tmp_path, capsys):
+    _, s, _ = testdata.slab_and_ligand_structures()
+    grid = (8, 8, 96)
+    z = np.arange(grid[2]) / grid[2] * s.lattice.c
+    profile = np.where((z > 6.0) & (z < 13.0), -8.0, 4.25)
+    write_chgcar(tmp_path / "LOCPOT", s, np.broadcast_to(profile, grid).copy())
+    code, out, _ = run_cli(
+        ["analyze", "locpot", str(tmp_path / "LOCPOT"), "--efermi", "-1.0", "--json"], capsys
+    )
+    data = json.loads(out)
+    assert code == 0 and data["vacuum_level_eV"] == pytest.approx(4.25)
+    assert data["work_function_eV"] == pytest.approx(5.25)
+    assert np.allclose(data["planar_average_eV"], profile)
+
+
+# ---------------------------------------------------------------- bad vasprun inputs
+
+
+@pytest.mark.parametrize("cmd", [["analyze", "midgap"], ["analyze", "dos"]])
+def test_truncated_and_missing_vasprun(cmd, tmp_path, capsys):
+    code, _, err = run_cli(cmd + [str(TRUNCATED)], capsys)
+    assert code == 2 and "truncated or corrupt" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli(cmd + [str(tmp_path)], capsys)
+    assert code == 2 and "no vasprun.xml" in err
+    (tmp_path / "vasprun.xml").write_text("garbage")
+    code, _, err = run_cli(cmd + [str(tmp_path)], capsys)
+    assert code == 2 and "corrupt" in err
