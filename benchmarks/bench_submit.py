@@ -57,7 +57,7 @@ def ligand_workflow(i: int, study_dir: Path):
     cr = [
         b.add(
             f"{k}/complex_relax/{lab}",
-            ft.ComplexRelaxTask(role=lab, ligand=entry, label=lab, index=j, slab=slab),
+            ft.ComplexRelaxTask(role=lab, ligand=entry, placement={"label": lab}, slab=slab),
             [sr],
         )
         for j, lab in enumerate(labels)

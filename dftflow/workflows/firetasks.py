@@ -200,14 +200,19 @@ def shared_fft_grid(structure: Any, encut_eV: float) -> list[int]:
 
 
 def build_slab(slab: dict[str, Any], a_A: float | None):  # -> Atoms
-    """The study's slab from its spec (dict of :class:`SlabSpec`) and a lattice constant (A)."""
+    """The study's slab from its spec (dict of :class:`SlabSpec`) and a lattice constant (A).
+
+    ``slab["vacuum_total_A"]``, when present, is the vacuum that fits every ligand (set at
+    submission) and replaces the spec's minimum ``vacuum_A``.
+    """
     from dftflow.structures.slab import cspbbr3_001_slab
 
-    s = SlabSpec.model_validate(slab)
+    vacuum_total = slab.get("vacuum_total_A")
+    s = SlabSpec.model_validate({k: v for k, v in slab.items() if k != "vacuum_total_A"})
     kwargs: dict[str, Any] = {
         "layers": s.layers,
         "supercell": tuple(s.supercell),
-        "vacuum": slab["vacuum_total_A"] if "vacuum_total_A" in slab else s.vacuum_A,
+        "vacuum": vacuum_total if vacuum_total is not None else s.vacuum_A,
         "termination": s.termination,
         "a": a_A,
         "fix": s.fix,
@@ -235,7 +240,10 @@ def ligand_spec(entry: dict[str, Any]):  # -> structures.ligands.LigandSpec
 
 
 def enumerate_candidates(slab_atoms: Any, entry: dict[str, Any]) -> list[Any]:
-    """The placements of a ligand to try, in the deterministic order of the structures API."""
+    """The placements of a ligand to try, in the deterministic order of the structures API.
+
+    At most ``placements.max_candidates`` per binding mode (the first ones of the enumeration).
+    """
     from dftflow.structures import placement
 
     lig = LigandEntry.model_validate(entry)
@@ -243,15 +251,25 @@ def enumerate_candidates(slab_atoms: Any, entry: dict[str, Any]) -> list[Any]:
     if lig.placements.azimuths_deg is not None:
         kwargs["azimuths_deg"] = list(lig.placements.azimuths_deg)
     cands = placement.enumerate_placements(
-        slab_atoms, ligand_spec(entry), modes=lig.placements.modes, **kwargs
+        slab_atoms,
+        ligand_spec(entry),
+        modes=lig.placements.modes,
+        form=lig.placements.form,
+        dissociate=lig.placements.dissociate,
+        **kwargs,
     )
-    return list(cands)[: lig.placements.max_candidates]
+    per_mode: dict[str, int] = {}
+    kept = []
+    for cand in cands:  # the first max_candidates of each binding mode, enumeration order kept
+        per_mode[cand.mode] = per_mode.get(cand.mode, 0) + 1
+        if per_mode[cand.mode] <= lig.placements.max_candidates:
+            kept.append(cand)
+    return kept
 
 
-def placement_label(p: Any, index: int) -> str:
-    """A stable, sanitised label of a placement."""
-    label = getattr(p, "label", None) or f"{getattr(p, 'mode', 'placement')}-{index}"
-    return safe_name(str(label))
+def placement_label(p: Any) -> str:
+    """A stable, sanitised label of a placement (e.g. ``monodentate-Pb12-az0``)."""
+    return safe_name(str(p.label))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,30 +350,22 @@ class MoleculeRelaxTask(FiretaskBase):
 class ComplexRelaxTask(FiretaskBase):
     """Place the ligand on the relaxed slab (one enumerated placement) and relax the complex."""
 
-    required_params = ["role", "ligand", "label", "index", "slab"]
+    required_params = ["role", "ligand", "placement", "slab"]
 
     def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
-        """Re-enumerate placements on the relaxed slab, take this one, relax."""
-        from dftflow.structures.placement import place_ligand
+        """Put the ligand at this placement's site on the relaxed slab (same atom order), relax."""
+        from dftflow.structures.placement import Placement, place_ligand
 
         slab_rec = _result(fw_spec, "slab/relax")
         slab = _with_constraints(
             _atoms_of(TaskDoc.from_json_file(slab_rec["taskdoc"])),
             build_slab(self["slab"], slab_rec["a_A"]),
         )
-        cands = enumerate_candidates(slab, self["ligand"])
-        by_label = {placement_label(p, i): p for i, p in enumerate(cands)}
-        chosen = by_label.get(self["label"])
-        if chosen is None:
-            raise InputError(
-                f"placement {self['label']!r} no longer enumerated on the relaxed slab"
-            )
+        chosen = Placement.model_validate(self["placement"])
         atoms = place_ligand(slab, ligand_spec(self["ligand"]), chosen)
         _, rec = run_stage(fw_spec, self["role"], atoms, Stage.complex_relax, _overrides(fw_spec))
-        rec["label"] = self["label"]
-        rec["model"] = str(
-            getattr(chosen, "mode", LigandEntry.model_validate(self["ligand"]).model)
-        )
+        rec["label"] = placement_label(chosen)
+        rec["model"] = f"{chosen.model}, {chosen.mode}"
         return pass_on(fw_spec, self["role"], rec)
 
 

@@ -27,30 +27,21 @@ from dftflow.inputs import params
 from dftflow.workflows import firetasks as ft
 from dftflow.workflows.spec import StudySpec, digest_of
 
-#: Extra height (Angstrom) above the longest ligand when the structures API gives no requirement.
-_LIGAND_CLEARANCE_A = 10.0
-
 
 def required_vacuum_A(spec: StudySpec) -> float:
     """Vacuum (Angstrom) so that every system of the study fits one cell.
 
-    The larger of the spec's ``slab.vacuum_A`` and what the structures API requires for the longest
-    ligand (``structures.placement.required_vacuum_A``).
+    The larger of the spec's ``slab.vacuum_A`` and what the structures API requires for the
+    tallest ligand (``structures.placement.required_vacuum_A``) in any form the study uses.
     """
-    from dftflow.structures import placement
+    from dftflow.structures.placement import required_vacuum_A as needed
 
-    needs = [spec.slab.vacuum_A]
-    for lig in spec.ligands:
-        lspec = ft.ligand_spec(lig.model_dump(mode="json"))
-        if hasattr(placement, "required_vacuum_A"):
-            needs.append(float(placement.required_vacuum_A(lspec)))
-        else:  # structures API without the helper: ligand length along its longest axis + clearance
-            from dftflow.structures.ligands import ligand_molecule
-
-            pos = ligand_molecule(lspec, form="as_is").get_positions()
-            extent = float((pos.max(axis=0) - pos.min(axis=0)).max())
-            needs.append(extent + _LIGAND_CLEARANCE_A)
-    return max(needs)
+    slab = ft.build_slab(spec.slab.model_dump(mode="json"), spec.bulk.a_A)
+    specs = [ft.ligand_spec(lig.model_dump(mode="json")) for lig in spec.ligands]
+    forms = sorted(
+        {lig.molecule_form for lig in spec.ligands} | {lig.placements.form for lig in spec.ligands}
+    )
+    return max(spec.slab.vacuum_A, float(needed(slab, specs, forms=forms)))
 
 
 class _Builder:
@@ -143,7 +134,7 @@ def build_workflow(spec: StudySpec, study_dir: str | Path) -> Workflow:
     slab_static = b.add(
         "slab/static", ft.StaticTask(role="slab/static", source_role="slab/relax"), [slab_relax]
     )
-    unrelaxed_slab = ft.build_slab(slab_dict, a0)
+    unrelaxed_slab = ft.build_slab(slab_dict, a0)  # same atoms and order as the relaxed one
     analyses = []
     for lig in spec.ligands:
         key = lig.key
@@ -158,10 +149,8 @@ def build_workflow(spec: StudySpec, study_dir: str | Path) -> Workflow:
             ft.StaticTask(role=f"{key}/molecule_static", source_role=f"{key}/molecule_relax"),
             [mol, slab_relax],
         )
-        labels = [
-            ft.placement_label(p, i)
-            for i, p in enumerate(ft.enumerate_candidates(unrelaxed_slab, entry))
-        ]
+        candidates = ft.enumerate_candidates(unrelaxed_slab, entry)
+        labels = [ft.placement_label(p) for p in candidates]
         if not labels:
             from dftflow.errors import InputError
 
@@ -172,13 +161,12 @@ def build_workflow(spec: StudySpec, study_dir: str | Path) -> Workflow:
                 ft.ComplexRelaxTask(
                     role=f"{key}/complex_relax/{label}",
                     ligand=entry,
-                    label=label,
-                    index=i,
+                    placement=p.model_dump(mode="json"),
                     slab=slab_dict,
                 ),
                 [slab_relax],
             )
-            for i, label in enumerate(labels)
+            for p, label in zip(candidates, labels, strict=True)
         ]
         cx_static = b.add(
             f"{key}/complex_static",

@@ -124,9 +124,13 @@ class SlabSpec(_Strict):
 class PlacementSpec(_Strict):
     """Which adsorption configurations to enumerate (every one tried is reported)."""
 
-    modes: list[str] | None = Field(default=None, description="placement modes; None: all")
+    modes: list[str] | None = Field(
+        default=None, description="binding modes in order; None: the structures API's defaults"
+    )
+    form: MoleculeForm = Field(default="as_is", description="form of the ligand on the surface")
+    dissociate: bool = Field(default=False, description="move the acidic H to a surface Br")
     azimuths_deg: list[float] | None = None
-    max_candidates: int = Field(default=4, ge=1, le=50)
+    max_candidates: int = Field(default=4, ge=1, le=50, description="per binding mode")
     options: dict[str, Any] = Field(
         default_factory=dict, description="extra keywords of enumerate_placements"
     )
