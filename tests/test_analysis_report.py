@@ -1,0 +1,99 @@
+"""Study report from a small fake study directory (synthetic VASP-format runs)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dftflow.analysis import testdata
+from dftflow.analysis.vaspio import taskdoc_from_directory
+from dftflow.cli import main
+from dftflow.schemas import LigandResult, StudySummary
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    c, s, lig = testdata.slab_and_ligand_structures()
+    runs = root / "calcs"
+    docs = root / "taskdocs"
+    docs.mkdir()
+    chg = testdata.write_chgdiff_triple(root / "chg", transfer_e=0.04)
+
+    def doc(name, structure, energy, trap=None, chgcar=None):
+        testdata.write_synthetic_run(runs / name, structure, energy_eV=energy, trap_atom=trap)
+        d = taskdoc_from_directory(runs / name)
+        if chgcar is not None:
+            d.volumetric_files["CHGCAR"] = str(chgcar)
+        path = docs / f"{name}.json"
+        d.to_json_file(path)
+        return str(path.relative_to(root))
+
+    slab = doc("slab_static", s, -30.0, trap=0)
+    oa = LigandResult(
+        ligand="OA",
+        model="molecular",
+        reference_species="neutral acid",
+        e_ads_eV=-0.85,
+        converged={"complex": True},
+        engine="mock",
+        taskdocs={"complex_static": doc("oa_complex", c, -45.0, trap=0)},
+    )
+    aco = LigandResult(
+        ligand="AcO",
+        model="radical bidentate",
+        reference_species="radical",
+        e_ads_eV=-1.70,
+        converged={"complex": True},
+        engine="mock",
+        taskdocs={
+            "complex_static": doc("aco_complex", c, -46.0, chgcar=chg["paths"]["AB"]),
+            "slab_fragment_static": doc("aco_slabfrag", s, -30.0, chgcar=chg["paths"]["A"]),
+            "ligand_fragment_static": doc("aco_ligfrag", lig, -14.0, chgcar=chg["paths"]["B"]),
+        },
+    )
+    summary = StudySummary(
+        study="paper",
+        engine="mock",
+        slab={"slab_static": slab},
+        ligands=[oa, aco],
+        parameters={"ENCUT": 400},
+    )
+    (root / "summary.json").write_text(summary.model_dump_json(indent=2))
+    return root
+
+
+def test_report_written_with_sections(study, capsys):
+    code = main(["report", str(study), "--json"])
+    out = capsys.readouterr().out
+    assert code == 0
+    path = json.loads(out)["report"]
+    text = open(path).read()
+    for heading in (
+        "## Adsorption energies",
+        "## Densities of states",
+        "## Mid-gap",
+        "## Charge density differences",
+        "## Comparison with the paper",
+        "## Provenance",
+    ):
+        assert heading in text
+    assert "| OA | molecular | neutral acid | -0.850 | -0.33 |" in text
+    assert "OA: E_ads -0.85 eV vs paper -0.33 eV — differs by -0.52 eV" in text
+    assert "AcO: E_ads -1.70 eV vs paper -1.77 eV — agrees" in text
+    # OA keeps the surface trap, AcO has none: the detector answers yes for AcO
+    assert "AcO: **yes" in text
+    # OA has no fragments: the report says so instead of failing
+    assert "OA: no Δρ" in text
+    assert "+0.040 e" in text
+    report_dir = study / "report"
+    for png in ("eads.png", "dos.png", "chgdiff_AcO_planar.png", "chgdiff_AcO_iso.png"):
+        assert (report_dir / png).stat().st_size > 10_000
+    assert (report_dir / "report.html").read_text().count("<img") >= 4
+
+
+def test_report_missing_summary(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no summary.json" in err and len(err.strip().splitlines()) == 1
