@@ -221,7 +221,7 @@ def plot_adsorption_bars(
         _label_bars(ax, pbars, paper)
     ax.axhline(0.0, color="black", lw=0.8)
     ax.set_xticks(x)
-    ax.set_xticklabels([r.ligand for r in rows])
+    ax.set_xticklabels([f"{r.ligand}\n(L: {r.reference_species})" for r in rows], fontsize=8)
     ax.set_ylabel(r"$E_\mathrm{ads}$ (eV)")
     refs = sorted({r.reference_species for r in rows if r.e_ads_eV is not None})
     ax.set_title(
