@@ -35,12 +35,12 @@ def main() -> None:
             e_ads_eV=lig.e_ads_eV,
             paper_e_ads_eV=_paper_value(lig),
         )
-        for l in summary.ligands
+        for lig in summary.ligands
     ]
     if rows:
         print(plot_adsorption_bars(rows, out / "eads.png", dpi=args.dpi))
     systems = [("clean slab", summary.slab.get("slab_static"))]
-    systems += [(lig.ligand, l.taskdocs.get("complex_static")) for lig in summary.ligands]
+    systems += [(lig.ligand, lig.taskdocs.get("complex_static")) for lig in summary.ligands]
     curves = []
     for label, path in systems:
         doc, why = _taskdoc(args.study_dir, path)
