@@ -1,0 +1,923 @@
+"""Ligand placement on the PbBr2-terminated CsPbBr3 (001) face: enumeration, clash checks, cells.
+
+A placement is a surface site (a Pb of the top plane), a binding mode, an azimuth and optionally a
+dissociated acidic proton moved onto a surface Br. Starting geometries:
+
+- ``monodentate``: one binding atom (the C=O oxygen of an acid, an O of a carboxylate/phosphonate, the
+  N of an amine, the S of a thiol/thiolate) straight above the Pb at the Pb-X bond length
+  (:data:`BOND_LENGTH_A`: O 2.5, N 2.6, S 2.9 Angstrom).
+- ``bidentate_chelating``: both O of a carboxylate/phosphonate on the same Pb at 2.5 Angstrom, the O-O
+  line horizontal along the azimuth.
+- ``bidentate_bridging``: the two O on two neighbouring Pb (along the azimuth, 0/90/180/270 degrees),
+  each at 2.5 Angstrom. The Pb-Pb distance (a ~ 5.9 Angstrom) leaves no room for the Br between them,
+  so that Br is removed (X-type exchange: the carboxylate replaces a surface Br); the complex then has
+  one Br less than the slab (recorded in :attr:`Placement.removed`). Not in the default modes.
+- ``a_site``: an ammonium N in the hollow above the top plane where the next Cs would sit.
+
+The molecule stands along +z (anchor down, chain into the vacuum). Bidentate modes need the anchor
+deprotonated: use a carboxylate/phosphonate ligand, ``form="deprotonated"``/``"radical"``, or
+``dissociate=True`` (the acidic H goes to a top-plane Br, 1.45 Angstrom straight above it).
+
+Every candidate is checked with periodic boundaries: no ligand atom closer than
+``min_slab_distance_A`` to a slab atom (its own Pb-X bonds and the transferred H-Br are the intended
+contacts and are above that threshold or exempt), nor closer than ``min_image_distance_A`` to a
+periodic image of the ligand. Candidates related by a symmetry operation of the slab that keeps the
+surface normal (spglib, in-plane translations and point operations) are duplicates; the first one in
+the deterministic order (mode, dissociation, azimuth, site index) is kept.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from ase import Atoms
+from pydantic import BaseModel, ConfigDict, Field
+
+from dftflow.errors import InputError
+from dftflow.structures.ligands import (
+    Anchor,
+    Form,
+    LigandSpec,
+    get_ligand,
+    ligand_anchor,
+    ligand_molecule,
+    rotation_to,
+)
+from dftflow.structures.slab import SLAB_ELEMENTS, find_planes, plane_kind, slab_summary
+
+#: Pb-X starting bond lengths, Angstrom.
+BOND_LENGTH_A = {"O": 2.5, "N": 2.6, "S": 2.9}
+#: H-Br bond of a dissociated proton on a surface Br, Angstrom.
+H_BR_A = 1.45
+#: Default minimum ligand-slab and ligand-image distances, Angstrom.
+MIN_SLAB_DISTANCE_A = 2.0
+MIN_IMAGE_DISTANCE_A = 2.0
+#: Default azimuths, degrees.
+DEFAULT_AZIMUTHS_DEG = (0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0)
+#: Modes and the anchor families they apply to.
+MODES = ("monodentate", "bidentate_chelating", "bidentate_bridging", "a_site")
+_MODE_FAMILIES = {
+    "monodentate": {"carboxyl", "phosphonate", "amine", "thiol"},
+    "bidentate_chelating": {"carboxyl", "phosphonate"},
+    "bidentate_bridging": {"carboxyl", "phosphonate"},
+    "a_site": {"amine"},
+}
+
+
+class Placement(BaseModel):
+    """One candidate adsorption configuration (JSON-serialisable, enough to rebuild it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    index: int = Field(description="position in the enumeration (0-based)")
+    label: str
+    ligand: str
+    mode: str
+    site: int = Field(description="index of the top-plane Pb in the slab")
+    site2: int | None = Field(default=None, description="second Pb (bridging)")
+    azimuth_deg: float
+    form: str = "as_is"
+    dissociate: bool = False
+    h_acceptor: int | None = Field(default=None, description="Br that takes the acidic H")
+    removed: tuple[int, ...] = Field(default=(), description="slab atoms removed (bridging Br)")
+    anchor: str
+    charge: int = Field(description="formal charge of the ligand form (e), metadata")
+    model: str = Field(description="molecular, dissociated, anion, radical, X-type exchange ...")
+    min_slab_distance_A: float
+    min_image_distance_A: float
+    n_equivalent: int = Field(default=1, description="symmetry-equivalent candidates merged")
+
+
+@dataclass
+class _Built:
+    """Positions of a candidate before it becomes a Placement."""
+
+    symbols: list[str]
+    positions: np.ndarray  # ligand atoms (+ dissociated H last), Cartesian, Angstrom
+    removed: tuple[int, ...]
+    h_acceptor: int | None
+    site2: int | None
+    exempt: dict[int, set[int]]  # ligand atom -> slab atoms exempt from the clash check
+
+
+# ---------------------------------------------------------------------------------------------
+# Geometry helpers
+# ---------------------------------------------------------------------------------------------
+def _rot_z(deg: float) -> np.ndarray:
+    t = np.deg2rad(deg)
+    c, s = np.cos(t), np.sin(t)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def _standing(pos: np.ndarray, symbols: Sequence[str], origin_atoms: Sequence[int]) -> np.ndarray:
+    """Origin at the centroid of ``origin_atoms``, farthest heavy atom along +z."""
+    heavy = np.array([i for i, s in enumerate(symbols) if s != "H"])
+    origin = pos[list(origin_atoms)].mean(axis=0)
+    rel = pos - origin
+    far = heavy[int(np.argmax(np.linalg.norm(rel[heavy], axis=1)))]
+    return rel @ rotation_to(rel[far], np.array([0.0, 0.0, 1.0])).T
+
+
+def _local_frame(pos: np.ndarray, symbols: Sequence[str], anchor: Anchor, mode: str) -> np.ndarray:
+    """Ligand in its binding frame: binding point at the origin, chain up, reference along +x.
+
+    Monodentate/a_site: the binding atom at the origin, the second anchor atom (or the centroid) in
+    the +x half-plane. Bidentate: the O-O midpoint at the origin, the O-O line on the x axis.
+    """
+    if mode in ("bidentate_chelating", "bidentate_bridging"):
+        o1, o2 = anchor.binding_atoms[:2]
+        p = _standing(pos, symbols, (o1, o2))
+        v = p[o2] - p[o1]
+        p = p @ _rot_z(-np.degrees(np.arctan2(v[1], v[0]))).T
+        v = p[o2] - p[o1]
+        tilt = np.arctan2(v[2], v[0])  # rotate about y so that both O are at the same height
+        c, s = np.cos(tilt), np.sin(tilt)
+        ry = np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+        return p @ ry.T
+    b = anchor.binding_atoms[0]
+    p = _standing(pos, symbols, (b,))
+    if len(anchor.binding_atoms) > 1:
+        ref = p[anchor.binding_atoms[1]]
+    else:
+        ref = np.delete(p, b, axis=0).mean(axis=0)
+    if np.hypot(ref[0], ref[1]) > 1e-6:
+        p = p @ _rot_z(-np.degrees(np.arctan2(ref[1], ref[0]))).T
+    return p
+
+
+def _q(x: float, step: float = 0.05) -> int:
+    return int(np.floor(x / step + 0.5))
+
+
+def _axis_rotation(axis: np.ndarray, deg: float) -> np.ndarray:
+    """Rotation by ``deg`` about the unit vector ``axis`` (Rodrigues)."""
+    k = axis / np.linalg.norm(axis)
+    t = np.deg2rad(deg)
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(t) * kx + (1 - np.cos(t)) * (kx @ kx)
+
+
+#: Tilts (degrees) tried, in order, when the upright ligand touches the slab.
+TILTS_DEG = (0.0, 15.0, 30.0, 45.0)
+
+
+def _tilts(mode: str) -> list[np.ndarray]:
+    """Tilt rotations in the binding frame: about the O-O line (bidentate) or any horizontal axis."""
+    out = [np.eye(3)]
+    for theta in TILTS_DEG[1:]:
+        if mode.startswith("bidentate"):
+            axes = [np.array([1.0, 0.0, 0.0])]
+            signs = (1.0, -1.0)
+        else:
+            axes = [_rot_z(psi) @ np.array([1.0, 0.0, 0.0]) for psi in (0.0, 90.0, 180.0, 270.0)]
+            signs = (1.0,)
+        for ax in axes:
+            for sg in signs:
+                out.append(_axis_rotation(ax, sg * theta))
+    return out
+
+
+def _mic_vectors(d: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """Minimum-image version of Cartesian difference vectors ``d`` (..., 3) in a periodic cell."""
+    frac = d @ np.linalg.inv(cell)
+    frac -= np.round(frac)
+    return frac @ cell
+
+
+def _min_distance(a: np.ndarray, b: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """Matrix of minimum-image distances between points ``a`` (n,3) and ``b`` (m,3)."""
+    d = a[:, None, :] - b[None, :, :]
+    # the cell is large compared to bonds; check the 27 neighbour shifts around the MIC vector
+    d = _mic_vectors(d, cell)
+    best = np.linalg.norm(d, axis=-1)
+    for shift in itertools.product((-1, 0, 1), repeat=3):
+        if shift == (0, 0, 0):
+            continue
+        best = np.minimum(best, np.linalg.norm(d + np.array(shift) @ cell, axis=-1))
+    return best
+
+
+def image_distance_A(positions: np.ndarray, cell: np.ndarray, reach: int = 2) -> float:
+    """Smallest distance (Angstrom) between a group of atoms and its own periodic images."""
+    best = np.inf
+    for shift in itertools.product(range(-reach, reach + 1), range(-reach, reach + 1), (-1, 0, 1)):
+        if shift == (0, 0, 0):
+            continue
+        t = np.array(shift, dtype=float) @ cell
+        d = np.linalg.norm(positions[:, None, :] - (positions[None, :, :] + t), axis=-1)
+        best = min(best, float(d.min()))
+    return best
+
+
+# ---------------------------------------------------------------------------------------------
+# Surface sites
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Surface:
+    top: np.ndarray  # indices of the top-plane atoms
+    pb: tuple[int, ...]  # top-plane Pb, sorted
+    br: tuple[int, ...]  # top-plane Br, sorted
+    z_top: float
+    a_A: float  # in-plane lattice constant
+    supercell: tuple[int, int]
+
+
+def _surface(slab: Atoms) -> _Surface:
+    planes = find_planes(slab)
+    symbols = np.array(slab.get_chemical_symbols())
+    top = planes[-1]
+    comp = {el: int(np.sum(symbols[top] == el)) for el in ("Cs", "Pb", "Br")}
+    kind = plane_kind({k: v for k, v in comp.items() if v})
+    if kind != "PbBr2":
+        raise InputError(f"ligands are placed on a PbBr2 top face; this slab's top plane is {kind}")
+    summary = slab_summary(slab[[i for i, s in enumerate(symbols) if s in SLAB_ELEMENTS]])
+    pb = tuple(int(i) for i in top if symbols[i] == "Pb")
+    br = tuple(int(i) for i in top if symbols[i] == "Br")
+    return _Surface(
+        top=top,
+        pb=pb,
+        br=br,
+        z_top=float(np.mean(slab.positions[top, 2])),
+        a_A=summary.in_plane_a_A,
+        supercell=summary.supercell,
+    )
+
+
+def _neighbour_pb(slab: Atoms, surf: _Surface, site: int, direction: np.ndarray) -> int | None:
+    """Top-plane Pb nearest to ``site + a * direction`` (within 0.2 a), else None."""
+    target = slab.positions[site] + surf.a_A * direction
+    best, best_d = None, 0.2 * surf.a_A
+    for j in surf.pb:
+        if j == site:
+            continue
+        d = float(np.linalg.norm(_mic_vectors(slab.positions[j] - target, slab.cell[:])))
+        if d < best_d:
+            best, best_d = j, d
+    return best
+
+
+# ---------------------------------------------------------------------------------------------
+# Candidate construction
+# ---------------------------------------------------------------------------------------------
+def _placed_form(anchor: Anchor, form: str, dissociate: bool) -> str:
+    if not dissociate:
+        return form
+    if not anchor.protonated:
+        raise InputError(f"dissociate needs a protonated anchor; this one is {anchor.kind}")
+    if anchor.kind == "ammonium":
+        raise InputError("dissociate is not defined for ammonium (use the amine form instead)")
+    return "deprotonated"
+
+
+def _check_mode(spec: LigandSpec, mode: str, anchor: Anchor) -> None:
+    if mode not in MODES:
+        raise InputError(f"unknown binding mode {mode!r}: use one of {', '.join(MODES)}")
+    if anchor.family not in _MODE_FAMILIES[mode]:
+        raise InputError(f"mode {mode} does not apply to the {anchor.kind} anchor of {spec.name}")
+    if mode.startswith("bidentate") and anchor.protonated:
+        raise InputError(
+            f"{mode} needs a deprotonated {anchor.family} group: use --dissociate (H to a surface "
+            f"Br) or the deprotonated/radical form of {spec.name}"
+        )
+    if mode == "a_site" and anchor.kind != "ammonium":
+        raise InputError("a_site binding is for ammonium anchors")
+    if mode == "monodentate" and anchor.kind == "ammonium":
+        raise InputError("an ammonium group binds at the A site (mode a_site), not on Pb")
+
+
+def _build(
+    slab: Atoms,
+    surf: _Surface,
+    spec: LigandSpec,
+    mode: str,
+    site: int,
+    azimuth_deg: float,
+    form: str,
+    dissociate: bool,
+    min_slab_distance_A: float,
+    h_acceptor: int | None = None,
+) -> _Built | None:
+    """Ligand positions of one candidate (None if the mode's geometry does not exist here)."""
+    mol_form = _placed_form(ligand_anchor(spec, form), form, dissociate)
+    mol = ligand_molecule(spec, mol_form)
+    anchor = ligand_anchor(spec, mol_form)
+    _check_mode(spec, mode, anchor)
+    symbols = mol.get_chemical_symbols()
+    local0 = _local_frame(mol.positions, symbols, anchor, mode)
+    rz = _rot_z(azimuth_deg)
+    pb = slab.positions[site]
+    cell = slab.cell[:]
+    exempt: dict[int, set[int]] = {}
+    removed: tuple[int, ...] = ()
+    site2 = None
+    bond = BOND_LENGTH_A[symbols[anchor.binding_atoms[0]]]
+    if mode == "monodentate":
+        point = pb + np.array([0.0, 0.0, bond])
+    elif mode == "bidentate_chelating":
+        half = 0.5 * float(
+            np.linalg.norm(local0[anchor.binding_atoms[1]] - local0[anchor.binding_atoms[0]])
+        )
+        if half >= bond:
+            return None
+        point = pb + np.array([0.0, 0.0, np.sqrt(bond**2 - half**2)])
+    elif mode == "bidentate_bridging":
+        if not np.isclose(azimuth_deg % 90.0, 0.0):
+            return None
+        site2 = _neighbour_pb(slab, surf, site, rz @ np.array([1.0, 0.0, 0.0]))
+        if site2 is None:
+            return None
+        pb2 = pb + _mic_vectors(slab.positions[site2] - pb, cell)
+        span = float(np.linalg.norm(pb2 - pb))
+        oo = float(
+            np.linalg.norm(local0[anchor.binding_atoms[1]] - local0[anchor.binding_atoms[0]])
+        )
+        reach = 0.5 * (span - oo)
+        if reach >= bond or reach < 0:
+            return None
+        mid = 0.5 * (pb + pb2)
+        point = mid + np.array([0.0, 0.0, np.sqrt(bond**2 - reach**2)])
+        # the Br bridging the two Pb has no room left: the carboxylate replaces it
+        removed = tuple(
+            sorted(
+                b
+                for b in surf.br
+                if np.linalg.norm(_mic_vectors(slab.positions[b] - mid, cell)) < 0.25 * span
+            )
+        )
+    else:  # a_site: N in the hollow where the next plane's Cs would sit
+        point = pb + np.array([0.5 * surf.a_A, 0.5 * surf.a_A, 0.5 * surf.a_A])
+    # tilt about the binding atom (or the O-O line) until the ligand clears the slab; first that fits
+    keep = np.array([i for i in range(len(slab)) if i not in removed])
+    pos = None
+    for tilt in _tilts(mode):
+        trial = (local0 @ tilt.T) @ rz.T + point
+        if pos is None:
+            pos = trial
+        if float(_min_distance(trial, slab.positions[keep], cell).min()) >= min_slab_distance_A:
+            pos = trial
+            break
+    if dissociate:
+        acceptors = [h_acceptor] if h_acceptor is not None else list(surf.br)
+        best = None
+        for br in acceptors:
+            if br in removed:
+                continue
+            h = slab.positions[br] + np.array([0.0, 0.0, H_BR_A])
+            dist = float(_min_distance(h[None, :], pos, cell).min())
+            to_acid = float(np.linalg.norm(_mic_vectors(h - pos[anchor.acidic_atom], cell)))
+            # ties broken by the Br's position in the ligand's own frame (the same choice for
+            # symmetry-equivalent candidates), quantised to 0.05 Angstrom against rounding noise
+            rel = _rot_z(-azimuth_deg) @ _mic_vectors(slab.positions[br] - pb, cell)
+            key = (dist >= min_slab_distance_A, -_q(to_acid), _q(rel[0]), _q(rel[1]))
+            if best is None or key > best[0]:
+                best = (key, br, h)
+        if best is None:
+            return None
+        _, h_acceptor, h = best
+        exempt[len(symbols)] = {h_acceptor}
+        symbols = [*symbols, "H"]
+        pos = np.vstack([pos, h])
+    return _Built(symbols, pos, removed, h_acceptor if dissociate else None, site2, exempt)
+
+
+def _slab_clearance(slab: Atoms, built: _Built) -> float:
+    keep = np.array([i for i in range(len(slab)) if i not in built.removed])
+    d = _min_distance(built.positions, slab.positions[keep], slab.cell[:])
+    for lig_atom, slab_atoms in built.exempt.items():
+        for s in slab_atoms:
+            d[lig_atom, int(np.flatnonzero(keep == s)[0])] = np.inf
+    return float(d.min())
+
+
+def _model(anchor: Anchor, form: str, mode: str, dissociate: bool, charge: int) -> str:
+    if dissociate:
+        base = "dissociated acid, H on surface Br"
+    elif form == "radical":
+        base = "radical"
+    elif charge < 0:
+        base = "anion"
+    elif charge > 0:
+        base = "cation"
+    else:
+        base = "molecular"
+    if mode == "bidentate_bridging":
+        base += ", replaces a surface Br"
+    return f"{base} ({anchor.kind}, {mode})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Symmetry
+# ---------------------------------------------------------------------------------------------
+def _surface_symmetry(slab: Atoms, symprec_A: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Symmetry operations (fractional R, t) of the slab that keep the surface normal (+z)."""
+    import spglib
+
+    cell = (slab.cell[:], slab.get_scaled_positions(), slab.numbers)
+    data = spglib.get_symmetry(cell, symprec=symprec_A)
+    if data is None:
+        return [(np.eye(3), np.zeros(3))]
+    ops = []
+    for r, t in zip(data["rotations"], data["translations"], strict=True):
+        if r[2, 2] == 1 and r[2, 0] == 0 and r[2, 1] == 0 and r[0, 2] == 0 and r[1, 2] == 0:
+            ops.append((np.array(r, dtype=float), np.array(t, dtype=float)))
+    return ops or [(np.eye(3), np.zeros(3))]
+
+
+def _fingerprint(slab: Atoms, built: _Built) -> tuple[list[str], np.ndarray, int]:
+    """Atoms that define a candidate: ligand (contiguous core first), moved H, removed Br as 'X'."""
+    n_core = len(built.symbols) - (1 if built.h_acceptor is not None else 0)
+    symbols = list(built.symbols) + ["X"] * len(built.removed)
+    pos = (
+        np.vstack([built.positions, slab.positions[list(built.removed)]])
+        if built.removed
+        else built.positions
+    )
+    return symbols, pos, n_core
+
+
+def _equivalent(
+    fp_a: tuple[list[str], np.ndarray, int],
+    fp_b: tuple[list[str], np.ndarray, int],
+    ops: list[tuple[np.ndarray, np.ndarray]],
+    cell: np.ndarray,
+    tol_A: float,
+) -> bool:
+    """Whether a symmetry operation maps candidate ``a``'s atoms onto ``b``'s (any atom order)."""
+    from scipy.optimize import linear_sum_assignment
+
+    sym_a, pos_a, core_a = fp_a
+    sym_b, pos_b, core_b = fp_b
+    if sorted(sym_a) != sorted(sym_b):
+        return False
+    inv = np.linalg.inv(cell)
+    frac_a = pos_a @ inv
+    frac_b = pos_b @ inv
+    cen_b = frac_b[:core_b].mean(axis=0)
+    groups = {
+        el: (
+            np.array([i for i, s in enumerate(sym_a) if s == el]),
+            np.array([i for i, s in enumerate(sym_b) if s == el]),
+        )
+        for el in set(sym_a)
+    }
+    for r, t in ops:
+        mapped = frac_a @ r.T + t
+        dc = mapped[:core_a].mean(axis=0) - cen_b  # the core is contiguous: a cheap pre-check
+        dc -= np.round(dc)
+        if np.linalg.norm(dc @ cell) > tol_A:
+            continue
+        ok = True
+        for ia, ib in groups.values():
+            d = mapped[ia][:, None, :] - frac_b[ib][None, :, :]
+            d -= np.round(d)
+            dist = np.linalg.norm(d @ cell, axis=-1)
+            rows, cols = linear_sum_assignment(dist)
+            if dist[rows, cols].max() > tol_A:
+                ok = False
+                break
+        if ok:
+            return True
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------------------------
+def default_modes(
+    spec: LigandSpec, form: str = "as_is", dissociate: bool | None = False
+) -> list[str]:
+    """Modes enumerated when none are given, in order.
+
+    Bridging (which removes a surface Br, changing the slab's composition) is only enumerated when
+    asked for explicitly.
+    """
+    anchor = ligand_anchor(spec, form)
+    if anchor.kind == "ammonium":
+        return ["a_site"]
+    if anchor.family in ("carboxyl", "phosphonate"):
+        if anchor.protonated and not dissociate:
+            return ["monodentate"]
+        return ["bidentate_chelating", "monodentate"]
+    return ["monodentate"]
+
+
+def _label(mode: str, site: int, azimuth: float, dissociate: bool, site2: int | None) -> str:
+    sites = f"Pb{site}" + (f"-Pb{site2}" if site2 is not None else "")
+    az = f"{azimuth:g}".replace(".", "p").replace("-", "m")
+    return f"{mode}-{sites}-az{az}" + ("-H" if dissociate else "")
+
+
+def _as_spec(spec: LigandSpec | str) -> LigandSpec:
+    return get_ligand(spec) if isinstance(spec, str) else spec
+
+
+def enumerate_placements(
+    slab: Atoms,
+    spec: LigandSpec | str,
+    modes: Iterable[str] | None = None,
+    azimuths_deg: Iterable[float] | None = None,
+    form: Form = "as_is",
+    dissociate: bool | None = False,
+    min_slab_distance_A: float = MIN_SLAB_DISTANCE_A,
+    min_image_distance_A: float = MIN_IMAGE_DISTANCE_A,
+    symprec_A: float = 0.1,
+    dedupe: bool = True,
+) -> list[Placement]:
+    """Symmetry-distinct, clash-free placements of one ligand on the slab's top face.
+
+    Parameters
+    ----------
+    slab
+        A slab whose top plane is PbBr2 (any supercell; relaxed slabs work).
+    spec
+        The ligand (or its library name).
+    modes
+        Binding modes to try, in this order; default :func:`default_modes`.
+    azimuths_deg
+        Orientations about the surface normal, degrees (default 0, 45, ..., 315).
+    form
+        Ligand form (see :func:`dftflow.structures.ligands.ligand_molecule`).
+    dissociate
+        Move the acidic H to a surface Br: ``False`` (default), ``True``, or ``None`` for both.
+    min_slab_distance_A, min_image_distance_A
+        Clash thresholds, Angstrom.
+    symprec_A
+        Tolerance of the slab's symmetry search and of candidate equivalence, Angstrom.
+    dedupe
+        Drop symmetry-equivalent candidates (keep the first).
+
+    Returns
+    -------
+    list[Placement]
+        In deterministic order: mode, dissociation (no before yes), azimuth, site index.
+
+    Raises
+    ------
+    InputError
+        If no candidate fits; when the ligand touches its own periodic images the message names the
+        smallest in-plane supercell that would fit.
+    """
+    spec = _as_spec(spec)
+    surf = _surface(slab)
+    anchor = ligand_anchor(spec, form)
+    diss_options = [False, True] if dissociate is None else [bool(dissociate)]
+    if any(diss_options) and not anchor.protonated:
+        diss_options = [False]
+    mode_list = list(modes) if modes else default_modes(spec, form, dissociate)
+    for m in mode_list:
+        if m not in MODES:
+            raise InputError(f"unknown binding mode {m!r}: use one of {', '.join(MODES)}")
+    azimuths = [
+        float(a) % 360.0
+        for a in (azimuths_deg if azimuths_deg is not None else DEFAULT_AZIMUTHS_DEG)
+    ]
+    ops = _surface_symmetry(slab, symprec_A) if dedupe else []
+    cell = slab.cell[:]
+
+    accepted: list[tuple[Placement, tuple[list[str], np.ndarray, int]]] = []
+    n_tried = 0
+    best_image: tuple[float, _Built] | None = None
+    errors: list[str] = []
+    planes = find_planes(slab)
+    z_image_bottom = float(np.min(slab.positions[planes[0], 2])) + float(cell[2, 2])
+    min_height = np.inf  # lowest top of a candidate above the top plane (Angstrom)
+    n_vertical = 0  # candidates that only touch the periodic image of the slab above
+    for mode in mode_list:
+        for diss in diss_options:
+            try:
+                _check_mode(spec, mode, ligand_anchor(spec, _placed_form(anchor, form, diss)))
+            except InputError as exc:
+                errors.append(str(exc))
+                continue
+            for az in azimuths:
+                for site in surf.pb:
+                    built = _build(
+                        slab, surf, spec, mode, site, az, form, diss, min_slab_distance_A
+                    )
+                    if built is None:
+                        continue
+                    n_tried += 1
+                    d_slab = _slab_clearance(slab, built)
+                    top = float(built.positions[:, 2].max())
+                    min_height = min(min_height, top - surf.z_top)
+                    if d_slab < min_slab_distance_A and z_image_bottom - top < min_slab_distance_A:
+                        n_vertical += 1
+                    d_img = image_distance_A(built.positions, cell)
+                    if d_slab >= min_slab_distance_A and (
+                        best_image is None or d_img > best_image[0]
+                    ):
+                        best_image = (d_img, built)
+                    if d_slab < min_slab_distance_A or d_img < min_image_distance_A:
+                        continue
+                    fp = _fingerprint(slab, built)
+                    dup = None
+                    if dedupe:
+                        for k, (p, fp_b) in enumerate(accepted):
+                            if (
+                                p.mode == mode
+                                and p.dissociate == diss
+                                and _equivalent(fp, fp_b, ops, cell, symprec_A * 3)
+                            ):
+                                dup = k
+                                break
+                    if dup is not None:
+                        p = accepted[dup][0]
+                        accepted[dup] = (
+                            p.model_copy(update={"n_equivalent": p.n_equivalent + 1}),
+                            accepted[dup][1],
+                        )
+                        continue
+                    placed_form = _placed_form(anchor, form, diss)
+                    mol = ligand_molecule(spec, form)
+                    accepted.append(
+                        (
+                            Placement(
+                                index=len(accepted),
+                                label=_label(mode, site, az, diss, built.site2),
+                                ligand=spec.name,
+                                mode=mode,
+                                site=site,
+                                site2=built.site2,
+                                azimuth_deg=az,
+                                form=form,
+                                dissociate=diss,
+                                h_acceptor=built.h_acceptor,
+                                removed=built.removed,
+                                anchor=ligand_anchor(spec, placed_form).kind,
+                                charge=int(mol.info["charge"]),
+                                model=_model(anchor, form, mode, diss, int(mol.info["charge"])),
+                                min_slab_distance_A=round(d_slab, 3),
+                                min_image_distance_A=round(d_img, 3),
+                            ),
+                            fp,
+                        )
+                    )
+    if accepted:
+        return [p for p, _ in accepted]
+    if n_tried == 0:
+        why = (
+            "; ".join(dict.fromkeys(errors))
+            or f"modes {', '.join(mode_list)} have no geometry here"
+        )
+        raise InputError(f"no placement of {spec.name}: {why}")
+    if n_vertical:
+        gap = z_image_bottom - surf.z_top
+        need = min_height + min_slab_distance_A
+        raise InputError(
+            f"vacuum {gap:.1f} A above the slab is too small for {spec.name} standing on it (needs "
+            f"> {need:.1f} A; e.g. build the slab with --vacuum {np.ceil(need + 8.0):.0f})"
+        )
+    if best_image is not None and best_image[0] < min_image_distance_A:
+        n = _smallest_supercell(best_image[1].positions, slab, surf, min_image_distance_A)
+        raise InputError(
+            f"supercell {surf.supercell[0]}x{surf.supercell[1]} is too small for {spec.name}: it comes "
+            f"within {best_image[0]:.2f} A of its periodic image (need {min_image_distance_A:g}); "
+            f"the smallest that fits is {n}x{n}"
+        )
+    raise InputError(
+        f"no placement of {spec.name} keeps {min_slab_distance_A:g} A from the slab atoms "
+        f"(modes {', '.join(mode_list)})"
+    )
+
+
+def _smallest_supercell(
+    positions: np.ndarray, slab: Atoms, surf: _Surface, min_image_A: float
+) -> int:
+    """Smallest n such that an n x n supercell keeps ``positions`` ``min_image_A`` from its images."""
+    cell = slab.cell[:].copy()
+    for n in range(1, 21):
+        trial = cell.copy()
+        trial[0] = cell[0] / surf.supercell[0] * n
+        trial[1] = cell[1] / surf.supercell[1] * n
+        if image_distance_A(positions, trial) >= min_image_A:
+            return max(n, 1)
+    return 21
+
+
+def place_ligand(slab: Atoms, spec: LigandSpec | str, placement: Placement) -> Atoms:
+    """The complex: the slab (minus any replaced Br) with the ligand atoms appended.
+
+    The slab's constraints (selective dynamics) are kept; ligand atoms are free and come last, a
+    dissociated H after the ligand. ``info`` records ligand, form, charge (e), model and placement.
+    """
+    spec = _as_spec(spec)
+    surf = _surface(slab)
+    if placement.site not in surf.pb:
+        raise InputError(f"placement site {placement.site} is not a Pb of this slab's top plane")
+    built = _build(
+        slab,
+        surf,
+        spec,
+        placement.mode,
+        placement.site,
+        placement.azimuth_deg,
+        placement.form,
+        placement.dissociate,
+        MIN_SLAB_DISTANCE_A,
+        h_acceptor=placement.h_acceptor,
+    )
+    if built is None:
+        raise InputError(f"placement {placement.label} has no geometry on this slab")
+    complex_ = slab.copy()
+    complex_.set_constraint([c.copy() for c in slab.constraints])
+    if built.removed:
+        del complex_[list(built.removed)]
+    complex_.extend(
+        Atoms(symbols=built.symbols, positions=built.positions, cell=slab.cell, pbc=slab.pbc)
+    )
+    complex_.wrap()
+    info = {k: v for k, v in slab.info.items() if isinstance(v, (str, int, float, bool))}
+    info.update(
+        {
+            "ligand": spec.name,
+            "form": placement.form,
+            "charge": placement.charge,
+            "model": placement.model,
+            "placement": placement.label,
+            "mode": placement.mode,
+            "n_ligand_atoms": len(built.symbols),
+        }
+    )
+    complex_.info = info
+    return complex_
+
+
+def place_ligands(
+    slab: Atoms,
+    items: Sequence[tuple[LigandSpec | str, Placement]],
+    min_distance_A: float = MIN_IMAGE_DISTANCE_A,
+) -> Atoms:
+    """Several ligands on distinct sites (coverage); checks ligand-ligand distances (periodic).
+
+    Placements that remove slab atoms (bridging) cannot be combined here.
+    """
+    if not items:
+        raise InputError("no ligands to place")
+    sites = [p.site for _, p in items]
+    if len(set(sites)) != len(sites):
+        raise InputError(f"two ligands on the same Pb site: {sites}")
+    if any(p.removed for _, p in items):
+        raise InputError("bridging placements (which remove a Br) cannot be combined for coverage")
+    result = slab.copy()
+    result.set_constraint([c.copy() for c in slab.constraints])
+    groups: list[np.ndarray] = []
+    names = []
+    for spec, p in items:
+        complex_ = place_ligand(slab, spec, p)
+        lig = complex_.positions[len(slab) :]
+        for g in groups:
+            d = float(_min_distance(lig, g, slab.cell[:]).min())
+            if d < min_distance_A:
+                raise InputError(f"ligand on Pb{p.site} comes within {d:.2f} A of another ligand")
+        groups.append(lig)
+        names.append(complex_.info["ligand"])
+        result.extend(complex_[len(slab) :])
+    result.info.update({"ligand": "+".join(names), "n_ligands": len(items)})
+    return result
+
+
+def coverage_placements(slab: Atoms, placement: Placement, n: int) -> list[Placement]:
+    """``n`` copies of a placement on distinct, mutually far-apart top-plane Pb (farthest-point).
+
+    The copies keep the mode, azimuth and form; they are translations of the first one by the
+    in-plane lattice of the top plane.
+    """
+    surf = _surface(slab)
+    if not 1 <= n <= len(surf.pb):
+        raise InputError(f"coverage of {n} ligands needs 1..{len(surf.pb)} (top-plane Pb sites)")
+    if placement.removed or placement.dissociate:
+        raise InputError("coverage supports non-dissociated, non-bridging placements")
+    chosen = [placement.site]
+    cell = slab.cell[:]
+    while len(chosen) < n:
+        rest = [j for j in surf.pb if j not in chosen]
+        dmin = [
+            min(
+                float(np.linalg.norm(_mic_vectors(slab.positions[j] - slab.positions[c], cell)))
+                for c in chosen
+            )
+            for j in rest
+        ]
+        chosen.append(rest[int(np.argmax(np.round(dmin, 6)))])
+    out = []
+    for k, site in enumerate(chosen):
+        out.append(
+            placement.model_copy(
+                update={
+                    "site": site,
+                    "index": k,
+                    "label": _label(placement.mode, site, placement.azimuth_deg, False, None),
+                }
+            )
+        )
+    return out
+
+
+def molecule_in_cell(
+    molecule: Atoms, cell, min_image_distance_A: float = MIN_IMAGE_DISTANCE_A
+) -> Atoms:
+    """An isolated molecule centred in a (slab's) cell, long axis along z.
+
+    Parameters
+    ----------
+    molecule
+        A molecule from :func:`dftflow.structures.ligands.ligand_molecule` (already standing along z).
+    cell
+        The cell to use (3x3 array or ASE Cell), e.g. the slab's, so that slab, complex and molecule
+        share one cell and FFT grid.
+
+    Raises
+    ------
+    InputError
+        If the molecule comes closer than ``min_image_distance_A`` to its periodic images.
+    """
+    cell = np.array(cell[:] if hasattr(cell, "__getitem__") else cell, dtype=float)
+    atoms = molecule.copy()
+    atoms.set_cell(cell)
+    atoms.pbc = True
+    centre = 0.5 * cell.sum(axis=0)
+    lo, hi = atoms.positions.min(axis=0), atoms.positions.max(axis=0)
+    atoms.positions += centre - 0.5 * (lo + hi)
+    d = image_distance_A(atoms.positions, cell)
+    if d < min_image_distance_A:
+        raise InputError(
+            f"molecule {atoms.info.get('ligand', '')} comes within {d:.2f} A of its periodic image in "
+            f"this cell (need {min_image_distance_A:g}): use a taller or wider cell"
+        )
+    return atoms
+
+
+def split_complex(complex_: Atoms) -> tuple[Atoms, Atoms]:
+    """Slab part (Cs, Pb, Br) and ligand part (everything else) of a complex, positions kept.
+
+    Both parts keep the complex's cell and pbc; the slab part keeps the fixed-atom constraints of
+    its atoms.
+    """
+    from ase.constraints import FixAtoms
+
+    symbols = complex_.get_chemical_symbols()
+    slab_idx = [i for i, s in enumerate(symbols) if s in SLAB_ELEMENTS]
+    lig_idx = [i for i, s in enumerate(symbols) if s not in SLAB_ELEMENTS]
+    if not slab_idx or not lig_idx:
+        raise InputError("not a slab + ligand complex (needs Cs/Pb/Br and other atoms)")
+    fixed = set()
+    for c in complex_.constraints:
+        if isinstance(c, FixAtoms):
+            fixed.update(int(i) for i in c.get_indices())
+    slab = Atoms(
+        symbols=[symbols[i] for i in slab_idx],
+        positions=complex_.positions[slab_idx],
+        cell=complex_.cell,
+        pbc=complex_.pbc,
+    )
+    new_fixed = [k for k, i in enumerate(slab_idx) if i in fixed]
+    if new_fixed:
+        slab.set_constraint(FixAtoms(indices=new_fixed))
+    ligand = Atoms(
+        symbols=[symbols[i] for i in lig_idx],
+        positions=complex_.positions[lig_idx],
+        cell=complex_.cell,
+        pbc=complex_.pbc,
+    )
+    scalar = {k: v for k, v in complex_.info.items() if isinstance(v, (str, int, float, bool))}
+    slab.info.update(
+        {k: v for k, v in scalar.items() if k not in ("ligand", "charge", "model", "form")}
+    )
+    ligand.info.update(scalar)
+    return slab, ligand
+
+
+def ligand_height_A(slab: Atoms, spec: LigandSpec | str, form: Form = "as_is") -> float:
+    """Height (Angstrom) of the highest ligand atom above the top plane, standing monodentate/chelating."""
+    spec = _as_spec(spec)
+    surf = _surface(slab)
+    best = 0.0
+    anchor = ligand_anchor(spec, form)
+    for mode in default_modes(spec, form, None if anchor.protonated else False):
+        diss = mode.startswith("bidentate") and anchor.protonated
+        built = _build(slab, surf, spec, mode, surf.pb[0], 0.0, form, diss, MIN_SLAB_DISTANCE_A)
+        if built is not None:
+            best = max(best, float(built.positions[:, 2].max()) - surf.z_top)
+    return best
+
+
+def required_vacuum_A(
+    slab: Atoms,
+    specs: Iterable[LigandSpec | str],
+    clearance_A: float = 10.0,
+    forms: Sequence[Form] = ("as_is",),
+) -> float:
+    """Vacuum (Angstrom, slab top plane to the bottom plane's image) so that every ligand fits.
+
+    The tallest ligand standing on the top face keeps ``clearance_A`` to the periodic image of the
+    slab above it. Use the result as ``vacuum`` of :func:`dftflow.structures.slab.cspbbr3_001_slab`
+    to put slab, complexes and isolated ligands in one cell.
+    """
+    height = 0.0
+    for spec in specs:
+        for form in forms:
+            height = max(height, ligand_height_A(slab, spec, form))
+    return round(height + float(clearance_A), 3)
