@@ -10,11 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 
 from dftflow.errors import InputError
 
 _ENGINES = ("embedded", "vasp", "mock")
+
+
+class StudyIncomplete(click.ClickException):
+    """Some calculations failed (not a user mistake): printed as one line, exit code 1."""
+
+    exit_code = 1
 
 
 _DirOption = Annotated[Path, typer.Option("-o", "--dir", help="Study directory.")]
@@ -154,7 +161,11 @@ def register(app: typer.Typer) -> None:
             _print_status(status, console)
             _print_summary(study_dir, console)
         if status["failed"] or status["counts"].get("COMPLETED", 0) != status["total"]:
-            raise typer.Exit(1)
+            raise StudyIncomplete(
+                f"{status['total'] - status['counts'].get('COMPLETED', 0)} of {status['total']} "
+                f"Fireworks not completed; see `dftflow status -o {study_dir}`, then run again "
+                "or `dftflow rerun`"
+            )
 
     @app.command("submit")
     def submit_cmd(

@@ -105,9 +105,10 @@ def _overrides(fw_spec: dict[str, Any], kind: str = "slab") -> dict[str, Any]:
 
 
 def _structure_digest(atoms: Any) -> str:
+    from ase import Atoms
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    s = AseAtomsAdaptor.get_structure(atoms) if not hasattr(atoms, "as_dict") else atoms
+    s = AseAtomsAdaptor.get_structure(atoms) if isinstance(atoms, Atoms) else atoms
     data = {
         "lattice": [[round(x, 6) for x in row] for row in s.lattice.matrix.tolist()],
         "species": [str(sp) for sp in s.species],
@@ -365,7 +366,7 @@ class ComplexRelaxTask(FiretaskBase):
         atoms = place_ligand(slab, ligand_spec(self["ligand"]), chosen)
         _, rec = run_stage(fw_spec, self["role"], atoms, Stage.complex_relax, _overrides(fw_spec))
         rec["label"] = placement_label(chosen)
-        rec["model"] = f"{chosen.model}, {chosen.mode}"
+        rec["model"] = str(chosen.model)
         return pass_on(fw_spec, self["role"], rec)
 
 
@@ -465,7 +466,6 @@ def analyse_ligand(
     """Build the :class:`LigandResult` of one ligand from the records in ``fw_spec``."""
     from dftflow.analysis.adsorption import adsorption_energy
     from dftflow.analysis.chgdiff import charge_density_difference
-    from dftflow.analysis.midgap import find_midgap_states
 
     key = entry.key
     cx_rec = _result(fw_spec, f"{key}/complex_static")
@@ -491,13 +491,9 @@ def analyse_ligand(
         e_ads = float(ads.e_ads_eV)
     except DftflowError as exc:
         notes.append(f"E_ads not computed: {exc}")
-    midgap = None
-    try:
-        midgap = find_midgap_states(
-            docs["complex_static"].directory, reference=slab_static.directory
-        ).model_dump(mode="json")
-    except DftflowError as exc:
-        notes.append(f"mid-gap analysis failed: {exc}")
+    midgap, note = midgap_report(docs["complex_static"].directory, slab_static.directory)
+    if note:
+        notes.append(note)
     transfer = None
     try:
         chg = charge_density_difference(
@@ -529,6 +525,27 @@ def analyse_ligand(
         paper_e_ads_eV=paper,
         notes=notes,
     )
+
+
+def midgap_report(directory: str, reference: str | None) -> tuple[dict[str, Any] | None, str]:
+    """Mid-gap states of a static run against the clean slab; (report, note about how it was done).
+
+    Deep-level alignment needs projected DOS in both runs; without it the Fermi-level alignment is
+    used and the note says so.
+    """
+    from dftflow.analysis.midgap import find_midgap_states
+
+    try:
+        return find_midgap_states(directory, reference=reference).model_dump(mode="json"), ""
+    except DftflowError as exc:
+        first = str(exc)
+    if reference is None:
+        return None, f"mid-gap analysis failed: {first}"
+    try:
+        report = find_midgap_states(directory, reference=reference, align="fermi")
+    except DftflowError as exc:
+        return None, f"mid-gap analysis failed: {first}; with Fermi alignment: {exc}"
+    return report.model_dump(mode="json"), f"mid-gap states aligned at the Fermi level ({first})"
 
 
 @explicit_serialize
@@ -568,8 +585,15 @@ def build_summary(fw_spec: dict[str, Any], ligand_keys: list[str]) -> StudySumma
         for r in slab_roles
         if role_key(r) in results
     }
+    slab_midgap = None
+    if role_key("slab/static") in results:
+        slab_dir = TaskDoc.from_json_file(results[role_key("slab/static")]["taskdoc"]).directory
+        slab_midgap, note = midgap_report(slab_dir, None)
+        if note:
+            notes.append(f"clean slab: {note}")
     return StudySummary(
         study=cfg["study"],
+        slab_midgap=slab_midgap,
         engine=cfg["engine"]["name"],
         parameters={"effective": cfg["parameters"], "overrides": cfg["overrides"]},
         slab=slab,

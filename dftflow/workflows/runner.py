@@ -290,6 +290,7 @@ def run_local(
     """
     study_dir = Path(study_dir).absolute()
     fworker = fworker_for(query, env)
+    _quiet_fireworks()
     ran = 0
     cwd = os.getcwd()
     with terminate_gracefully():
@@ -320,6 +321,13 @@ def run_local(
                     RunEvent("end", ready["fw_id"], ready["name"], state, time.monotonic() - t0)
                 )
     return ran
+
+
+def _quiet_fireworks() -> None:
+    """Keep FireWorks' INFO lines off the terminal (progress is shown by dftflow)."""
+    import fireworks.core.rocket as fw_rocket
+
+    fw_rocket.ROCKET_STREAM_LOGLEVEL = "WARNING"
 
 
 def _first_ready(
