@@ -97,3 +97,28 @@ def test_report_missing_summary(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "no summary.json" in err and len(err.strip().splitlines()) == 1
+
+
+def test_paper_figures_script(study):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "analysis" / "paper_figures.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), str(study), "--dpi", "80"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    figures = study / "report" / "figures"
+    for name in (
+        "eads.png",
+        "dos.png",
+        "chgdiff_AcO_planar.png",
+        "chgdiff_AcO_slice.png",
+        "chgdiff_AcO_iso.png",
+    ):
+        assert (figures / name).stat().st_size > 5_000
+    assert "OA: no Δρ" in proc.stdout and "AcO: charge transfer +0.0400 e" in proc.stdout

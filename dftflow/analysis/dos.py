@@ -56,7 +56,12 @@ def parse_groups(specs: Sequence[str] | None) -> dict[str, list[str]] | None:
 
 
 def default_groups(elements: Sequence[str]) -> dict[str, list[str]]:
-    """Ligand (C, H, O present) vs slab (everything else) by element."""
+    """Ligand (C, H, O) vs slab (everything else) when the system holds C or H, else per element.
+
+    O alone does not make a ligand: in an oxide it is part of the host.
+    """
+    if not any(e in ("C", "H") for e in elements):
+        return {e: [e] for e in elements}
     lig = [e for e in elements if e in DEFAULT_LIGAND_ELEMENTS]
     slab = [e for e in elements if e not in DEFAULT_LIGAND_ELEMENTS]
     groups = {}
@@ -115,7 +120,7 @@ def dos_curves(
     directory
         Run directory (vasprun.xml plain or gzipped), the file itself or a TaskDoc.
     groups
-        ``{name: [elements]}`` to project on; ``None`` gives ligand-vs-slab by element when the run
+        ``{name: [elements]}`` to project on; ``None`` gives :func:`default_groups` when the run
         has projections, nothing otherwise. Asking for groups without projections is an error.
     elements
         Also return each element's projected DOS.

@@ -160,19 +160,7 @@ def write_report(study_dir: str | Path, summary: StudySummary) -> Path:
 
     # ---- DOS ------------------------------------------------------------------------
     md += ["", "## Densities of states", ""]
-    systems: list[tuple[str, TaskDoc]] = []
-    missing: list[str] = []
-    doc, why = _taskdoc(study_dir, summary.slab.get("slab_static"))
-    if doc is not None:
-        systems.append(("clean slab", doc))
-    else:
-        missing.append(f"clean slab: {why}")
-    for lig in summary.ligands:
-        doc, why = _taskdoc(study_dir, lig.taskdocs.get("complex_static"))
-        if doc is not None:
-            systems.append((lig.ligand, doc))
-        else:
-            missing.append(f"{lig.ligand} complex: {why}")
+    systems, missing = study_systems(study_dir, summary)
     md += _dos_section(systems, out, missing)
 
     # ---- mid-gap states -------------------------------------------------------------
@@ -207,23 +195,95 @@ def write_report(study_dir: str | Path, summary: StudySummary) -> Path:
     return path
 
 
-def _dos_section(systems: list[tuple[str, TaskDoc]], out: Path, missing: list[str]) -> list[str]:
-    from dftflow.analysis.dos import dos_curves, plot_dos_panels
+def study_systems(
+    study_dir: Path, summary: StudySummary
+) -> tuple[list[tuple[str, TaskDoc]], list[str]]:
+    """(label, static TaskDoc) of the clean slab and each ligand's complex, and what is missing."""
+    systems: list[tuple[str, TaskDoc]] = []
+    missing: list[str] = []
+    doc, why = _taskdoc(study_dir, summary.slab.get("slab_static"))
+    if doc is not None:
+        systems.append(("clean slab", doc))
+    else:
+        missing.append(f"clean slab: {why}")
+    for lig in summary.ligands:
+        doc, why = _taskdoc(study_dir, lig.taskdocs.get("complex_static"))
+        if doc is not None:
+            systems.append((lig.ligand, doc))
+        else:
+            missing.append(f"{lig.ligand} complex: {why}")
+    return systems, missing
 
-    md: list[str] = []
+
+def dos_figure(
+    systems: list[tuple[str, TaskDoc]], output: Path, missing: list[str], *, dpi: int = 150
+) -> tuple[Path | None, list[str]]:
+    """DOS panels (slab vs ligand projections) of ``systems``; appends failures to ``missing``.
+
+    Returns the PNG (None when no system has a DOS) and the host (slab) elements.
+    """
+    from dftflow.analysis.dos import dos_curves, plot_dos_panels
+    from dftflow.analysis.midgap import DEFAULT_LIGAND_ELEMENTS
+
+    host = sorted(
+        {el.symbol for _, doc in systems for el in doc.final_structure().composition}
+        - set(DEFAULT_LIGAND_ELEMENTS)
+    )
+    groups = {"slab": host, "ligand": list(DEFAULT_LIGAND_ELEMENTS)}
     curves = []
     for label, doc in systems:
         try:
-            curves.append(dos_curves(doc.directory, label=label, sigma_eV=0.05))
+            curves.append(dos_curves(doc.directory, label=label, sigma_eV=0.05, groups=groups))
         except DftflowError as exc:
             missing.append(f"{label}: {exc}")
-    if curves:
-        png = plot_dos_panels(curves, out / "dos.png")
+    if not curves:
+        return None, host
+    return plot_dos_panels(curves, output, dpi=dpi), host
+
+
+def ligand_chgdiff(study_dir: Path, lig: LigandResult, out: Path, *, dpi: int = 150):
+    """Δρ plots of one ligand from its three static TaskDocs.
+
+    Returns ``(ChgDiffResult, None)``, or ``(None, reason)`` when a piece is missing or unusable.
+    """
+    from dftflow.analysis.chgdiff import chgdiff_plots
+
+    paths = {}
+    reasons = []
+    for role in ("complex_static", "slab_fragment_static", "ligand_fragment_static"):
+        doc, why = _taskdoc(study_dir, lig.taskdocs.get(role))
+        if doc is None:
+            reasons.append(f"{role}: {why}")
+            continue
+        paths[role] = _resolve(study_dir, doc.volumetric_files.get("CHGCAR")) or Path(doc.directory)
+    if reasons:
+        return None, "; ".join(reasons)
+    try:
+        res = chgdiff_plots(
+            paths["complex_static"],
+            paths["slab_fragment_static"],
+            paths["ligand_fragment_static"],
+            out,
+            prefix=f"chgdiff_{_safe(lig.ligand)}",
+            dpi=dpi,
+        )
+    except DftflowError as exc:
+        return None, str(exc)
+    return res, None
+
+
+def _dos_section(systems: list[tuple[str, TaskDoc]], out: Path, missing: list[str]) -> list[str]:
+    from dftflow.analysis.midgap import DEFAULT_LIGAND_ELEMENTS
+
+    md: list[str] = []
+    png, host = dos_figure(systems, out / "dos.png", missing)
+    if png is not None:
         md += [
             f"![DOS panels]({_rel(png, out)})",
             "",
-            "Zero at each system's Fermi level; grey: total DOS; lines: slab (Cs, Pb, Br) and "
-            "ligand (C, H, O) projections; spin down (if any) mirrored.",
+            f"Zero at each system's Fermi level; grey: total DOS; lines: slab "
+            f"({', '.join(host)}) and ligand ({', '.join(DEFAULT_LIGAND_ELEMENTS)}) projections; "
+            "spin down (if any) mirrored below zero.",
             "",
         ]
     for m in missing:
@@ -262,41 +322,20 @@ def _midgap_section(systems, summary: StudySummary, out: Path, facts: dict) -> l
 
 
 def _chgdiff_section(study_dir: Path, summary: StudySummary, out: Path, facts: dict) -> list[str]:
-    from dftflow.analysis.chgdiff import chgdiff_plots
-
     md: list[str] = []
     for lig in summary.ligands:
-        docs = {}
-        reasons = []
-        for role in ("complex_static", "slab_fragment_static", "ligand_fragment_static"):
-            doc, why = _taskdoc(study_dir, lig.taskdocs.get(role))
-            if doc is None:
-                reasons.append(f"{role}: {why}")
-                continue
-            chg = _resolve(study_dir, doc.volumetric_files.get("CHGCAR")) or Path(doc.directory)
-            docs[role] = chg
-        if reasons:
-            md.append(f"- {lig.ligand}: no Δρ — " + "; ".join(reasons))
-            continue
-        try:
-            res = chgdiff_plots(
-                docs["complex_static"],
-                docs["slab_fragment_static"],
-                docs["ligand_fragment_static"],
-                out,
-                prefix=f"chgdiff_{_safe(lig.ligand)}",
-            )
-        except DftflowError as exc:
-            md.append(f"- {lig.ligand}: no Δρ — {exc}")
+        res, why = ligand_chgdiff(study_dir, lig, out)
+        if res is None:
+            md.append(f"- {lig.ligand}: no Δρ — {why}")
             continue
         facts["transfer"][lig.ligand] = res.charge_transfer_e
         ct = "n/a" if res.charge_transfer_e is None else f"{res.charge_transfer_e:+.3f} e"
+        plane = "n/a" if res.plane_z_A is None else f"{res.plane_z_A:.2f}"
         md += [
             f"### {lig.ligand}",
             "",
             f"∫Δρ dV = {res.total_charge_e:+.4f} e; charge transfer across the ligand/surface "
-            f"plane (z = {res.plane_z_A if res.plane_z_A is None else round(res.plane_z_A, 2)} Å, "
-            f"slab side, + = slab gains electrons): {ct}.",
+            f"plane (z = {plane} Å; electrons gained on the slab side, + = ligand → slab): {ct}.",
             "",
             f"![planar average]({_rel(res.files['planar_average'], out)}) "
             f"![isosurface]({_rel(res.files['isosurface'], out)})",
