@@ -209,3 +209,20 @@ def test_unreachable_mongodb_is_one_line_error(tmp_path, capsys, monkeypatch):
     assert "cannot reach MongoDB at 127.0.0.1:1" in err
     assert len(err.strip().splitlines()) == 1
     assert time.monotonic() - t0 < 20
+
+
+def test_killed_worker_is_detected_as_lost_and_rerun(embedded_store, tmp_path, capsys):
+    study = embedded_store.directory.parent
+    log = tmp_path / "ran.log"
+    embedded_store.launchpad().add_wf(sleep_fireworks(study, 1, 60.0, log, prefix="slow")[0])
+    w = _worker(study)
+    end = time.monotonic() + 60
+    while time.monotonic() < end and not _states(embedded_store).get("RUNNING"):
+        time.sleep(0.1)
+    w.kill()  # SIGKILL: no chance to record anything
+    w.communicate(timeout=30)
+    assert _states(embedded_store) == Counter({"RUNNING": 1})
+    assert main(["status", "-o", str(study), "--json"]) == 0
+    assert '"lost": [\n    {\n      "fw_id": 1' in capsys.readouterr().out
+    assert main(["rerun", "-o", str(study)]) == 0
+    assert _states(embedded_store) == Counter({"READY": 1})

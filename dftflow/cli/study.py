@@ -257,15 +257,27 @@ def register(app: typer.Typer) -> None:
     def rerun_cmd(
         out: _DirOption = Path("."),
         launchpad: _LaunchpadOption = None,
+        silent_hours: Annotated[
+            float | None,
+            typer.Option(
+                "--silent-hours",
+                min=0.0,
+                help="Also rerun RUNNING Fireworks on other hosts silent for this long.",
+            ),
+        ] = None,
     ) -> None:
-        """Put FIZZLED and lost Fireworks (and their children) back to READY."""
+        """Put FIZZLED and lost Fireworks (and their children) back to READY.
+
+        Lost: RUNNING on this host with its worker process gone, or (``--silent-hours``) not
+        heard of for that long on any host (FireWorks pings every hour while running).
+        """
         from dftflow.cli.common import console
         from dftflow.workflows import runner
 
         study_dir = out.absolute()
         handle = runner.open_launchpad(study_dir, launchpad)
         query = {"spec.dftflow.study_dir": str(study_dir)} if handle.kind == "mongodb" else {}
-        ids = runner.rerun_failed(handle, query)
+        ids = runner.rerun_failed(handle, query, silent_hours=silent_hours)
         console.print(f"{len(ids)} Firework(s) back to READY: {' '.join(map(str, ids))}")
 
 

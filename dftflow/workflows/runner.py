@@ -243,10 +243,18 @@ def lost_fw_ids(lp: LaunchPad, query: dict[str, Any]) -> list[int]:
     return sorted(set(lost))
 
 
-def rerun_failed(handle: LaunchpadHandle, query: dict[str, Any]) -> list[int]:
-    """Put FIZZLED and lost Fireworks of ``query`` back to READY (their children follow)."""
+def rerun_failed(
+    handle: LaunchpadHandle, query: dict[str, Any], silent_hours: float | None = None
+) -> list[int]:
+    """Put FIZZLED and lost Fireworks of ``query`` back to READY (their children follow).
+
+    Lost: RUNNING with a dead worker on this host, or silent for ``silent_hours`` on any host.
+    """
     with handle.session() as lp:
         ids = lp.get_fw_ids({**query, "state": "FIZZLED"}) + lost_fw_ids(lp, query)
+        if silent_hours is not None:
+            _, silent = lp.detect_lostruns(expiration_secs=silent_hours * 3600, query=query)[:2]
+            ids += list(silent)
         for fw_id in sorted(set(ids)):
             lp.rerun_fw(fw_id)
     return sorted(set(ids))
