@@ -17,6 +17,7 @@ from pymatgen.io.vasp import Chgcar, Vasprun
 
 from dftflow.analysis import testdata
 from dftflow.analysis.adsorption import adsorption_energy
+from dftflow.analysis.chgdiff import charge_density_difference
 from dftflow.analysis.midgap import compare_midgap, find_midgap_states
 from dftflow.analysis.vaspio import taskdoc_from_directory
 from dftflow.cli import main
@@ -307,3 +308,100 @@ def test_truncated_and_missing_vasprun(cmd, tmp_path, capsys):
     (tmp_path / "vasprun.xml").write_text("garbage")
     code, _, err = run_cli(cmd + [str(tmp_path)], capsys)
     assert code == 2 and "corrupt" in err
+
+
+# ---------------------------------------------------------------- more physics checks
+
+
+def test_dos_groups_equal_pymatgen_element_sum():
+    from pymatgen.electronic_structure.core import Spin
+
+    from dftflow.analysis.dos import dos_curves
+
+    vr = Vasprun(str(K4SN4O6 / "vasprun.xml.gz"), parse_potcar_file=False)
+    cdos = vr.complete_dos
+    el = {e.symbol: d for e, d in cdos.get_element_dos().items()}
+    curves = dos_curves(K4SN4O6, groups={"SnO": ["Sn", "O"]}, window_eV=(-5, 3))
+    e = np.asarray(cdos.energies) - cdos.efermi
+    mask = (e >= -5) & (e <= 3)
+    up = (el["Sn"].densities[Spin.up] + el["O"].densities[Spin.up])[mask]
+    down = (el["Sn"].densities[Spin.down] + el["O"].densities[Spin.down])[mask]
+    assert np.allclose(curves.groups["SnO"]["up"], up, atol=1e-9)
+    assert np.allclose(curves.groups["SnO"]["down"], -down, atol=1e-9)  # mirrored
+    assert np.allclose(curves.energies_eV, e[mask], atol=1e-9)
+
+
+def test_dos_vbm_alignment_equals_pymatgen_vbm():
+    from dftflow.analysis.dos import dos_curves
+
+    vr = Vasprun(str(NACL / "vasprun.xml.gz"), parse_potcar_file=False)
+    vbm = vr.eigenvalue_band_properties[2]
+    assert dos_curves(NACL, align="vbm").zero_eV == pytest.approx(vbm, abs=1e-6)
+
+
+def test_eads_cell_mismatch_and_multiplier(triple):
+    from dftflow.errors import InputError
+
+    docs = {k: taskdoc_from_directory(triple / k) for k in ("complex", "slab", "ligand")}
+    strained = docs["slab"].final_structure()
+    strained.lattice = strained.lattice.__class__.tetragonal(6.1, strained.lattice.c)
+    bad = docs["slab"].model_copy(update={"structure": strained.as_dict()})
+    with pytest.raises(InputError, match="in-plane cells differ"):
+        adsorption_energy(docs["complex"], bad, docs["ligand"])
+    # the slab computed in a cell half the complex's area: E(complex) - 2 E(slab) - E(L)
+    big = docs["slab"].final_structure().copy()
+    big.make_supercell([2, 1, 1])
+    for site in docs["ligand"].final_structure():
+        big.append(site.specie, site.coords, coords_are_cartesian=True)
+    cplx = docs["complex"].model_copy(update={"structure": big.as_dict(), "energy_eV": -75.0})
+    res = adsorption_energy(cplx, docs["slab"], docs["ligand"], slab_multiplier=2)
+    assert res.e_ads_eV == pytest.approx(-75.0 - 2 * (-30.25) - (-14.5), abs=1e-9)
+    with pytest.raises(InputError, match="composition"):
+        adsorption_energy(cplx, docs["slab"], docs["ligand"], slab_multiplier=1)
+
+
+def test_chgdiff_gzip_and_spin_polarised(chg, tmp_path):
+    import gzip
+    import shutil
+
+    p = chg["paths"]
+    plain = charge_density_difference(p["AB"], p["A"], p["B"])
+    gz = tmp_path / "CHGCAR.gz"
+    with open(p["AB"], "rb") as src, gzip.open(gz, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    a = Chgcar.from_file(str(p["A"]))
+    write_chgcar(tmp_path / "A_spin", a.structure, a.data["total"], diff=0.1 * a.data["total"])
+    res = charge_density_difference(gz, tmp_path / "A_spin", p["B"])
+    assert np.allclose(res.planar_average_e_per_A3, plain.planar_average_e_per_A3, atol=1e-12)
+    assert res.charge_transfer_e == pytest.approx(plain.charge_transfer_e, abs=1e-9)
+
+
+def test_midgap_smeared_partially_occupied_trap(tmp_path, capsys):
+    _, s, _ = testdata.slab_and_ligand_structures()
+    testdata.write_synthetic_run(
+        tmp_path / "trap", s, energy_eV=-30.0, trap_atom=1, trap_occupation=0.4
+    )
+    testdata.write_synthetic_run(tmp_path / "clean", s, energy_eV=-30.0)
+    rep = find_midgap_states(tmp_path / "trap")
+    clean = find_midgap_states(tmp_path / "clean")
+    assert len(rep.midgap_states) == 1
+    st = rep.midgap_states[0]
+    assert st.occupation == pytest.approx(0.4) and st.electrons == pytest.approx(0.8)
+    assert st.top_atoms[0].index == 1 and st.top_atoms[0].element == "Br"
+    assert rep.vbm_eV["up"] == pytest.approx(clean.vbm_eV["up"], abs=0.05)
+    code, out, _ = run_cli(
+        [
+            "analyze",
+            "midgap",
+            str(tmp_path / "trap"),
+            "--reference",
+            str(tmp_path / "clean"),
+            "--align",
+            "fermi",
+            "--json",
+        ],
+        capsys,
+    )
+    data = json.loads(out)
+    assert code == 0 and data["reference"]["mode"] == "reference"
+    assert [m["band_index"] for m in data["midgap_states"]] == [st.band_index]

@@ -260,7 +260,7 @@ def plot_slice(
         else np.linalg.norm(lat[in_plane[1]])
     )
     vmax = float(np.abs(plane).max()) or 1e-6
-    fig, ax = new_figure(figsize=(3.6, 5.2) if len_v > 1.5 * len_u else (4.5, 4.0))
+    fig, ax = new_figure(figsize=(4.2, 4.6))
     im = ax.imshow(
         plane.T,
         origin="lower",
@@ -284,6 +284,9 @@ def plot_slice(
                 linewidths=0.4,
                 zorder=3,
             )
+    if in_plane[1] == 2:  # crop the vacuum: atoms +- 4 A along z
+        zs = structure_frac[:, 2] * len_v
+        ax.set_ylim(max(0.0, zs.min() - 4.0), min(len_v, zs.max() + 4.0))
     labels = "xyz"
     ax.set_xlabel(f"{labels[in_plane[0]]} ($\\mathrm{{\\AA}}$)")
     ax.set_ylabel(f"{labels[in_plane[1]]} ($\\mathrm{{\\AA}}$)")

@@ -127,6 +127,7 @@ def write_synthetic_run(
     density_rho_v: np.ndarray | None = None,
     converged: bool = True,
     nk: int = 4,
+    trap_occupation: float = 0.0,
 ) -> Path:
     """Write a pymatgen-readable VASP run (vasprun.xml with DOS and projections, OUTCAR, CHGCAR).
 
@@ -134,7 +135,8 @@ def write_synthetic_run(
     atoms;
     ligand atoms get their own localised bands at -4 eV), conduction bands from ``gap_eV``,
     and, when
-    ``trap_atom`` is given, one empty band at ``trap_energy_eV`` localised on that atom (a trap).
+    ``trap_atom`` is given, one band at ``trap_energy_eV`` localised on that atom (a trap) with
+    occupation ``trap_occupation`` (a smeared, partly filled trap when 0 < occupation < 1).
     Eigenvalues are written by :func:`dftflow.io.vasp_writer.write_vasp_outputs`.
     """
     from pymatgen.io.ase import AseAtomsAdaptor
@@ -172,6 +174,9 @@ def write_synthetic_run(
     kd = np.linspace(0, 0.1, nk)
     eig = e0[None, :] + 0.5 * kd[:, None] + rng.normal(0, 0.01, (nk, len(e0)))  # small dispersion
     occ = (eig < 0.5).astype(float)  # valence and ligand bands full; trap and conduction empty
+    if trap_atom is not None:
+        trap_band = int(np.nonzero(order == len(bands_e) - 1)[0][0])
+        occ[:, trap_band] = trap_occupation
     proj = np.zeros((1, nk, len(e0), n, 9))
     proj[0, :, :, :, 0] = 0.6 * w0[None, :, :]
     proj[0, :, :, :, 2] = 0.3 * w0[None, :, :]
