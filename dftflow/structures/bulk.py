@@ -1,8 +1,8 @@
 """Cubic CsPbBr3 (Pm-3m) bulk and its lattice constant.
 
 The structure ships as a CIF under ``structures/bulk/`` (source of the lattice constant in that
-folder's README); :func:`cspbbr3_cubic` reads it and optionally rescales it to another lattice constant,
-e.g. one from a bulk relaxation (:func:`lattice_constant_from_taskdoc`).
+folder's README); :func:`cspbbr3_cubic` reads it and optionally rescales it to another lattice
+constant,e.g. one from a bulk relaxation (:func:`lattice_constant_from_taskdoc`).
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 The library is one YAML file per ligand under ``structures/ligands/`` (name, aliases, SMILES, formal
 charge, anchor group, formula). Any other ligand comes from a SMILES string; its anchor groups are
 found with SMARTS patterns (carboxylic acid / carboxylate, amine / ammonium, phosphonic acid /
-phosphonate, thiol / thiolate). The protonated and deprotonated forms of the first anchor are derived
-by moving one acidic proton; the ``"radical"`` form is the deprotonated geometry with the anion's
-charge removed (same atoms, charge is metadata in ``atoms.info``).
+phosphonate, thiol / thiolate). The protonated and deprotonated forms of the first anchor are
+derived by moving one acidic proton; the ``"radical"`` form is the deprotonated geometry with
+the anion's charge removed (same atoms, charge is metadata in ``atoms.info``).
 
 Geometries: RDKit ETKDGv3 with a fixed random seed, MMFF94 (UFF if MMFF lacks parameters) clean-up,
 straight (anti) chain torsions, and out of several conformers the most slender one (smallest radius
@@ -51,8 +51,8 @@ class AnchorPattern:
     """A SMARTS pattern of one anchor kind.
 
     Map numbers in ``smarts``: 1 = central atom (C, P) or the binding atom itself (N, S);
-    ``binding`` lists the map numbers of the atoms that bind to surface Pb; ``acidic`` the map number
-    of the atom that carries (or can take) the acidic proton.
+    ``binding`` lists the map numbers of the atoms that bind to surface Pb; ``acidic`` the map
+    number of the atom that carries (or can take) the acidic proton.
     """
 
     kind: str
@@ -70,7 +70,7 @@ ANCHOR_PATTERNS: tuple[AnchorPattern, ...] = (
         "phosphonic_acid",
         "phosphonate",
         True,
-        "[PX4;$(P[#6]):1](=[OX1:2])([OX2H1:3])[OX2H1,OX1-:4]",
+        "[PX4;$(P[#6]):1](=[OX1:2])([OX2H1:3])[OX2H1:4]",
         (2, 3),
         3,
     ),
@@ -546,7 +546,7 @@ def _geometry(smiles: str) -> tuple[tuple[str, ...], tuple[tuple[float, float, f
 
 
 def ligand_anchor(spec: LigandSpec, form: Form = "as_is") -> Anchor:
-    """The primary anchor of ``spec`` in the given form (indices valid for :func:`ligand_molecule`)."""
+    """The primary anchor of ``spec`` in a form (atom indices valid for :func:`ligand_molecule`)."""
     smi, _, _ = form_smiles(spec, form)
     anchors = detect_anchors(smi)
     family = _PATTERN_BY_KIND[spec.anchor].family
@@ -570,8 +570,8 @@ def ligand_molecule(spec: LigandSpec, form: Form = "as_is") -> Atoms:
     Returns
     -------
     Atoms
-        Non-periodic molecule (no cell); the centroid of the anchor's binding atoms at the origin and
-        the farthest heavy atom on +z. ``info``: ``ligand``, ``form``, ``charge`` (e), ``model``
+        Non-periodic molecule (no cell); the centroid of the anchor's binding atoms at the origin
+        and the farthest heavy atom on +z. ``info``: ``ligand``, ``form``, ``charge`` (e), ``model``
         (neutral/anion/cation/radical), ``smiles``, ``anchor``.
     """
     smi, charge, model = form_smiles(spec, form)

@@ -3,15 +3,16 @@
 A placement is a surface site (a Pb of the top plane), a binding mode, an azimuth and optionally a
 dissociated acidic proton moved onto a surface Br. Starting geometries:
 
-- ``monodentate``: one binding atom (the C=O oxygen of an acid, an O of a carboxylate/phosphonate, the
-  N of an amine, the S of a thiol/thiolate) straight above the Pb at the Pb-X bond length
+- ``monodentate``: one binding atom (the C=O oxygen of an acid, an O of a carboxylate/phosphonate,
+  the N of an amine, the S of a thiol/thiolate) straight above the Pb at the Pb-X bond length
   (:data:`BOND_LENGTH_A`: O 2.5, N 2.6, S 2.9 Angstrom).
-- ``bidentate_chelating``: both O of a carboxylate/phosphonate on the same Pb at 2.5 Angstrom, the O-O
-  line horizontal along the azimuth.
-- ``bidentate_bridging``: the two O on two neighbouring Pb (along the azimuth, 0/90/180/270 degrees),
-  each at 2.5 Angstrom. The Pb-Pb distance (a ~ 5.9 Angstrom) leaves no room for the Br between them,
-  so that Br is removed (X-type exchange: the carboxylate replaces a surface Br); the complex then has
-  one Br less than the slab (recorded in :attr:`Placement.removed`). Not in the default modes.
+- ``bidentate_chelating``: both O of a carboxylate/phosphonate on the same Pb at 2.5 Angstrom, the
+  O-O line horizontal along the azimuth.
+- ``bidentate_bridging``: the two O on two neighbouring Pb (along the azimuth: 0/90/180/270
+  degrees), each at 2.5 Angstrom. The Pb-Pb distance (a ~ 5.9 Angstrom) leaves no room for the Br
+  between them, so that Br is removed (X-type exchange: the carboxylate replaces a surface Br); the
+  complex then has one Br less than the slab (recorded in :attr:`Placement.removed`). Not in the
+  default modes.
 - ``a_site``: an ammonium N in the hollow above the top plane where the next Cs would sit.
 
 The molecule stands along +z (anchor down, chain into the vacuum). Bidentate modes need the anchor
@@ -29,6 +30,7 @@ the deterministic order (mode, dissociation, azimuth, site index) is kept.
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -138,7 +140,18 @@ def _local_frame(pos: np.ndarray, symbols: Sequence[str], anchor: Anchor, mode: 
         ry = np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
         return p @ ry.T
     b = anchor.binding_atoms[0]
-    p = _standing(pos, symbols, (b,))
+    if anchor.family in ("amine", "thiol"):
+        # N/S bind through their lone pair: the bonds point away from the surface
+        rel = pos - pos[b]
+        dist = np.linalg.norm(rel, axis=1)
+        nbrs = [i for i in range(len(pos)) if 0.0 < dist[i] < 2.0]
+        up = sum(rel[i] / dist[i] for i in nbrs)
+        if np.linalg.norm(up) < 0.3:  # ammonium: C-N along +z, the N-H point down to the Br
+            heavy = [i for i in nbrs if symbols[i] != "H"]
+            up = rel[heavy[0]] if heavy else np.array([0.0, 0.0, 1.0])
+        p = rel @ rotation_to(up, np.array([0.0, 0.0, 1.0])).T
+    else:
+        p = _standing(pos, symbols, (b,))
     if len(anchor.binding_atoms) > 1:
         ref = p[anchor.binding_atoms[1]]
     else:
@@ -165,7 +178,7 @@ TILTS_DEG = (0.0, 15.0, 30.0, 45.0)
 
 
 def _tilts(mode: str) -> list[np.ndarray]:
-    """Tilt rotations in the binding frame: about the O-O line (bidentate) or any horizontal axis."""
+    """Tilts in the binding frame: about the O-O line (bidentate) or horizontal axes (others)."""
     out = [np.eye(3)]
     for theta in TILTS_DEG[1:]:
         if mode.startswith("bidentate"):
@@ -349,7 +362,7 @@ def _build(
         )
     else:  # a_site: N in the hollow where the next plane's Cs would sit
         point = pb + np.array([0.5 * surf.a_A, 0.5 * surf.a_A, 0.5 * surf.a_A])
-    # tilt about the binding atom (or the O-O line) until the ligand clears the slab; first that fits
+    # tilt about the binding atom (or the O-O line) until the ligand clears the slab
     keep = np.array([i for i in range(len(slab)) if i not in removed])
     pos = None
     for tilt in _tilts(mode):
@@ -416,7 +429,9 @@ def _surface_symmetry(slab: Atoms, symprec_A: float) -> list[tuple[np.ndarray, n
     import spglib
 
     cell = (slab.cell[:], slab.get_scaled_positions(), slab.numbers)
-    data = spglib.get_symmetry(cell, symprec=symprec_A)
+    with warnings.catch_warnings():  # spglib's deprecation notice about its error handling
+        warnings.simplefilter("ignore", DeprecationWarning)
+        data = spglib.get_symmetry(cell, symprec=symprec_A)
     if data is None:
         return [(np.eye(3), np.zeros(3))]
     ops = []
@@ -673,8 +688,9 @@ def enumerate_placements(
     if best_image is not None and best_image[0] < min_image_distance_A:
         n = _smallest_supercell(best_image[1].positions, slab, surf, min_image_distance_A)
         raise InputError(
-            f"supercell {surf.supercell[0]}x{surf.supercell[1]} is too small for {spec.name}: it comes "
-            f"within {best_image[0]:.2f} A of its periodic image (need {min_image_distance_A:g}); "
+            f"supercell {surf.supercell[0]}x{surf.supercell[1]} is too small for {spec.name}: "
+            f"it comes within {best_image[0]:.2f} A of its periodic image "
+            f"(need {min_image_distance_A:g}); "
             f"the smallest that fits is {n}x{n}"
         )
     raise InputError(
@@ -686,7 +702,7 @@ def enumerate_placements(
 def _smallest_supercell(
     positions: np.ndarray, slab: Atoms, surf: _Surface, min_image_A: float
 ) -> int:
-    """Smallest n such that an n x n supercell keeps ``positions`` ``min_image_A`` from its images."""
+    """Smallest n: an n x n supercell keeps ``positions`` ``min_image_A`` from their images."""
     cell = slab.cell[:].copy()
     for n in range(1, 21):
         trial = cell.copy()
@@ -728,7 +744,7 @@ def place_ligand(slab: Atoms, spec: LigandSpec | str, placement: Placement) -> A
     complex_.extend(
         Atoms(symbols=built.symbols, positions=built.positions, cell=slab.cell, pbc=slab.pbc)
     )
-    complex_.wrap()
+    # not wrapped: the ligand stays a contiguous molecule (periodic codes do not mind)
     info = {k: v for k, v in slab.info.items() if isinstance(v, (str, int, float, bool))}
     info.update(
         {
@@ -824,7 +840,7 @@ def molecule_in_cell(
     Parameters
     ----------
     molecule
-        A molecule from :func:`dftflow.structures.ligands.ligand_molecule` (already standing along z).
+        A molecule from :func:`dftflow.structures.ligands.ligand_molecule` (standing along z).
     cell
         The cell to use (3x3 array or ASE Cell), e.g. the slab's, so that slab, complex and molecule
         share one cell and FFT grid.
@@ -844,8 +860,8 @@ def molecule_in_cell(
     d = image_distance_A(atoms.positions, cell)
     if d < min_image_distance_A:
         raise InputError(
-            f"molecule {atoms.info.get('ligand', '')} comes within {d:.2f} A of its periodic image in "
-            f"this cell (need {min_image_distance_A:g}): use a taller or wider cell"
+            f"molecule {atoms.info.get('ligand', '')} comes within {d:.2f} A of its periodic image "
+            f"in this cell (need {min_image_distance_A:g}): use a taller or wider cell"
         )
     return atoms
 
@@ -891,8 +907,10 @@ def split_complex(complex_: Atoms) -> tuple[Atoms, Atoms]:
 
 
 def ligand_height_A(slab: Atoms, spec: LigandSpec | str, form: Form = "as_is") -> float:
-    """Height (Angstrom) of the highest ligand atom above the top plane, standing monodentate/chelating."""
+    """Height (Angstrom) of the highest atom of the standing ligand above the top plane."""
     spec = _as_spec(spec)
+    slab = slab.copy()
+    slab.cell[2, 2] += 200.0  # measure the upright ligand, not one tilted away from a close image
     surf = _surface(slab)
     best = 0.0
     anchor = ligand_anchor(spec, form)

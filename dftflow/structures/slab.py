@@ -25,6 +25,11 @@ SLAB_ELEMENTS = frozenset({"Cs", "Pb", "Br"})
 #: Atoms whose z differ by less than this belong to the same plane (Angstrom); planes are a/2 ~ 2.9
 #: Angstrom apart, relaxed rumpling is a few tenths of an Angstrom.
 PLANE_TOLERANCE_A = 1.0
+#: z of the bottom plane (Angstrom) when the vacuum is larger than twice this: the slab sits low in
+#: the cell so that ligands standing on its top face stay inside it (codes with a non-periodic z,
+#: e.g. GPAW with a dipole correction, need a few Angstrom to the cell boundary). With periodic
+#: boundaries the slab's position along z changes nothing.
+BOTTOM_MARGIN_A = 5.0
 #: Species order of written slabs (POSCAR species blocks).
 SPECIES_ORDER = ("Cs", "Pb", "Br")
 
@@ -66,7 +71,7 @@ class SlabSummary(BaseModel):
 # Planes
 # ---------------------------------------------------------------------------------------------
 def _unwrapped_z(atoms: Atoms, indices: np.ndarray) -> np.ndarray:
-    """Z of ``indices`` (Angstrom), unwrapped so that a slab crossing the cell boundary is contiguous."""
+    """Z of ``indices`` (Angstrom), unwrapped so a slab crossing the cell boundary is contiguous."""
     c = float(atoms.cell[2, 2])
     z = atoms.positions[indices, 2].copy()
     if len(z) < 2 or c <= 0:
@@ -176,12 +181,13 @@ def cspbbr3_001_slab(
     supercell
         In-plane repetitions (n_a, n_b) of the cubic a x a cell.
     vacuum
-        Vacuum gap between the top plane and the periodic image of the bottom plane, Angstrom;
-        the slab is centred in z (c = thickness + vacuum).
+        Vacuum gap between the top plane and the periodic image of the bottom plane, Angstrom
+        (c = thickness + vacuum). The bottom plane sits at z = min(vacuum/2,
+        :data:`BOTTOM_MARGIN_A`), leaving the rest of the gap above the top face for ligands.
     termination
         Composition of both faces: ``"PbBr2"`` (n PbBr2 + (n-1) CsBr planes) or ``"CsBr"``.
     a
-        Cubic lattice constant in Angstrom (``None``: :data:`dftflow.inputs.params.A_CSPBBR3_CUBIC`).
+        Cubic lattice constant, Angstrom (``None``: ``dftflow.inputs.params.A_CSPBBR3_CUBIC``).
     fix
         Which planes are fixed (ASE ``FixAtoms`` = VASP selective dynamics F F F): the bottom
         ``n_fixed_layers`` planes, the central ones, or none.
@@ -236,7 +242,7 @@ def cspbbr3_001_slab(
     cut.positions[:, 2] -= z0
     thickness = float(max(cut.positions[:, 2]))
     cut.set_cell([a_A, a_A, thickness + float(vacuum)])
-    cut.positions[:, 2] += 0.5 * float(vacuum)
+    cut.positions[:, 2] += min(0.5 * float(vacuum), BOTTOM_MARGIN_A)
     slab = _sorted_atoms(cut.repeat((n_a, n_b, 1)))
     slab.pbc = True
     slab.wrap()
