@@ -51,6 +51,8 @@ from dftflow.errors import InputError, OutputError
 
 #: Elements counted as "ligand" when characterising states (organic ligands).
 DEFAULT_LIGAND_ELEMENTS = ("C", "H", "O")
+#: Core-like states for the deep alignment lie at least this far below E_F, eV.
+DEEP_BELOW_EF_EV = 3.0
 #: Fraction of a state's projection on one element that makes it core-like (deep alignment).
 CORE_LIKE_FRACTION = 0.9
 #: Vacuum thicker than this along c makes the structure a slab (surface layers exist), Angstrom.
@@ -179,7 +181,8 @@ def _deep_level(bands: _Bands, element: str) -> float:
     """k-weighted mean energy of the deepest cluster of core-like states of ``element``.
 
     Core-like: at least ``CORE_LIKE_FRACTION`` of the state's projection on ``element`` atoms
-    (semicore d bands: Pb 5d, Ga 3d); if there is none, states with >= 50 %.
+    (semicore d bands: Pb 5d, Ga 3d) and at least ``DEEP_BELOW_EF_EV`` below E_F; if there is
+    none, states with >= 50 %.
     """
     idx = [i for i, site in enumerate(bands.structure) if site.specie.symbol == element]
     levels: list[tuple[float, float]] = []
@@ -187,7 +190,11 @@ def _deep_level(bands: _Bands, element: str) -> float:
         for data in bands.spins.values():
             w = data["w"]
             frac = w[..., idx].sum(axis=-1) / np.maximum(w.sum(axis=-1), 1e-30)
-            for k, b in zip(*np.nonzero(frac >= threshold), strict=True):
+            deep = (
+                data["e"]
+                < (bands.efermi if bands.efermi is not None else np.inf) - DEEP_BELOW_EF_EV
+            )
+            for k, b in zip(*np.nonzero((frac >= threshold) & deep), strict=True):
                 levels.append((float(data["e"][k, b]), float(bands.kweights[k])))
         if levels:
             break
@@ -496,3 +503,25 @@ def compare_midgap(
         before={"directory": before.directory, "n_traps": len(traps_before)},
         after={"directory": after.directory, "n_traps": len(traps_after)},
     )
+
+
+def midgap_against(
+    directory: str | Path, reference: str | Path | None
+) -> tuple[MidgapReport | None, str]:
+    """Mid-gap report of ``directory`` against ``reference`` with a stated alignment fallback.
+
+    Deep-level alignment first; when it is impossible (no projections, no core-like states of a
+    common element) Fermi-level alignment, and the returned note says so. Returns
+    ``(report, note)`` or ``(None, reason)``.
+    """
+    try:
+        return find_midgap_states(directory, reference=reference), ""
+    except (InputError, OutputError) as exc:
+        first = str(exc)
+    if reference is None:
+        return None, first
+    try:
+        report = find_midgap_states(directory, reference=reference, align="fermi")
+    except (InputError, OutputError) as exc:
+        return None, f"{first}; with Fermi alignment: {exc}"
+    return report, f"aligned at the Fermi level: {first}"

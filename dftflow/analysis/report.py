@@ -292,19 +292,25 @@ def _dos_section(systems: list[tuple[str, TaskDoc]], out: Path, missing: list[st
 
 
 def _midgap_section(systems, summary: StudySummary, out: Path, facts: dict) -> list[str]:
-    from dftflow.analysis.midgap import compare_midgap, find_midgap_states
+    from dftflow.analysis.midgap import compare_midgap, midgap_against
 
-    md: list[str] = []
+    md: list[str] = [
+        "Host band edges: the clean slab's own delocalised states; each complex against the clean "
+        "slab (deep-level alignment on the heaviest common element, Fermi-level alignment when "
+        "that is not possible, as noted). See dftflow.analysis.midgap for the method.",
+        "",
+    ]
     reports = {}
+    clean = next((doc for label, doc in systems if label == "clean slab"), None)
     for label, doc in systems:
-        try:
-            reports[label] = find_midgap_states(doc.directory)
-        except DftflowError as exc:
-            md.append(f"- {label}: mid-gap analysis not possible — {exc}")
+        reference = None if clean is None or label == "clean slab" else clean.directory
+        rep, note = midgap_against(doc.directory, reference)
+        if rep is None:
+            md.append(f"- {label}: mid-gap analysis not possible — {note}")
             continue
-        rep = reports[label]
+        reports[label] = rep
         facts["midgap"][label] = rep.has_midgap_states
-        md.append(f"- **{label}**: {rep.verdict}")
+        md.append(f"- **{label}**: {rep.verdict}" + (f" ({note})" if note else ""))
     if summary.slab_midgap and "clean slab" not in reports:
         md.append(f"- clean slab (from summary.json): {summary.slab_midgap.get('verdict', 'n/a')}")
     baseline = next((k for k in reports if k.lower() == "oa"), None)

@@ -51,7 +51,7 @@ def _check_nonempty(path: Path) -> None:
         raise OutputError(f"{path} is empty")
 
 
-@lru_cache(maxsize=32)
+@lru_cache(maxsize=4)
 def _cached_vasprun(path: str, size: int, mtime: float, projections: bool):  # noqa: ARG001
     from pymatgen.io.vasp import Vasprun
 
