@@ -156,6 +156,7 @@ class EmbeddedStore:
         self._server_store: Any = None
         self.writes = 0  # number of flushes made by this process (for tests and benchmarks)
         self._lp: LockedLaunchPad | None = None
+        self._seen: tuple[int, int, int] | None = None  # file signature of the in-memory copy
 
     # -- creation --------------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -245,7 +246,9 @@ class EmbeddedStore:
 
     def _load_into(self, server_store: Any) -> None:
         """Replace the content of ``server_store`` with the file's, keeping existing objects."""
+        signature = self._signature()
         data = self._read()
+        self._seen = signature
         for db_name, db_dict in data.items():
             db_store = server_store._databases.get(db_name)
             if db_store is None:
@@ -272,8 +275,37 @@ class EmbeddedStore:
 
     def _flush(self, server_store: Any) -> None:
         text = bson.json_util.dumps(server_store.to_dict())
+        self._bump_generation()  # first: a crash after it only costs a reload
         _atomic_write_text(self.file, text)
         self.writes += 1
+        self._seen = self._signature()
+
+    def _signature(self) -> tuple[int, int, int, int] | None:
+        """(generation, inode, mtime, size) of the store: unchanged means nobody wrote it since.
+
+        The generation is a counter in the lock file, bumped under the exclusive lock before
+        every write of the store, so two writes in the same clock tick are still told apart.
+        """
+        try:
+            st = os.stat(self.file)
+        except FileNotFoundError:
+            return None
+        return (self._generation(), st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _generation(self) -> int:
+        try:
+            text = self.lock_file.read_text().strip()
+        except FileNotFoundError:
+            return 0
+        return int(text) if text.isdigit() else 0
+
+    def _bump_generation(self) -> None:
+        fd = self._lock_fd
+        if fd is None:
+            return
+        data = str(self._generation() + 1).encode()
+        os.pwrite(fd, data.ljust(20), 0)
+        os.fsync(fd)
 
     # -- sessions --------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -297,7 +329,7 @@ class EmbeddedStore:
                 self._depth = 1
                 try:
                     with _defer_sigterm():
-                        if self._server_store is not None:
+                        if self._server_store is not None and self._signature() != self._seen:
                             self._load_into(self._server_store)
                         before = _write_counter[0]
                         yield
@@ -398,6 +430,7 @@ class LockedLaunchPad(LaunchPad):
         _detach_finalizer(lp)
         lp._dftflow_store = store
         store._server_store = lp.connection._store
+        store._seen = None  # reload at the first operation (cheap; the lock was not held since)
         return lp
 
     def to_dict(self) -> dict[str, Any]:  # noqa: D102 - FireWorks API
