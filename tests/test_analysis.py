@@ -405,3 +405,36 @@ def test_midgap_smeared_partially_occupied_trap(tmp_path, capsys):
     data = json.loads(out)
     assert code == 0 and data["reference"]["mode"] == "reference"
     assert [m["band_index"] for m in data["midgap_states"]] == [st.band_index]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["analyze", "dos", "{slab}", "--groups", "ligand"], "bad group"),
+        (["analyze", "dos", "{slab}", "--groups", "ligand=Xx"], "unknown element"),
+        (["analyze", "dos", "{slab}", "--align", "homo"], "unknown alignment"),
+        (["analyze", "dos", "{slab}", "-o", "{tmp}/missing/dos.png"], "does not exist"),
+        (["analyze", "midgap", "{slab}", "--align", "core"], "unknown alignment"),
+        (
+            [
+                "analyze",
+                "eads",
+                "--complex",
+                "{tmp}/nope",
+                "--slab",
+                "{slab}",
+                "--adsorbate",
+                "{slab}",
+            ],
+            "not a directory",
+        ),
+        (["analyze", "chgdiff", "{tmp}", "{tmp}", "{tmp}"], "no CHGCAR"),
+        (["analyze", "chgdiff", "{slab}", "{slab}", "{slab}", "--axis", "w"], "unknown axis"),
+        (["analyze", "locpot", "{tmp}"], "no LOCPOT"),
+    ],
+)
+def test_cli_bad_inputs_one_line(args, message, triple, tmp_path, capsys):
+    filled = [a.format(slab=triple / "slab", tmp=tmp_path) for a in args]
+    code, _, err = run_cli(filled, capsys)
+    assert code == 2, err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err

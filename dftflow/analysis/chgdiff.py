@@ -396,7 +396,9 @@ def chgdiff_plots(
     """Compute Δρ and write the planar-average, slice and isosurface plots into ``plot_dir``."""
     plot_dir = Path(plot_dir)
     if not plot_dir.is_dir():
-        raise InputError(f"plot directory {plot_dir} does not exist")
+        if not plot_dir.parent.is_dir():
+            raise InputError(f"cannot create plot directory {plot_dir}: parent does not exist")
+        plot_dir.mkdir()
     result, delta_rho, structure = charge_density_difference(
         ab, a, b, axis=axis, output=output, return_grid=True
     )
