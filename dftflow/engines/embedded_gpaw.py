@@ -1,0 +1,346 @@
+"""GPAW (PAW-PBE, LCAO) single points for the embedded engine -> :class:`ElectronicResult`.
+
+What is computed, and the approximations (stated in every TaskDoc's metadata):
+
+* energy: GPAW's total energy extrapolated to zero smearing width (``results["energy"]``; the
+  analogue of VASP's e_0 "energy sigma->0"); the free energy (``results["free_energy"]``) is VASP's
+  F/TOTEN. GPAW energies are relative to its isolated-atom reference; only differences (E_ads) mean
+  anything, exactly as for VASP's energies relative to its POTCAR atoms. Never mix the two codes.
+* eigenvalues, occupations (0..1 per band and spin, VASP's convention), k-points and weights of the
+  irreducible wedge.
+* projections: Loewdin populations in the atomic-orbital basis, |S^1/2 C|^2, summed over the radial
+  functions (zeta and polarisation) of each (atom, l, m). GPAW orders real spherical harmonics
+  y, z, x for l=1 and xy, yz, 3z2-r2, xz, x2-y2 for l=2, which is VASP's LORBIT=11 order
+  (s, py, pz, px, dxy, dyz, dz2, dxz, dx2); f functions are dropped. Unlike VASP's projections on
+  PAW spheres (which leave the interstitial out) they are non-negative and sum to 1 per band.
+* density: GPAW's pseudo valence density on the ``gpts`` grid (e/Angstrom^3), which integrates to
+  the number of valence electrons of the GPAW setups (Cs 9, Pb 14, Br 7, C 4, O 6, H 1 -- the
+  same counts as VASP's Cs_sv, Pb_d, Br, C, O, H POTCARs). It is not the all-electron density
+  (no AECCAR: GPAW's all-electron density took 172 s for the slab, MEASURED.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from dftflow.engines.base import ElectronicResult
+from dftflow.engines.embedded_settings import grid_points
+from dftflow.errors import EngineError
+
+HARTREE_EV = 27.211386245988
+
+INSTALL_HINT = (
+    'install it with `bash scripts/install.sh` or CC=g++ LDSHARED="g++ -shared" '
+    'pip install "dftflow[embedded]"'
+)
+
+#: Atoms that make up the perovskite; any other atom belongs to a ligand (used to seed spin).
+PEROVSKITE_ELEMENTS = frozenset({"Cs", "Pb", "Br"})
+
+
+def import_gpaw():  # -> module
+    """The ``gpaw`` module, or a one-line EngineError naming the install command."""
+    try:
+        import gpaw
+    except ImportError as exc:
+        raise EngineError(
+            f"embedded engine needs GPAW, which is not importable: {INSTALL_HINT}"
+        ) from exc
+    return gpaw
+
+
+def setup_valence_electrons(symbols: list[str], xc: str = "PBE") -> dict[str, float]:
+    """Valence electrons of GPAW's PAW setup of each element (``Z`` minus frozen core)."""
+    from gpaw.setup_data import SetupData
+
+    out: dict[str, float] = {}
+    for symbol in sorted(set(symbols)):
+        data = SetupData(symbol, xc, readxml=True)
+        out[symbol] = float(data.Nv)
+    return out
+
+
+def check_elements(symbols: list[str], basis: str, xc: str = "PBE") -> None:
+    """Refuse elements without a GPAW PAW setup or basis file (one-line EngineError)."""
+    gpaw = import_gpaw()
+    base = basis.split("(")[-1].rstrip(")") if "(" in basis else basis
+    missing_setup, missing_basis = [], []
+    for symbol in sorted(set(symbols)):
+        names = [f"{symbol}.{xc}", f"{symbol}.{xc}.gz"]
+        bnames = [f"{symbol}.{base}.basis", f"{symbol}.{base}.basis.gz"]
+        paths = [Path(p) for p in gpaw.setup_paths]
+        if not any((p / n).is_file() for p in paths for n in names):
+            missing_setup.append(symbol)
+        if not any((p / n).is_file() for p in paths for n in bnames):
+            missing_basis.append(symbol)
+    if missing_setup:
+        raise EngineError(
+            f"GPAW has no {xc} PAW setup for {', '.join(missing_setup)} "
+            "(install the gpaw-data sets or choose other elements)"
+        )
+    if missing_basis:
+        raise EngineError(
+            f"GPAW has no {base} LCAO basis for {', '.join(missing_basis)}; "
+            "choose another basis setting"
+        )
+
+
+def is_slab_like(atoms: Atoms) -> bool:
+    """Whether the system is treated as non-periodic along z (slab, complex, molecule in slab cell).
+
+    A cell is slab-like when it is not periodic along z or when its atoms leave a vacuum gap of
+    more than 5 Angstrom along c (the slab cells of the study).
+    """
+    if not atoms.pbc[2]:
+        return True
+    if len(atoms) == 0:
+        return False
+    c = atoms.cell.lengths()[2]
+    z = np.sort(atoms.get_scaled_positions(wrap=True)[:, 2]) * c
+    gaps = np.diff(np.concatenate([z, [z[0] + c]]))
+    return float(gaps.max()) > 5.0
+
+
+@dataclass
+class GpawRun:
+    """A finished GPAW single point: the result, the GPAW parameters used and timings."""
+
+    result: ElectronicResult
+    gpaw_parameters: dict[str, Any]
+    gpts: tuple[int, int, int]
+    kpts: tuple[int, int, int]
+    spin_polarized: bool
+    scf_iterations: int
+    wall_time_s: float
+    nelect: float
+    zvals: dict[str, float]
+
+
+def n_valence_electrons(
+    symbols: list[str], zvals: Mapping[str, float], charge: float = 0.0
+) -> float:
+    """Number of valence electrons of a neutral (or charged) system with these setups."""
+    return float(sum(zvals[s] for s in symbols) - charge)
+
+
+def initial_magmoms(symbols: list[str]) -> np.ndarray:
+    """One unpaired electron spread over the ligand atoms (or all atoms without a ligand)."""
+    ligand = [i for i, s in enumerate(symbols) if s not in PEROVSKITE_ELEMENTS]
+    mags = np.zeros(len(symbols))
+    idx = ligand or list(range(len(symbols)))
+    mags[idx] = 1.0 / len(idx)
+    return mags
+
+
+def gpaw_parameters(
+    atoms: Atoms, settings: Mapping[str, Any], spin_polarized: bool
+) -> dict[str, Any]:
+    """The GPAW calculator keywords for ``atoms`` under ``settings`` (pure function)."""
+    slab_like = is_slab_like(atoms)
+    gpts = grid_points(atoms.cell.lengths(), settings["grid_spacing_A"])
+    kpts = tuple(settings["kpts_slab"] if slab_like else settings["kpts_bulk"])
+    convergence: dict[str, Any] = {
+        "density": settings["scf_density"],
+        "eigenstates": settings["scf_eigenstates"],
+    }
+    if settings.get("scf_energy_eV") is not None:
+        convergence["energy"] = {
+            "name": "energy",
+            "tol": float(settings["scf_energy_eV"]),
+            "relative": False,
+        }
+    else:
+        convergence["energy"] = settings["scf_energy_eV_per_electron"]
+    par: dict[str, Any] = {
+        "mode": "lcao",
+        "basis": settings["basis"],
+        "xc": settings["xc"],
+        "gpts": list(gpts),
+        "kpts": {"size": list(kpts), "gamma": False},
+        "occupations": {"name": settings["smearing"], "width": settings["smearing_width_eV"]},
+        "convergence": convergence,
+        "maxiter": settings["scf_maxiter"],
+        "spinpol": bool(spin_polarized),
+        "symmetry": {} if settings["symmetry"] else "off",
+    }
+    if slab_like and settings["dipole_correction"]:
+        par["poissonsolver"] = {"dipolelayer": "xy"}
+    return par
+
+
+def _orbital_index_map(calc, natoms: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each basis function M: its atom and its VASP LORBIT=11 orbital index (-1: dropped)."""
+    atom_M, orb_M = [], []
+    for a, setup in enumerate(calc.setups):
+        for bf in setup.basis_functions_J:
+            for m in range(2 * bf.l + 1):
+                atom_M.append(a)
+                orb_M.append(bf.l * bf.l + m if bf.l <= 2 else -1)
+    if len(set(atom_M)) != natoms:
+        raise EngineError("GPAW basis functions do not cover every atom; cannot project the DOS")
+    return np.asarray(atom_M), np.asarray(orb_M)
+
+
+def loewdin_weights(c_nm: np.ndarray, s_mm: np.ndarray) -> np.ndarray:
+    """Loewdin populations |(S^1/2 c_n)_M|^2 per band n and basis function M (rows sum to 1).
+
+    ``s_mm`` may hold only its lower triangle (GPAW's storage): it is read as Hermitian from it.
+    """
+    from scipy.linalg import eigh
+
+    w, v = eigh(s_mm, lower=True)
+    s_half = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.conj().T
+    d = c_nm @ s_half.T
+    return np.abs(d) ** 2
+
+
+def _projections(calc, natoms: int, nspin: int, nk: int, nbands: int) -> np.ndarray:
+    atom_M, orb_M = _orbital_index_map(calc, natoms)
+    proj = np.zeros((nspin, nk, nbands, natoms, 9))
+    keep = orb_M >= 0
+    for wfs in calc.dft.ibzwfs:
+        c_nm = np.asarray(wfs.C_nM.data)
+        s_mm = np.asarray(wfs.S_MM.data)
+        weights = loewdin_weights(c_nm, s_mm)  # (nbands, nao)
+        target = proj[wfs.spin, wfs.k]
+        np.add.at(
+            target,
+            (slice(None), atom_M[keep], orb_M[keep]),
+            weights[:, keep],
+        )
+    return proj
+
+
+def run_gpaw_static(
+    atoms: Atoms,
+    settings: Mapping[str, Any],
+    directory: str | Path,
+    *,
+    charge: float = 0.0,
+) -> GpawRun:
+    """GPAW LCAO single point of ``atoms`` (positions as given) with ``settings``.
+
+    Parameters
+    ----------
+    atoms
+        The system; slab-like cells (see :func:`is_slab_like`) are made non-periodic along z,
+        get the dipole correction and ``kpts_slab``; others ``kpts_bulk``.
+    settings
+        Effective engine settings (:data:`DEFAULT_SETTINGS` merged with overrides).
+    directory
+        Where GPAW's text log ``gpaw.txt`` is written.
+    charge
+        Net charge (e), e.g. for an anion reference.
+
+    Raises
+    ------
+    EngineError
+        Missing setups/basis, SCF not converged in ``scf_maxiter`` iterations, atoms too close to a
+        non-periodic boundary (one line each).
+    """
+    gpaw = import_gpaw()
+    symbols = atoms.get_chemical_symbols()
+    check_elements(symbols, settings["basis"], settings["xc"])
+    zvals = setup_valence_electrons(symbols, settings["xc"])
+    nelect = n_valence_electrons(symbols, zvals, charge)
+    odd = round(nelect) % 2 == 1
+    spin = odd if settings["spin_polarized"] == "auto" else bool(settings["spin_polarized"])
+
+    work = atoms.copy()
+    work.calc = None
+    slab_like = is_slab_like(work)
+    if slab_like:
+        work.pbc = [True, True, False]
+        work.set_initial_magnetic_moments(initial_magmoms(symbols) if spin else None)
+    elif spin:
+        work.set_initial_magnetic_moments(initial_magmoms(symbols))
+    par = gpaw_parameters(work, settings, spin)
+    directory = Path(directory)
+    t0 = time.perf_counter()
+    try:
+        calc = gpaw.GPAW(**par, charge=charge, txt=str(directory / "gpaw.txt"))
+        work.calc = calc
+        energy = float(work.get_potential_energy())
+        free = float(work.get_potential_energy(force_consistent=True))
+        forces = np.asarray(work.get_forces())
+    except gpaw.KohnShamConvergenceError as exc:
+        raise EngineError(
+            f"GPAW SCF of {work.get_chemical_formula()} did not converge in "
+            f"{settings['scf_maxiter']} iterations (raise scf_maxiter or check the structure)"
+        ) from exc
+    except (ValueError, RuntimeError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise EngineError(f"GPAW refused {work.get_chemical_formula()}: {msg}") from exc
+    wall = time.perf_counter() - t0
+
+    nspin = calc.get_number_of_spins()
+    ibzk = np.asarray(calc.get_ibz_k_points())
+    kweights = np.asarray(calc.get_k_point_weights(), dtype=float)
+    nk = len(ibzk)
+    nbands = calc.get_number_of_bands()
+    eig = np.zeros((nspin, nk, nbands))
+    occ = np.zeros((nspin, nk, nbands))
+    for wfs in calc.dft.ibzwfs:
+        eig[wfs.spin, wfs.k] = np.asarray(wfs.eig_n) * HARTREE_EV
+        occ[wfs.spin, wfs.k] = np.asarray(wfs.occ_n)
+    projections = _projections(calc, len(work), nspin, nk, nbands)
+    density = magnetization = None
+    if settings["write_density"]:
+        if nspin == 2:
+            up = np.asarray(calc.get_pseudo_density(spin=0))
+            down = np.asarray(calc.get_pseudo_density(spin=1))
+            density, magnetization = up + down, up - down
+        else:
+            density = np.asarray(calc.get_pseudo_density())
+    niter = int(calc.get_number_of_iterations())
+    final = atoms.copy()
+    final.calc = None
+    result = ElectronicResult(
+        atoms=final,
+        energy_eV=energy,
+        free_energy_eV=free,
+        forces_eV_per_A=forces,
+        efermi_eV=float(calc.get_fermi_level()),
+        eigenvalues_eV=eig,
+        occupations=occ,
+        kpoints=ibzk,
+        kweights=kweights / kweights.sum(),
+        projections=projections,
+        density=density,
+        magnetization_density=magnetization,
+        nelect=nelect,
+        ionic_steps=[
+            {
+                "structure": final,
+                "e_0_eV": energy,
+                "free_energy_eV": free,
+                "forces_eV_per_A": forces,
+            }
+        ],
+        electronic_steps_per_ionic=[niter],
+        converged_electronic=True,
+        converged_ionic=True,
+        generator="dftflow-embedded (GPAW LCAO)",
+    )
+    gpts = tuple(int(n) for n in par["gpts"])
+    with contextlib.suppress(AttributeError):
+        gpts = tuple(int(n) for n in calc.get_number_of_grid_points())
+    return GpawRun(
+        result=result,
+        gpaw_parameters=par,
+        gpts=gpts,  # type: ignore[arg-type]
+        kpts=tuple(par["kpts"]["size"]),  # type: ignore[arg-type]
+        spin_polarized=spin,
+        scf_iterations=niter,
+        wall_time_s=wall,
+        nelect=nelect,
+        zvals=zvals,
+    )

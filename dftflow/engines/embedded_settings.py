@@ -1,0 +1,200 @@
+"""Settings of the embedded engine (CHGNet relaxations, GPAW LCAO single points) as data.
+
+The defaults are chosen for speed on a 2-core machine and are stated in every TaskDoc
+(``TaskDoc.parameters["embedded"]``); a study YAML's ``engine.settings`` and the per-run
+``overrides`` are merged over them in ONE place, :func:`merge_settings`. The paper's VASP
+parameters stay in :mod:`dftflow.inputs.params`; those with a meaning here (force limit, smearing
+width, k-points, energy convergence) are read from there or from the VASP-tag overrides a study
+passes (``EDIFFG``, ``SIGMA``, ``KPOINTS``, ``EDIFF``). VASP tags with no GPAW-LCAO meaning
+(``ENCUT``, ``NGXF``/``NGYF``/``NGZF``, other INCAR tags) are recorded and reported as ignored,
+never silently.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from dftflow.errors import EngineError
+from dftflow.inputs import params
+
+#: Defaults (see benchmarks/bench_embedded_settings.py for the measured effect of each on E_ads).
+DEFAULT_SETTINGS: dict[str, Any] = {
+    # --- relaxations: CHGNet through ASE --------------------------------------------------------
+    "fmax_eV_per_A": params.FMAX_EV_PER_A,  # maximum force on free atoms (VASP EDIFFG = -fmax)
+    "max_relax_steps": 1000,  # optimizer step cap; converged_ionic is False when hit
+    "optimizer": "FIRE",  # ASE optimizer: FIRE or BFGS
+    "chgnet_model": "0.3.0",  # weights shipped in the chgnet wheel
+    # --- single points: GPAW, PAW-PBE, LCAO ------------------------------------------------------
+    "xc": "PBE",
+    "basis": "szp(dzp)",  # single zeta + polarisation cut from the shipped dzp basis files
+    "grid_spacing_A": 0.25,  # h; gpts derived from the cell only (same cell -> same grid)
+    "kpts_slab": (
+        2,
+        2,
+        1,
+    ),  # Monkhorst-Pack for systems non-periodic along z (slab, complex, molecule)
+    "kpts_bulk": (4, 4, 4),  # Monkhorst-Pack for 3D-periodic systems
+    "smearing": "fermi-dirac",  # GPAW occupation function
+    "smearing_width_eV": params.SIGMA_EV,
+    "scf_energy_eV_per_electron": 5.0e-4,  # GPAW default criterion (relative, per valence electron)
+    "scf_energy_eV": None,  # absolute total-energy criterion (set from EDIFF when overridden)
+    "scf_density": 1.0e-4,  # GPAW default
+    "scf_eigenstates": 4.0e-8,  # GPAW default (eV^2 per valence electron)
+    "scf_maxiter": 200,
+    "dipole_correction": True,  # GPAW dipole layer along z for slabs (VASP IDIPOL=3, LDIPOL)
+    "spin_polarized": "auto",  # "auto": only for an odd number of electrons (radicals)
+    "symmetry": True,  # use point-group symmetry to reduce the k-points
+    "nedos": params.NEDOS,
+    "write_density": True,  # CHGCAR of every static (the Delta-rho analysis needs it)
+    "torch_threads": 1,  # CHGNet: 1 thread (measured: 2 threads on a shared 2-core box are
+    # 5-80x slower per step than 1, 0.07 s vs 0.4-6 s for 8 atoms); null = torch's default
+}
+
+#: Settings whose value must be one of these.
+_CHOICES: dict[str, tuple[Any, ...]] = {
+    "optimizer": ("FIRE", "BFGS"),
+    "smearing": ("fermi-dirac", "marzari-vanderbilt", "methfessel-paxton"),
+    "spin_polarized": ("auto", True, False),
+}
+
+#: VASP tags of a study's overrides with a meaning for this engine -> setting name.
+VASP_TAG_TO_SETTING: dict[str, str] = {
+    "EDIFFG": "fmax_eV_per_A",
+    "SIGMA": "smearing_width_eV",
+    "KPOINTS": "kpts_slab",
+    "EDIFF": "scf_energy_eV",
+}
+
+
+def _as_kpts(value: Any, key: str) -> tuple[int, int, int]:
+    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 3:
+        raise EngineError(f"embedded engine: {key} must be three integers, got {value!r}")
+    try:
+        kpts = tuple(int(v) for v in value)
+    except (TypeError, ValueError) as exc:
+        raise EngineError(f"embedded engine: {key} must be three integers, got {value!r}") from exc
+    if min(kpts) < 1:
+        raise EngineError(f"embedded engine: {key} entries must be >= 1, got {value!r}")
+    return kpts  # type: ignore[return-value]
+
+
+def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Check names, types and ranges of engine settings; return a normalised copy.
+
+    Raises
+    ------
+    EngineError
+        Unknown setting, wrong type or out-of-range value (one line).
+    """
+    out = dict(settings)
+    unknown = sorted(set(out) - set(DEFAULT_SETTINGS))
+    if unknown:
+        raise EngineError(
+            f"embedded engine: unknown setting(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(DEFAULT_SETTINGS))}"
+        )
+    for key, choices in _CHOICES.items():
+        if key in out and out[key] not in choices:
+            raise EngineError(f"embedded engine: {key} must be one of {choices}, got {out[key]!r}")
+    for key in ("kpts_slab", "kpts_bulk"):
+        if key in out:
+            out[key] = _as_kpts(out[key], key)
+    positive = (
+        "fmax_eV_per_A",
+        "grid_spacing_A",
+        "smearing_width_eV",
+        "scf_energy_eV_per_electron",
+        "scf_density",
+        "scf_eigenstates",
+    )
+    for key in positive:
+        if key in out:
+            try:
+                out[key] = float(out[key])
+            except (TypeError, ValueError) as exc:
+                raise EngineError(f"embedded engine: {key} must be a number") from exc
+            if not out[key] > 0:
+                raise EngineError(f"embedded engine: {key} must be > 0, got {out[key]}")
+    if out.get("scf_energy_eV") is not None and not float(out["scf_energy_eV"]) > 0:
+        raise EngineError("embedded engine: scf_energy_eV must be > 0 or null")
+    for key in ("max_relax_steps", "scf_maxiter", "nedos"):
+        if key in out and (not isinstance(out[key], int) or out[key] < 1):
+            raise EngineError(f"embedded engine: {key} must be a positive integer")
+    threads = out.get("torch_threads")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise EngineError("embedded engine: torch_threads must be a positive integer or null")
+    if "basis" in out and not isinstance(out["basis"], str):
+        raise EngineError("embedded engine: basis must be a GPAW basis name such as dzp")
+    return out
+
+
+def merge_settings(
+    base: Mapping[str, Any], overrides: Mapping[str, Any] | None
+) -> tuple[dict[str, Any], list[str]]:
+    """Merge per-run overrides (engine settings or VASP tags) over ``base``.
+
+    Parameters
+    ----------
+    base
+        The engine's settings (defaults + constructor settings).
+    overrides
+        Engine setting names (lower case, as in :data:`DEFAULT_SETTINGS`) and/or VASP tags from a
+        study's parameters (``EDIFFG``, ``SIGMA``, ``KPOINTS``, ``EDIFF`` are translated; others are
+        recorded as ignored).
+
+    Returns
+    -------
+    (settings, warnings)
+        The effective settings and one line per ignored override.
+    """
+    settings = dict(base)
+    warnings: list[str] = []
+    engine_keys: dict[str, Any] = {}
+    for key, value in (overrides or {}).items():
+        if key in DEFAULT_SETTINGS:
+            engine_keys[key] = value
+            continue
+        tag = str(key).upper()
+        if tag in VASP_TAG_TO_SETTING:
+            target = VASP_TAG_TO_SETTING[tag]
+            if tag == "EDIFFG":
+                value = abs(float(value))
+                if float(overrides[key]) > 0:  # type: ignore[index]
+                    warnings.append(
+                        f"EDIFFG={overrides[key]} is an energy criterion; used as force limit "  # type: ignore[index]
+                        f"{value} eV/A"
+                    )
+            engine_keys[target] = value
+        else:
+            warnings.append(
+                f"override {key}={value!r} has no meaning for GPAW LCAO/CHGNet and was ignored"
+            )
+    settings.update(validate_settings(engine_keys))
+    return settings, warnings
+
+
+def fft_friendly(n: int, multiple: int = 4) -> int:
+    """Smallest integer >= n that is a multiple of ``multiple`` with prime factors 2, 3, 5 only."""
+    m = max(int(n), multiple)
+    while True:
+        if m % multiple == 0:
+            k = m
+            for p in (2, 3, 5):
+                while k % p == 0:
+                    k //= p
+            if k == 1:
+                return m
+        m += 1
+
+
+def grid_points(cell_lengths_A: Sequence[float], grid_spacing_A: float) -> tuple[int, int, int]:
+    """GPAW ``gpts`` from the cell lengths and a grid spacing h (Angstrom), deterministic.
+
+    Every system in the same cell gets the same grid (the Delta-rho contract). Each count is the
+    smallest FFT-friendly multiple of 4 with spacing <= h.
+    """
+    return tuple(
+        fft_friendly(math.ceil(length / grid_spacing_A - 1e-9)) for length in cell_lengths_A
+    )  # type: ignore[return-value]

@@ -1,0 +1,210 @@
+"""Embedded engine (CHGNet + GPAW): small real calculations checked against physics and formats."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import molecule
+
+from dftflow.errors import EngineError, InputError
+
+pytestmark = pytest.mark.embedded
+
+# Coarse, fast settings: Gamma only, h = 0.3 A, single zeta + polarisation.
+FAST = {"grid_spacing_A": 0.3, "kpts_slab": (1, 1, 1), "basis": "szp(dzp)"}
+CELL = [10.2, 8.1, 13.5]  # Br-Br across the x boundary 4.9 A
+
+
+def _pbbr2_water() -> Atoms:
+    """PbBr2 with a water O bound to Pb: a closed-shell 'complex' of two fragments, same cell."""
+    pb = np.array([5.1, 4.05, 6.0])
+    atoms = Atoms(
+        "PbBr2OH2",
+        positions=[
+            pb,
+            pb + [2.65, 0.0, -0.6],
+            pb + [-2.65, 0.0, -0.6],
+            pb + [0.0, 0.0, 2.6],
+            pb + [0.76, 0.0, 3.2],
+            pb + [-0.76, 0.0, 3.2],
+        ],
+        cell=CELL,
+        pbc=True,
+    )
+    return atoms
+
+
+@pytest.fixture(scope="module")
+def engine():
+    pytest.importorskip("gpaw")
+    pytest.importorskip("chgnet")
+    from dftflow.engines.embedded import EmbeddedEngine
+
+    return EmbeddedEngine(**FAST)
+
+
+@pytest.fixture(scope="module")
+def trio(engine, tmp_path_factory):
+    """Statics of the complex and its two fragments (same cell), and a repeat of the complex."""
+    root = tmp_path_factory.mktemp("trio")
+    cplx = _pbbr2_water()
+    docs = {
+        "complex": engine.run(cplx, "static", root / "complex", label="complex"),
+        "pbbr2": engine.run(cplx[:3], "static", root / "pbbr2", label="pbbr2"),
+        "water": engine.run(cplx[3:], "static", root / "water", label="water"),
+        "repeat": engine.run(cplx, "static", root / "repeat", label="repeat"),
+    }
+    return docs
+
+
+@pytest.mark.slow
+def test_static_energy_finite_and_reproducible(trio):
+    e1, e2 = trio["complex"].energy_eV, trio["repeat"].energy_eV
+    assert np.isfinite(e1)
+    assert abs(e1 - e2) < 1e-6
+    # e_0 (sigma -> 0) and the free energy of a closed-shell molecule agree closely
+    assert abs(trio["complex"].free_energy_eV - e1) < 0.05
+    # binding of water to PbBr2 is attractive and chemically sized (not a unit error)
+    e_bind = e1 - trio["pbbr2"].energy_eV - trio["water"].energy_eV
+    assert -1.5 < e_bind < -0.05
+
+
+@pytest.mark.slow
+def test_trio_shares_one_grid_and_chgcar_counts_electrons(trio):
+    from pymatgen.io.vasp import Chgcar
+
+    grids = {k: tuple(d.fft_grid) for k, d in trio.items()}
+    assert len(set(grids.values())) == 1
+    assert grids["complex"] == (36, 32, 48)  # 10.2/0.3 = 34 -> 36, 8.1/0.3 = 27 -> 32, 45 -> 48
+    valence = {"complex": 14 + 2 * 7 + 6 + 2, "pbbr2": 14 + 2 * 7, "water": 6 + 2}
+    for key, n in valence.items():
+        doc = trio[key]
+        assert doc.nelect == pytest.approx(n)
+        chg = Chgcar.from_file(doc.volumetric_files["CHGCAR"])
+        assert chg.data["total"].shape == grids[key]
+        # VASP convention: sum(rho*V)/N_grid = electrons
+        assert chg.data["total"].sum() / chg.ngridpts == pytest.approx(n, abs=1e-3)
+        assert np.allclose(chg.structure.lattice.abc, CELL)
+
+
+@pytest.mark.slow
+def test_static_taskdoc_matches_vasp_parse_fields(trio):
+    from pathlib import Path
+
+    from pymatgen.io.vasp import Vasprun
+
+    from dftflow.parse.vasp import parse_directory
+
+    fixture = Path(__file__).parent / "fixtures" / "vasp" / "v544_ispin1_static"
+    vasp = parse_directory(fixture)
+    doc = trio["complex"]
+    assert doc.engine == "embedded" and "gpaw" in doc.engine_version
+    assert set(doc.model_dump()) == set(vasp.model_dump())
+    for field in (
+        "efermi_eV",
+        "nelect",
+        "fft_grid",
+        "kpoints",
+        "max_force_eV_per_A",
+        "free_energy_eV",
+    ):
+        assert (getattr(doc, field) is None) == (getattr(vasp, field) is None), field
+    assert doc.has_dos and doc.has_projected_dos and "CHGCAR" in doc.volumetric_files
+    assert doc.converged_electronic and doc.converged_ionic and doc.n_ionic_steps == 1
+    assert doc.ispin == 1  # even electron count: spin-paired
+    vr = Vasprun(Path(doc.directory) / "vasprun.xml", parse_projected_eigen=True)
+    # LORBIT=11 layout: 9 orbitals per atom; Loewdin weights of each band sum to one
+    proj = vr.projected_eigenvalues
+    (spin,) = proj
+    nk, nb, nat, norb = proj[spin].shape
+    assert (nat, norb) == (6, 9)
+    assert np.allclose(proj[spin].sum(axis=(2, 3)), 1.0, atol=2e-3)
+    # Pb d (5d semicore) states sit far below the Fermi level and belong to Pb
+    cdos = vr.complete_dos
+    assert abs(cdos.efermi - doc.efermi_eV) < 1e-3
+    eig = vr.eigenvalues[spin][0][:, 0]
+    pb_d = proj[spin][0, :, 0, 4:9].sum(axis=1)
+    assert eig[np.argmax(pb_d)] < doc.efermi_eV - 10.0
+
+
+@pytest.mark.slow
+def test_odd_electron_system_is_spin_polarised(engine, tmp_path):
+    oh = Atoms("OH", positions=[[5.1, 4.05, 6.5], [5.1, 4.05, 7.47]], cell=CELL, pbc=True)
+    doc = engine.run(oh, "static", tmp_path / "oh")
+    assert doc.ispin == 2 and doc.nelect == pytest.approx(7)
+    assert doc.metadata["gpaw"]["spin_polarized"] is True
+
+
+def test_molecule_relax_converges_to_fmax(engine, tmp_path):
+    water = molecule("H2O")
+    water.set_cell(CELL)
+    water.center()
+    water.positions[1] += [0.1, 0.0, 0.05]  # distort
+    doc = engine.run(water, "molecule_relax", tmp_path / "h2o")
+    assert doc.converged_ionic and doc.converged_electronic
+    assert doc.max_force_eV_per_A <= engine.settings["fmax_eV_per_A"] + 1e-9
+    assert doc.n_ionic_steps > 1
+    assert doc.metadata["energy_source"].startswith("CHGNet")
+    oh = doc.final_structure().get_distance(0, 1)
+    assert 0.93 < oh < 1.02  # O-H bond of water (PBE ~0.97 A)
+
+
+def test_slab_relax_keeps_fixed_atoms(engine, tmp_path):
+    from dftflow.structures.slab import cspbbr3_001_slab
+
+    slab = cspbbr3_001_slab(layers=3, supercell=(1, 1), vacuum=10.0)
+    fixed = slab.constraints[0].index
+    slab.rattle(0.05, seed=1)
+    doc = engine.run(slab, "slab_relax", tmp_path / "slab")
+    final = doc.final_structure()
+    assert np.allclose(final.cart_coords[fixed], slab.positions[fixed], atol=1e-6)
+    assert final.site_properties["selective_dynamics"][fixed[0]] == [False, False, False]
+    assert doc.converged_ionic and doc.max_force_eV_per_A <= 0.02 + 1e-9
+
+
+def test_bulk_relax_changes_the_cell(engine, tmp_path):
+    from dftflow.structures.bulk import cspbbr3_cubic
+
+    bulk = cspbbr3_cubic(a=5.6)  # compressed start
+    doc = engine.run(bulk, "bulk_relax", tmp_path / "bulk")
+    a = doc.final_structure().lattice.a
+    assert 5.75 < a < 6.1  # CHGNet (PBE-like) cubic CsPbBr3; experiment 5.87 A
+    assert doc.converged_ionic
+
+
+def test_unsupported_elements_one_line(engine, tmp_path):
+    cm = Atoms("Cm", positions=[[1, 1, 1]], cell=[6, 6, 6], pbc=True)
+    with pytest.raises(EngineError, match="CHGNet cannot handle element") as exc:
+        engine.run(cm, "molecule_relax", tmp_path / "cm")
+    assert "\n" not in str(exc.value)
+    tc = Atoms("Tc2", positions=[[3, 3, 6], [3, 3, 8.2]], cell=[6, 6, 14], pbc=True)
+    with pytest.raises(EngineError, match="no PBE PAW setup for Tc"):
+        engine.run(tc, "static", tmp_path / "tc")
+
+
+def test_bad_stage_and_empty_structure(engine, tmp_path):
+    with pytest.raises(InputError, match="unknown stage"):
+        engine.run(_pbbr2_water(), "md", tmp_path / "x")
+    with pytest.raises(InputError, match="no atoms"):
+        engine.run(Atoms(cell=CELL), "static", tmp_path / "y")
+
+
+def test_missing_gpaw_names_install_command(monkeypatch, tmp_path):
+    from dftflow.engines import embedded_gpaw
+
+    monkeypatch.setitem(sys.modules, "gpaw", None)
+    with pytest.raises(EngineError, match="scripts/install.sh") as exc:
+        embedded_gpaw.import_gpaw()
+    assert "dftflow[embedded]" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_missing_chgnet_names_install_command(monkeypatch):
+    from dftflow.engines import embedded_chgnet
+
+    monkeypatch.setattr(embedded_chgnet, "_MODEL_CACHE", {})
+    monkeypatch.setitem(sys.modules, "chgnet.model", None)
+    with pytest.raises(EngineError, match="dftflow\\[embedded\\]"):
+        embedded_chgnet.load_chgnet()
