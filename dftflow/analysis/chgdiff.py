@@ -45,6 +45,9 @@ from dftflow.parse.volumetric import (
     vacuum_origin_fraction,
 )
 
+#: |∫Δρ dV| above this (electrons) means the fragments' electron counts do not add up.
+TOTAL_CHARGE_WARN_E = 0.05
+
 
 class ChgDiffResult(BaseModel):
     """Result of :func:`charge_density_difference` (JSON-serialisable; arrays as lists)."""
@@ -140,6 +143,11 @@ def charge_density_difference(
     plane, side = _interface_plane(structure, ax, start / n_axis, set(ligand_elements))
     transfer = None
     notes: list[str] = []
+    if abs(total) > TOTAL_CHARGE_WARN_E:
+        notes.append(
+            f"∫Δρ dV = {total:+.3f} e: the three densities do not hold the same electrons "
+            "(check NELECT of the fragments); the charge transfer is then not meaningful"
+        )
     if plane is None:
         notes.append("no ligand/slab split by element: charge_transfer_e not defined")
         plane_abs = None

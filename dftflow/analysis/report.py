@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from dftflow.errors import DftflowError, OutputError
+from dftflow.errors import DftflowError, InputError, OutputError
 from dftflow.inputs.params import PAPER_E_ADS_EV
 from dftflow.schemas import LigandResult, StudySummary, TaskDoc
 
@@ -220,7 +220,8 @@ def dos_figure(
 ) -> tuple[Path | None, list[str]]:
     """DOS panels (slab vs ligand projections) of ``systems``; appends failures to ``missing``.
 
-    Returns the PNG (None when no system has a DOS) and the host (slab) elements.
+    Returns the PNG (None when no system has a DOS) and the elements that were projected on
+    (empty when no run has projections: total DOS only).
     """
     from dftflow.analysis.dos import dos_curves, plot_dos_panels
     from dftflow.analysis.midgap import DEFAULT_LIGAND_ELEMENTS
@@ -234,11 +235,18 @@ def dos_figure(
     for label, doc in systems:
         try:
             curves.append(dos_curves(doc.directory, label=label, sigma_eV=0.05, groups=groups))
+        except InputError as exc:  # no projections: the total DOS is still worth showing
+            try:
+                curves.append(dos_curves(doc.directory, label=label, sigma_eV=0.05))
+                missing.append(f"{label}: total DOS only ({exc})")
+            except DftflowError as exc2:
+                missing.append(f"{label}: {exc2}")
         except DftflowError as exc:
             missing.append(f"{label}: {exc}")
     if not curves:
-        return None, host
-    return plot_dos_panels(curves, output, dpi=dpi), host
+        return None, []
+    projected = sorted({e for c in curves for g in c.group_elements.values() for e in g})
+    return plot_dos_panels(curves, output, dpi=dpi), projected
 
 
 def ligand_chgdiff(study_dir: Path, lig: LigandResult, out: Path, *, dpi: int = 150):
@@ -276,18 +284,24 @@ def _dos_section(systems: list[tuple[str, TaskDoc]], out: Path, missing: list[st
     from dftflow.analysis.midgap import DEFAULT_LIGAND_ELEMENTS
 
     md: list[str] = []
-    png, host = dos_figure(systems, out / "dos.png", missing)
+    png, projected = dos_figure(systems, out / "dos.png", missing)
     if png is not None:
+        host = [e for e in projected if e not in DEFAULT_LIGAND_ELEMENTS]
+        lig = [e for e in projected if e in DEFAULT_LIGAND_ELEMENTS]
+        lines = (
+            f"lines: slab ({', '.join(host)}) and ligand ({', '.join(lig) or 'none'}) projections"
+            if projected
+            else "no projections available (total DOS only)"
+        )
         md += [
             f"![DOS panels]({_rel(png, out)})",
             "",
-            f"Zero at each system's Fermi level; grey: total DOS; lines: slab "
-            f"({', '.join(host)}) and ligand ({', '.join(DEFAULT_LIGAND_ELEMENTS)}) projections; "
-            "spin down (if any) mirrored below zero.",
+            f"Zero at each system's Fermi level; grey: total DOS; {lines}; spin down (if any) "
+            "mirrored below zero.",
             "",
         ]
     for m in missing:
-        md.append(f"- DOS missing — {m}")
+        md.append(f"- DOS: {m}")
     return md
 
 
@@ -337,7 +351,9 @@ def _chgdiff_section(study_dir: Path, summary: StudySummary, out: Path, facts: d
         facts["transfer"][lig.ligand] = res.charge_transfer_e
         ct = "n/a" if res.charge_transfer_e is None else f"{res.charge_transfer_e:+.3f} e"
         plane = "n/a" if res.plane_z_A is None else f"{res.plane_z_A:.2f}"
+        md += [f"- warning ({lig.ligand}): {note}" for note in res.notes]
         md += [
+            "",
             f"### {lig.ligand}",
             "",
             f"∫Δρ dV = {res.total_charge_e:+.4f} e; charge transfer across the ligand/surface "
