@@ -1,9 +1,284 @@
-"""CLI commands: build (placeholder until its issue lands)."""
+# ruff: noqa: B008 - typer declares options as argument defaults
+"""CLI commands: ``dftflow ligands`` and ``dftflow build slab|complex``.
+
+Output formats follow the file name: ``POSCAR*``/``CONTCAR*``/``*.vasp`` (VASP 5, direct
+coordinates, selective dynamics from the fixed atoms), ``*.cif``, ``*.extxyz``/``*.xyz`` (extended
+XYZ). Files are written atomically (no partial file on error). User mistakes raise
+:class:`~dftflow.errors.InputError`: one line, exit code 2.
+"""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+from typing import Any
+
 import typer
+from ase import Atoms
+
+from dftflow.cli.common import atomic_output, check_writable, echo_json
+from dftflow.errors import InputError
+
+build_app = typer.Typer(
+    name="build",
+    help="Build CsPbBr3 (001) slabs and slab + ligand complexes.",
+    no_args_is_help=True,
+)
+
+_VASP_NAMES = ("POSCAR", "CONTCAR")
+
+
+# ---------------------------------------------------------------------------------------------
+# File formats
+# ---------------------------------------------------------------------------------------------
+def structure_format(path: str | Path) -> str:
+    """ASE format name for ``path`` from its name: vasp, cif or extxyz."""
+    path = Path(path)
+    name, suffix = path.name, path.suffix.lower()
+    if suffix == ".vasp" or any(name.upper().startswith(n) for n in _VASP_NAMES):
+        return "vasp"
+    if suffix == ".cif":
+        return "cif"
+    if suffix in (".extxyz", ".xyz"):
+        return "extxyz"
+    raise InputError(
+        f"cannot tell the format of {path.name}: use POSCAR/CONTCAR, .vasp, .cif or .extxyz"
+    )
+
+
+def write_structure(atoms: Atoms, path: str | Path) -> Path:
+    """Write ``atoms`` to ``path`` in the format given by its name, atomically."""
+    from ase.io import write
+
+    fmt = structure_format(path)
+    out = atoms.copy()
+    out.set_constraint([c.copy() for c in atoms.constraints])
+    # only plain scalar metadata (extxyz cannot store nested objects)
+    out.info = {k: v for k, v in atoms.info.items() if isinstance(v, (str, int, float, bool))}
+    with atomic_output(path) as tmp:
+        if fmt == "vasp":
+            write(tmp, out, format="vasp", direct=True, sort=False)
+        else:
+            write(tmp, out, format=fmt)
+    return Path(path)
+
+
+def read_structure(path: str | Path) -> Atoms:
+    """Read a structure file (format from its name); a one-line InputError if it cannot."""
+    from ase.io import read
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"structure file not found: {path}")
+    fmt = structure_format(path)
+    try:
+        atoms = read(path, format=fmt)
+    except Exception as exc:  # any parser failure is a bad input file
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"cannot read {path}: {msg}") from None
+    if not isinstance(atoms, Atoms) or len(atoms) == 0:
+        raise InputError(f"cannot read {path}: no atoms")
+    return atoms
+
+
+def parse_supercell(text: str) -> tuple[int, int]:
+    """``"2x2"`` -> (2, 2)."""
+    m = re.fullmatch(r"\s*(\d+)\s*[xX×,]\s*(\d+)\s*", text or "")
+    if not m:
+        raise InputError(f"supercell must look like 2x2, got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+# ---------------------------------------------------------------------------------------------
+# dftflow ligands
+# ---------------------------------------------------------------------------------------------
+def _ligand_rows() -> list[dict[str, Any]]:
+    from dftflow.structures.ligands import load_library
+
+    return [
+        {
+            "name": s.name,
+            "full_name": s.full_name,
+            "formula": s.formula,
+            "charge": s.charge,
+            "anchor": s.anchor,
+            "smiles": s.smiles,
+            "aliases": list(s.aliases),
+            "file": s.source,
+        }
+        for s in load_library().values()
+    ]
+
+
+def ligands_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Print the library as JSON."),
+) -> None:
+    """List the ligand library (structures/ligands)."""
+    rows = _ligand_rows()
+    if as_json:
+        echo_json(rows)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Ligand library")
+    for col in ("name", "full name", "formula", "charge", "anchor", "SMILES", "aliases"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["name"],
+            r["full_name"],
+            r["formula"],
+            f"{r['charge']:+d}" if r["charge"] else "0",
+            r["anchor"],
+            r["smiles"],
+            ", ".join(r["aliases"]),
+        )
+    Console(width=160).print(table)
+
+
+# ---------------------------------------------------------------------------------------------
+# dftflow build slab
+# ---------------------------------------------------------------------------------------------
+@build_app.command("slab")
+def slab_cmd(
+    output: Path = typer.Option(..., "-o", "--output", help="POSCAR/.vasp, .cif or .extxyz."),
+    layers: int = typer.Option(5, "--layers", help="Atomic planes, PbBr2 and CsBr together."),
+    supercell: str = typer.Option("2x2", "--supercell", help="In-plane supercell, e.g. 2x2."),
+    vacuum: float = typer.Option(15.0, "--vacuum", help="Vacuum gap, Angstrom."),
+    termination: str = typer.Option("PbBr2", "--termination", help="PbBr2 or CsBr."),
+    fix: str = typer.Option("bottom", "--fix", help="Fixed planes: bottom, center or none."),
+    n_fixed_layers: int = typer.Option(None, "--n-fixed-layers", help="Number of fixed planes."),
+    a: float = typer.Option(None, "--a", help="Lattice constant, Angstrom (default 5.874)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the slab summary as JSON."),
+) -> None:
+    """Build a CsPbBr3 (001) slab and write it."""
+    from dftflow.structures.slab import cspbbr3_001_slab, slab_summary
+
+    structure_format(output)
+    check_writable(output)
+    atoms = cspbbr3_001_slab(
+        layers=layers,
+        supercell=parse_supercell(supercell),
+        vacuum=vacuum,
+        termination=termination,
+        a=a,
+        fix=fix,
+        n_fixed_layers=n_fixed_layers,
+    )
+    write_structure(atoms, output)
+    summary = slab_summary(atoms)
+    if as_json:
+        echo_json({"output": str(output), "summary": summary})
+        return
+    n_a, n_b = summary.supercell
+    typer.echo(
+        f"{summary.formula}: {summary.n_atoms} atoms, {n_a}x{n_b}, "
+        f"{len(summary.layers)} planes, thickness {summary.thickness_A:.2f} A, "
+        f"vacuum {summary.vacuum_A:.2f} A, {summary.n_fixed_atoms} fixed atoms -> {output}"
+    )
+    for layer in reversed(summary.layers):
+        comp = " ".join(f"{el}{n}" for el, n in layer.composition.items())
+        fixed = f"  ({layer.n_fixed} fixed)" if layer.n_fixed else ""
+        typer.echo(f"  plane {layer.index}: z = {layer.z_A:7.3f} A  {layer.kind:6s} {comp}{fixed}")
+
+
+# ---------------------------------------------------------------------------------------------
+# dftflow build complex
+# ---------------------------------------------------------------------------------------------
+def _spec(ligand: str | None, smiles: str | None, name: str | None):
+    from dftflow.structures.ligands import get_ligand, ligand_from_smiles
+
+    if (ligand is None) == (smiles is None):
+        raise InputError("give exactly one of --ligand NAME or --smiles SMILES")
+    if ligand is not None:
+        return get_ligand(ligand)
+    return ligand_from_smiles(smiles, name=name)
+
+
+@build_app.command("complex")
+def complex_cmd(
+    slab_path: Path = typer.Option(..., "--slab", help="Slab file (POSCAR/.vasp, .cif, .extxyz)."),
+    output: Path = typer.Option(None, "-o", "--output", help="Complex file to write."),
+    ligand: str = typer.Option(None, "--ligand", help="Library ligand name or alias."),
+    smiles: str = typer.Option(None, "--smiles", help="A ligand not in the library."),
+    name: str = typer.Option(None, "--name", help="Name of a --smiles ligand."),
+    mode: str = typer.Option(
+        None, "--mode", help="monodentate, bidentate_chelating, bidentate_bridging, a_site."
+    ),
+    form: str = typer.Option(
+        "as_is", "--form", help="Ligand form: as_is, protonated, deprotonated, radical."
+    ),
+    dissociate: bool = typer.Option(
+        False, "--dissociate", help="Move the acidic H onto a neighbouring surface Br."
+    ),
+    azimuth: float = typer.Option(None, "--azimuth", help="Only this azimuth, degrees."),
+    index: int = typer.Option(0, "--placement", help="Index of the placement to build."),
+    list_placements: bool = typer.Option(
+        False, "--list-placements", help="Print the candidate placements and exit."
+    ),
+    min_distance: float = typer.Option(
+        2.0, "--min-distance", help="Minimum ligand-slab and ligand-image distance, Angstrom."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Place a ligand on the slab's PbBr2 top face and write the complex."""
+    from dftflow.structures.placement import enumerate_placements, place_ligand
+    from dftflow.structures.slab import slab_summary
+
+    if not list_placements:
+        if output is None:
+            raise InputError("missing -o/--output (or use --list-placements)")
+        structure_format(output)
+        check_writable(output)
+    spec = _spec(ligand, smiles, name)
+    slab = read_structure(slab_path)
+    cands = enumerate_placements(
+        slab,
+        spec,
+        modes=[mode] if mode else None,
+        azimuths_deg=[azimuth] if azimuth is not None else None,
+        form=form,
+        dissociate=dissociate,
+        min_slab_distance_A=min_distance,
+        min_image_distance_A=min_distance,
+    )
+    if list_placements:
+        if as_json:
+            echo_json([c.model_dump(mode="json") for c in cands])
+            return
+        typer.echo(f"{len(cands)} symmetry-distinct placements of {spec.name}:")
+        for c in cands:
+            typer.echo(
+                f"  [{c.index}] {c.label:40s} slab >= {c.min_slab_distance_A:.2f} A, "
+                f"image >= {c.min_image_distance_A:.2f} A, x{c.n_equivalent}  {c.model}"
+            )
+        return
+    if not 0 <= index < len(cands):
+        raise InputError(f"--placement {index} out of range: {len(cands)} placements (0..)")
+    chosen = cands[index]
+    complex_ = place_ligand(slab, spec, chosen)
+    write_structure(complex_, output)
+    summary = slab_summary(complex_)
+    if as_json:
+        echo_json(
+            {
+                "output": str(output),
+                "ligand": spec.name,
+                "charge": chosen.charge,
+                "placement": chosen.model_dump(mode="json"),
+                "n_placements": len(cands),
+                "summary": summary,
+            }
+        )
+        return
+    typer.echo(
+        f"{summary.formula}: {spec.name} {chosen.label} ({chosen.model}); slab "
+        f"{summary.n_slab_atoms} + ligand {summary.n_adsorbate_atoms} atoms -> {output}"
+    )
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to app."""
+    """Add this module's commands to app: ``ligands`` and ``build slab|complex``."""
+    app.command("ligands")(ligands_cmd)
+    app.add_typer(build_app, name="build")

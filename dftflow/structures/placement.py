@@ -713,11 +713,20 @@ def _smallest_supercell(
     return 21
 
 
+def hill_order(symbols: Sequence[str]) -> list[int]:
+    """Stable order grouping atoms by element, C then H then alphabetical (one POSCAR block each).
+
+    A dissociated H (last in the ligand) stays the last H.
+    """
+    rank = {el: (0 if el == "C" else 1 if el == "H" else 2, el) for el in set(symbols)}
+    return sorted(range(len(symbols)), key=lambda i: (rank[symbols[i]], i))
+
+
 def place_ligand(slab: Atoms, spec: LigandSpec | str, placement: Placement) -> Atoms:
     """The complex: the slab (minus any replaced Br) with the ligand atoms appended.
 
-    The slab's constraints (selective dynamics) are kept; ligand atoms are free and come last, a
-    dissociated H after the ligand. ``info`` records ligand, form, charge (e), model and placement.
+    The slab's constraints (selective dynamics) are kept; ligand atoms are free and come last,
+    grouped by element (C, H, then alphabetical; a dissociated H is the last H). ``info`` records ligand, form, charge (e), model and placement.
     """
     spec = _as_spec(spec)
     surf = _surface(slab)
@@ -741,8 +750,14 @@ def place_ligand(slab: Atoms, spec: LigandSpec | str, placement: Placement) -> A
     complex_.set_constraint([c.copy() for c in slab.constraints])
     if built.removed:
         del complex_[list(built.removed)]
+    order = hill_order(built.symbols)
     complex_.extend(
-        Atoms(symbols=built.symbols, positions=built.positions, cell=slab.cell, pbc=slab.pbc)
+        Atoms(
+            symbols=[built.symbols[i] for i in order],
+            positions=built.positions[order],
+            cell=slab.cell,
+            pbc=slab.pbc,
+        )
     )
     # not wrapped: the ligand stays a contiguous molecule (periodic codes do not mind)
     info = {k: v for k, v in slab.info.items() if isinstance(v, (str, int, float, bool))}
@@ -851,7 +866,7 @@ def molecule_in_cell(
         If the molecule comes closer than ``min_image_distance_A`` to its periodic images.
     """
     cell = np.array(cell[:] if hasattr(cell, "__getitem__") else cell, dtype=float)
-    atoms = molecule.copy()
+    atoms = molecule[hill_order(molecule.get_chemical_symbols())]
     atoms.set_cell(cell)
     atoms.pbc = True
     centre = 0.5 * cell.sum(axis=0)
