@@ -528,24 +528,17 @@ def analyse_ligand(
 
 
 def midgap_report(directory: str, reference: str | None) -> tuple[dict[str, Any] | None, str]:
-    """Mid-gap states of a static run against the clean slab; (report, note about how it was done).
+    """Mid-gap states of a static run against the clean slab, and a note on how it was done.
 
-    Deep-level alignment needs projected DOS in both runs; without it the Fermi-level alignment is
-    used and the note says so.
+    Deep-level alignment first; Fermi-level alignment when that is impossible, stated in the note
+    (``dftflow.analysis.midgap.midgap_against``).
     """
-    from dftflow.analysis.midgap import find_midgap_states
+    from dftflow.analysis.midgap import midgap_against
 
-    try:
-        return find_midgap_states(directory, reference=reference).model_dump(mode="json"), ""
-    except DftflowError as exc:
-        first = str(exc)
-    if reference is None:
-        return None, f"mid-gap analysis failed: {first}"
-    try:
-        report = find_midgap_states(directory, reference=reference, align="fermi")
-    except DftflowError as exc:
-        return None, f"mid-gap analysis failed: {first}; with Fermi alignment: {exc}"
-    return report.model_dump(mode="json"), f"mid-gap states aligned at the Fermi level ({first})"
+    report, note = midgap_against(directory, reference)
+    if report is None:
+        return None, f"mid-gap analysis failed: {note}"
+    return report.model_dump(mode="json"), (f"mid-gap: {note}" if note else "")
 
 
 @explicit_serialize
