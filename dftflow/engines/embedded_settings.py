@@ -167,6 +167,8 @@ def merge_settings(
                         f"{value} eV/A"
                     )
             engine_keys[target] = value
+            if tag == "KPOINTS":  # a study passes the mesh of the system's kind (bulk or slab)
+                engine_keys["kpts_bulk"] = value
         else:
             warnings.append(
                 f"override {key}={value!r} has no meaning for GPAW LCAO/CHGNet and was ignored"

@@ -1,0 +1,101 @@
+"""Wall time and E_ads of the whole embedded study (the README's main command).
+
+Runs ``dftflow run STUDY.yaml -o DIR`` (embedded engine), then lists every calculation's wall time
+from ``DIR/taskdocs/*.json`` and the adsorption energies from ``DIR/summary.json``:
+
+    python benchmarks/bench_embedded_study.py workflows/cspbbr3_ligands.yaml -o runs/bench
+
+With ``--summarise-only`` it only reads an existing study directory. The machine load (1-minute
+load average) is sampled every 30 s while the study runs and reported (2 shared cores: a load above
+2 means the timings are pessimistic).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+
+def summarise(study_dir: Path) -> dict:
+    """Per-calculation wall times and E_ads of a finished (or partial) study directory."""
+    calcs = []
+    for path in sorted((study_dir / "taskdocs").glob("*.json")):
+        doc = json.loads(path.read_text())
+        meta = doc.get("metadata", {})
+        gpaw = meta.get("gpaw", {})
+        relax = meta.get("relax", {})
+        calcs.append(
+            {
+                "role": path.stem,
+                "stage": doc.get("stage"),
+                "formula": doc.get("formula"),
+                "n_atoms": doc.get("n_atoms"),
+                "wall_s": round(doc.get("wall_time_s") or 0.0, 1),
+                "scf_iterations": gpaw.get("scf_iterations"),
+                "ionic_steps": relax.get("n_steps"),
+                "ispin": doc.get("ispin"),
+                "energy_eV": doc.get("energy_eV"),
+                "converged": bool(doc.get("converged_electronic") and doc.get("converged_ionic")),
+            }
+        )
+    out: dict = {
+        "calculations": calcs,
+        "sum_calc_wall_s": round(sum(c["wall_s"] for c in calcs), 1),
+    }
+    summary = study_dir / "summary.json"
+    if summary.is_file():
+        data = json.loads(summary.read_text())
+        out["e_ads_eV"] = {
+            lig["ligand"]: {
+                "e_ads_eV": lig.get("e_ads_eV"),
+                "paper_eV": lig.get("paper_e_ads_eV"),
+                "model": lig.get("model"),
+                "reference": lig.get("reference_species"),
+            }
+            for lig in data.get("ligands", [])
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("study", type=Path)
+    ap.add_argument("-o", "--out", type=Path, required=True)
+    ap.add_argument("--summarise-only", action="store_true")
+    args = ap.parse_args(argv)
+    loads: list[float] = []
+    wall = None
+    if not args.summarise_only:
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(30.0):
+                loads.append(os.getloadavg()[0])
+
+        threading.Thread(target=sample, daemon=True).start()
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", "dftflow", "run", str(args.study), "-o", str(args.out)],
+            check=False,
+        )
+        wall = time.perf_counter() - t0
+        stop.set()
+        if proc.returncode != 0:
+            print(f"dftflow run exited with {proc.returncode}", file=sys.stderr)
+    result = summarise(args.out)
+    result["study_wall_s"] = None if wall is None else round(wall, 1)
+    if loads:
+        result["load_avg_mean"] = round(sum(loads) / len(loads), 2)
+        result["load_avg_max"] = round(max(loads), 2)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
