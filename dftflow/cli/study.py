@@ -224,7 +224,7 @@ def register(app: typer.Typer) -> None:
             qadapter = runner.load_qadapter(queue)
             runner.submit_command(qadapter)
         handle = runner.open_launchpad(study_dir, launchpad)
-        query = {"spec.dftflow.study_dir": str(study_dir)}
+        query = {"spec.dftflow.study_dir": str(study_dir)} if handle.kind == "mongodb" else {}
         if queue is not None:
             ids = runner.queue_launch(
                 handle, study_dir, qadapter, nlaunches or 1, query, fworker_file=fworker

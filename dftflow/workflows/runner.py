@@ -418,7 +418,7 @@ def queue_launch(
     qadapter.setdefault("job_name", _job_name(study_dir))
     launcher_dir = study_dir / "queue"
     launcher_dir.mkdir(parents=True, exist_ok=True)
-    fworker = fworker_for(query or {"spec.dftflow.study_dir": str(study_dir)})
+    fworker = fworker_for(query if query is not None else {})
     ids = []
     lp = handle.launchpad()
     cwd = os.getcwd()
