@@ -438,3 +438,28 @@ def test_cli_bad_inputs_one_line(args, message, triple, tmp_path, capsys):
     code, _, err = run_cli(filled, capsys)
     assert code == 2, err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_group_overlap_known_values():
+    from dftflow.analysis.dos import DosCurves, group_overlap
+
+    e = np.linspace(-8, 2, 2001)
+    g = np.exp(-((e + 4.0) ** 2) / (2 * 0.2**2)) / (0.2 * np.sqrt(2 * np.pi))  # area 1 at -4 eV
+    far = np.exp(-((e + 1.0) ** 2) / (2 * 0.2**2)) / (0.2 * np.sqrt(2 * np.pi))
+    base = dict(
+        directory=".",
+        label="x",
+        align="fermi",
+        zero_eV=0.0,
+        efermi_eV=0.0,
+        energies_eV=e.tolist(),
+        total={"up": (g + far).tolist()},
+        sigma_eV=0.0,
+        ispin=1,
+        has_projections=True,
+    )
+    same = DosCurves(**base, groups={"ligand": {"up": g.tolist()}, "slab": {"up": g.tolist()}})
+    apart = DosCurves(**base, groups={"ligand": {"up": g.tolist()}, "slab": {"up": far.tolist()}})
+    assert group_overlap(same) == pytest.approx(1.0, abs=1e-3)
+    assert group_overlap(apart) == pytest.approx(0.0, abs=1e-6)
+    assert group_overlap(DosCurves(**base)) is None

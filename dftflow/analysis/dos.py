@@ -254,3 +254,28 @@ def plot_dos_panels(
         axes[0, 0].set_title(title)
     fig.subplots_adjust(hspace=0.06)
     return save_figure(fig, output, dpi=dpi)
+
+
+def group_overlap(
+    curves: DosCurves,
+    first: str = "ligand",
+    second: str = "slab",
+    window_eV: tuple[float, float] = (-5.0, -3.0),
+) -> float | None:
+    """Overlap of two projected DOS in a window: ∫ min(g1, g2) dE over both spins, states.
+
+    The paper's measure of ligand-QD hybridisation is the PDOS overlap between -5 and -3 eV; this
+    is its number. ``None`` when a group is missing.
+    """
+    if first not in curves.groups or second not in curves.groups:
+        return None
+    e = np.asarray(curves.energies_eV)
+    mask = (e >= window_eV[0]) & (e <= window_eV[1])
+    if mask.sum() < 2:
+        return None
+    total = 0.0
+    for spin in curves.groups[first]:
+        g1 = np.abs(np.asarray(curves.groups[first][spin]))[mask]
+        g2 = np.abs(np.asarray(curves.groups[second][spin]))[mask]
+        total += float(np.trapezoid(np.minimum(g1, g2), e[mask]))
+    return total

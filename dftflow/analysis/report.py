@@ -161,7 +161,7 @@ def write_report(study_dir: str | Path, summary: StudySummary) -> Path:
     # ---- DOS ------------------------------------------------------------------------
     md += ["", "## Densities of states", ""]
     systems, missing = study_systems(study_dir, summary)
-    md += _dos_section(systems, out, missing)
+    md += _dos_section(systems, out, missing, facts)
 
     # ---- mid-gap states -------------------------------------------------------------
     md += ["", "## Mid-gap (trap) states", ""]
@@ -217,13 +217,14 @@ def study_systems(
 
 def dos_figure(
     systems: list[tuple[str, TaskDoc]], output: Path, missing: list[str], *, dpi: int = 150
-) -> tuple[Path | None, list[str]]:
+) -> tuple[Path | None, list[str], dict[str, float]]:
     """DOS panels (slab vs ligand projections) of ``systems``; appends failures to ``missing``.
 
-    Returns the PNG (None when no system has a DOS) and the elements that were projected on
-    (empty when no run has projections: total DOS only).
+    Returns the PNG (None when no system has a DOS), the elements that were projected on (empty
+    when no run has projections: total DOS only) and the ligand-slab PDOS overlap between -5 and
+    -3 eV per system (:func:`dftflow.analysis.dos.group_overlap`, states).
     """
-    from dftflow.analysis.dos import dos_curves, plot_dos_panels
+    from dftflow.analysis.dos import dos_curves, group_overlap, plot_dos_panels
     from dftflow.analysis.midgap import DEFAULT_LIGAND_ELEMENTS
 
     host = sorted(
@@ -244,9 +245,11 @@ def dos_figure(
         except DftflowError as exc:
             missing.append(f"{label}: {exc}")
     if not curves:
-        return None, []
+        return None, [], {}
+    overlaps = {c.label: group_overlap(c) for c in curves}
     projected = sorted({e for c in curves for g in c.group_elements.values() for e in g})
-    return plot_dos_panels(curves, output, dpi=dpi), projected
+    png = plot_dos_panels(curves, output, dpi=dpi)
+    return png, projected, {k: v for k, v in overlaps.items() if v is not None}
 
 
 def ligand_chgdiff(study_dir: Path, lig: LigandResult, out: Path, *, dpi: int = 150):
@@ -280,11 +283,14 @@ def ligand_chgdiff(study_dir: Path, lig: LigandResult, out: Path, *, dpi: int = 
     return res, None
 
 
-def _dos_section(systems: list[tuple[str, TaskDoc]], out: Path, missing: list[str]) -> list[str]:
+def _dos_section(
+    systems: list[tuple[str, TaskDoc]], out: Path, missing: list[str], facts: dict
+) -> list[str]:
     from dftflow.analysis.midgap import DEFAULT_LIGAND_ELEMENTS
 
     md: list[str] = []
-    png, projected = dos_figure(systems, out / "dos.png", missing)
+    png, projected, overlaps = dos_figure(systems, out / "dos.png", missing)
+    facts["overlap"] = overlaps
     if png is not None:
         host = [e for e in projected if e not in DEFAULT_LIGAND_ELEMENTS]
         lig = [e for e in projected if e in DEFAULT_LIGAND_ELEMENTS]
@@ -300,6 +306,13 @@ def _dos_section(systems: list[tuple[str, TaskDoc]], out: Path, missing: list[st
             "mirrored below zero.",
             "",
         ]
+    if overlaps:
+        md.append(
+            "Ligand–slab PDOS overlap between −5 and −3 eV (∫ min(ligand, slab) dE, states): "
+            + ", ".join(f"{k} {v:.3f}" for k, v in overlaps.items())
+            + "."
+        )
+        md.append("")
     for m in missing:
         md.append(f"- DOS: {m}")
     return md
@@ -406,6 +419,17 @@ def _paper_comparison(facts: dict) -> list[str]:
                 None: "not applicable (no OA trap states here)",
             }[ans]
             md.append(f"  - {lig}: {txt}")
+    ov = facts.get("overlap", {})
+    if "OA" in ov and len(ov) > 1:
+        others = {k: v for k, v in ov.items() if k not in ("OA", "clean slab")}
+        if others:
+            larger = [k for k, v in others.items() if v > ov["OA"]]
+            md.append(
+                "- Paper: the ligand–QD PDOS overlap between −5 and −3 eV grows for AcO⁻/2-HA "
+                f"relative to OA. Here: OA {ov['OA']:.3f}, "
+                + ", ".join(f"{k} {v:.3f}" for k, v in others.items())
+                + f" states — larger than OA for {', '.join(larger) or 'none'}."
+            )
     tr = facts["transfer"]
     if "OA" in tr and "2-HA" in tr and tr["OA"] is not None and tr["2-HA"] is not None:
         more = abs(tr["2-HA"]) > abs(tr["OA"])
