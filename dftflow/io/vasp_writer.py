@@ -117,6 +117,10 @@ def gaussian_dos(
 ) -> np.ndarray:
     """Gaussian-broadened DOS (states/eV per spin channel, x2 for ISPIN=1 is applied by callers).
 
+    Each state's weight is split linearly between its two neighbouring grid points, then the
+    histogram is convolved with a normalised Gaussian (O(nedos) per column; the integral of every
+    column is exact).
+
     Parameters
     ----------
     eigenvalues_eV
@@ -124,7 +128,7 @@ def gaussian_dos(
     kweights
         (nkpts,) summing to 1.
     energies_eV
-        (nedos,) grid.
+        (nedos,) uniform grid.
     sigma_eV
         Gaussian width.
     weights
@@ -135,20 +139,29 @@ def gaussian_dos(
     np.ndarray
         (nspin, nedos) or (nspin, nedos, ncol).
     """
+    energies_eV = np.asarray(energies_eV, float)
+    n = len(energies_eV)
+    de = energies_eV[1] - energies_eV[0]
     sigma = max(float(sigma_eV), 1e-3)
+    half = int(np.ceil(6 * sigma / de))
+    xk = np.arange(-half, half + 1) * de
+    kernel = np.exp(-0.5 * (xk / sigma) ** 2)
+    kernel /= kernel.sum() * de
     out = []
+    nk, nb = eigenvalues_eV.shape[1], eigenvalues_eV.shape[2]
+    w_state = np.repeat(np.asarray(kweights, float), nb)
     for s in range(eigenvalues_eV.shape[0]):
-        eps = eigenvalues_eV[s].reshape(-1)  # (nk*nb)
-        w = np.repeat(np.asarray(kweights, float), eigenvalues_eV.shape[2])
-        g = np.exp(-0.5 * ((energies_eV[:, None] - eps[None, :]) / sigma) ** 2) / (
-            sigma * np.sqrt(2 * np.pi)
+        pos = (eigenvalues_eV[s].reshape(-1) - energies_eV[0]) / de
+        lo = np.clip(np.floor(pos).astype(int), 0, n - 2)
+        frac = np.clip(pos - lo, 0.0, 1.0)
+        cols = np.ones((nk * nb, 1)) if weights is None else weights[s].reshape(nk * nb, -1)
+        hist = np.zeros((n, cols.shape[1]))
+        np.add.at(hist, lo, (w_state * (1 - frac))[:, None] * cols)
+        np.add.at(hist, lo + 1, (w_state * frac)[:, None] * cols)
+        dens = np.stack(
+            [np.convolve(hist[:, c], kernel, mode="same") for c in range(hist.shape[1])], axis=1
         )
-        g *= w[None, :]
-        if weights is None:
-            out.append(g.sum(axis=1))
-        else:
-            proj = weights[s].reshape(eps.size, -1)
-            out.append(g @ proj)
+        out.append(dens[:, 0] if weights is None else dens)
     return np.asarray(out)
 
 
@@ -331,10 +344,10 @@ def write_vasp_outputs(
         elif all(k in incar for k in ("NGXF", "NGYF", "NGZF")):
             fft_grid = [int(incar["NGXF"]), int(incar["NGYF"]), int(incar["NGZF"])]
         else:
-            fft_grid = [
-                max(8, int(np.ceil(2 * 400**0.5 * x / 2 / np.pi * 1.2)) * 2)
-                for x in final.lattice.abc
-            ]
+            from dftflow.inputs.vasp import fft_grid as _vasp_fft_grid
+
+            enc = float(incar.get("ENCUT", 400.0))
+            fft_grid = _vasp_fft_grid(final, enc, str(incar.get("PREC", "Accurate")))[1]
     fft_grid = [int(n) for n in fft_grid]
     coarse = [max(2, n // 2) for n in fft_grid]
 
@@ -401,6 +414,9 @@ def write_vasp_outputs(
     if isinstance(parameters["LREAL"], str):
         parameters["LREAL"] = parameters["LREAL"].upper().startswith(("A", "T", ".T"))
     prog = generator or result.generator or "dftflow"
+    dos = None
+    if eig is not None:
+        dos = _dos_arrays(eig, kw, result.projections, nedos, sigma, ispin)
     paths: dict[str, Path] = {}
 
     # --- vasprun.xml ---------------------------------------------------------------------------
@@ -478,7 +494,7 @@ def write_vasp_outputs(
         x.write("  </energy>\n")
         if si == len(steps) - 1 and eig is not None:
             x.write(_eigen_xml(eig, occ, "  "))
-            x.write(_dos_xml(eig, kw, result.projections, efermi, nedos, sigma, ispin, "  "))
+            x.write(_dos_xml(dos, efermi, "  "))
             if result.projections is not None:
                 x.write(_projected_xml(eig, occ, result.projections, "  "))
         x.write(" </calculation>\n")
@@ -536,7 +552,7 @@ def write_vasp_outputs(
     if eig is not None:
         paths["doscar"] = _write(
             directory / "DOSCAR",
-            _doscar_text(final, eig, kw, result.projections, efermi, nedos, sigma, ispin),
+            _doscar_text(final, dos, efermi),
         )
 
     # --- volumetric ------------------------------------------------------------------------------
@@ -568,26 +584,36 @@ def _total_magnetization(occ: np.ndarray | None, kweights: np.ndarray) -> float:
     return float(np.dot(per_k, kweights))
 
 
+def _row_lines(arr: np.ndarray, fmt: str, indent: str) -> list[str]:
+    """One ``<r>`` line per row of a 2D array (formatted in one numpy call)."""
+    buf = io.StringIO()
+    row_fmt = f"{indent}<r>" + "".join(f" {fmt}" for _ in range(arr.shape[1])) + " </r>"
+    np.savetxt(buf, arr, fmt=row_fmt)
+    return buf.getvalue().splitlines()
+
+
 def _eigen_xml(eig: np.ndarray, occ: np.ndarray | None, ind: str) -> str:
     nspin, nk, nb = eig.shape
     if occ is None:
         occ = np.zeros_like(eig)
-    s = io.StringIO()
-    s.write(f"{ind}<eigenvalues>\n{ind} <array>\n")
-    s.write(
-        f'{ind}  <dimension dim="1">band</dimension>\n{ind}  <dimension dim="2">kpoint</dimension>\n'
-    )
-    s.write(f'{ind}  <dimension dim="3">spin</dimension>\n{ind}  <field>eigene</field>\n')
-    s.write(f"{ind}  <field>occ</field>\n{ind}  <set>\n")
+    rows = _row_lines(np.stack([eig.reshape(-1), occ.reshape(-1)], axis=1), "%12.4f", ind + "     ")
+    parts = [
+        f"{ind}<eigenvalues>\n{ind} <array>\n",
+        f'{ind}  <dimension dim="1">band</dimension>\n{ind}  <dimension dim="2">kpoint</dimension>\n',
+        f'{ind}  <dimension dim="3">spin</dimension>\n{ind}  <field>eigene</field>\n',
+        f"{ind}  <field>occ</field>\n{ind}  <set>\n",
+    ]
+    r = 0
     for sp in range(nspin):
-        s.write(f'{ind}   <set comment="spin {sp + 1}">\n')
+        parts.append(f'{ind}   <set comment="spin {sp + 1}">\n')
         for k in range(nk):
-            s.write(f'{ind}    <set comment="kpoint {k + 1}">\n')
-            s.write(_rows(np.column_stack([eig[sp, k], occ[sp, k]]), "r", "%12.4f", ind + "     "))
-            s.write(f"{ind}    </set>\n")
-        s.write(f"{ind}   </set>\n")
-    s.write(f"{ind}  </set>\n{ind} </array>\n{ind}</eigenvalues>\n")
-    return s.getvalue()
+            parts.append(f'{ind}    <set comment="kpoint {k + 1}">\n')
+            parts.append("\n".join(rows[r : r + nb]) + "\n")
+            r += nb
+            parts.append(f"{ind}    </set>\n")
+        parts.append(f"{ind}   </set>\n")
+    parts.append(f"{ind}  </set>\n{ind} </array>\n{ind}</eigenvalues>\n")
+    return "".join(parts)
 
 
 def _dos_arrays(eig, kw, projections, nedos, sigma, ispin):
@@ -605,8 +631,8 @@ def _dos_arrays(eig, kw, projections, nedos, sigma, ispin):
     return energies, total, integrated, partial
 
 
-def _dos_xml(eig, kw, projections, efermi, nedos, sigma, ispin, ind: str) -> str:
-    energies, total, integrated, partial = _dos_arrays(eig, kw, projections, nedos, sigma, ispin)
+def _dos_xml(dos, efermi, ind: str) -> str:
+    energies, total, integrated, partial = dos
     s = io.StringIO()
     s.write(f'{ind}<dos>\n{ind} <i name="efermi">{float(efermi or 0.0):16.8f} </i>\n')
     s.write(f"{ind} <total>\n{ind}  <array>\n")
@@ -659,31 +685,31 @@ def _dos_xml(eig, kw, projections, efermi, nedos, sigma, ispin, ind: str) -> str
 def _projected_xml(eig, occ, projections, ind: str) -> str:
     proj = np.asarray(projections, float)
     nspin, nk, nb, nat, norb = proj.shape
-    s = io.StringIO()
-    s.write(f"{ind}<projected>\n")
-    s.write(_eigen_xml(eig, occ, ind + " "))
-    s.write(f"{ind} <array>\n")
+    rows = _row_lines(proj.reshape(-1, norb), "%7.4f", ind + "      ")
+    parts = [f"{ind}<projected>\n", _eigen_xml(eig, occ, ind + " "), f"{ind} <array>\n"]
     for i, dim in enumerate(("orbital", "ion", "band", "kpoint", "spin")):
-        s.write(f'{ind}  <dimension dim="{i + 1}">{dim}</dimension>\n')
+        parts.append(f'{ind}  <dimension dim="{i + 1}">{dim}</dimension>\n')
     for orb in LM_ORBITALS[:norb]:
-        s.write(f"{ind}  <field>{orb:>5s}</field>\n")
-    s.write(f"{ind}  <set>\n")
+        parts.append(f"{ind}  <field>{orb:>5s}</field>\n")
+    parts.append(f"{ind}  <set>\n")
+    r = 0
     for sp in range(nspin):
-        s.write(f'{ind}   <set comment="spin{sp + 1}">\n')
+        parts.append(f'{ind}   <set comment="spin{sp + 1}">\n')
         for k in range(nk):
-            s.write(f'{ind}    <set comment="kpoint {k + 1}">\n')
+            parts.append(f'{ind}    <set comment="kpoint {k + 1}">\n')
             for b in range(nb):
-                s.write(f'{ind}     <set comment="band {b + 1}">\n')
-                s.write(_rows(proj[sp, k, b], "r", "%7.4f", ind + "      "))
-                s.write(f"{ind}     </set>\n")
-            s.write(f"{ind}    </set>\n")
-        s.write(f"{ind}   </set>\n")
-    s.write(f"{ind}  </set>\n{ind} </array>\n{ind}</projected>\n")
-    return s.getvalue()
+                parts.append(f'{ind}     <set comment="band {b + 1}">\n')
+                parts.append("\n".join(rows[r : r + nat]) + "\n")
+                r += nat
+                parts.append(f"{ind}     </set>\n")
+            parts.append(f"{ind}    </set>\n")
+        parts.append(f"{ind}   </set>\n")
+    parts.append(f"{ind}  </set>\n{ind} </array>\n{ind}</projected>\n")
+    return "".join(parts)
 
 
-def _doscar_text(structure, eig, kw, projections, efermi, nedos, sigma, ispin) -> str:
-    energies, total, integrated, partial = _dos_arrays(eig, kw, projections, nedos, sigma, ispin)
+def _doscar_text(structure, dos, efermi) -> str:
+    energies, total, integrated, partial = dos
     nat = len(structure)
     lat = structure.lattice
     s = io.StringIO()

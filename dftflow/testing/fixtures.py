@@ -1,4 +1,4 @@
 """Pytest plugin collecting dftflow's fixtures (mock VASP, no-real-VASP guard, launchpad)."""
 
 from __future__ import annotations
-pytest_plugins = ["dftflow.testing.launchpad"]
+pytest_plugins = ["dftflow.testing.launchpad", "dftflow.testing.vasp"]
