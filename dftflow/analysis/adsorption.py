@@ -223,9 +223,8 @@ def plot_adsorption_bars(
     ax.set_xticks(x)
     ax.set_xticklabels([f"{r.ligand}\n(L: {r.reference_species})" for r in rows], fontsize=8)
     ax.set_ylabel(r"$E_\mathrm{ads}$ (eV)")
-    refs = sorted({r.reference_species for r in rows if r.e_ads_eV is not None})
     ax.set_title(
-        title or ("reference L: " + "; ".join(refs) if refs else "adsorption energy"), fontsize=9
+        title or r"$E_\mathrm{ads} = E(\mathrm{slab+L}) - E(\mathrm{slab}) - E(\mathrm{L})$"
     )
     values = [v for v in ours + ([] if not has_paper else paper) if np.isfinite(v)]
     lo, hi = min(values + [0.0]), max(values + [0.0])
