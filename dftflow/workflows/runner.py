@@ -229,18 +229,12 @@ def _pid_alive(pid: int) -> bool:
 
 
 def lost_fw_ids(lp: LaunchPad, query: dict[str, Any]) -> list[int]:
-    """RUNNING/RESERVED Fireworks whose worker, on this host, is no longer alive."""
-    host = socket.gethostname()
-    lost = []
+    """RUNNING/RESERVED Fireworks whose dftflow worker, on this host, is no longer alive."""
     q = {**query, "state": {"$in": ["RUNNING", "RESERVED"]}}
-    for fw in lp.fireworks.find(q, {"fw_id": 1, "launches": 1}):
-        for launch in lp.launches.find({"launch_id": {"$in": fw.get("launches", [])}}):
-            name = (launch.get("fworker") or {}).get("name", "")
-            m = re.fullmatch(r"dftflow@(.+):(\d+)", name)
-            if m and m.group(1) == host and not _pid_alive(int(m.group(2))):
-                lost.append(fw["fw_id"])
-                break
-    return sorted(set(lost))
+    fws = list(lp.fireworks.find(q, {"fw_id": 1, "state": 1, "launches": 1}))
+    wanted = [i for fw in fws for i in (fw.get("launches") or [])]
+    launches = {d["launch_id"]: d for d in lp.launches.find({"launch_id": {"$in": wanted}})}
+    return _lost(fws, launches)
 
 
 def rerun_failed(
@@ -448,35 +442,81 @@ def _job_name(study_dir: Path) -> str:
 # ---------------------------------------------------------------------------------------------
 # Status
 # ---------------------------------------------------------------------------------------------
-def _failure_reason(lp: LaunchPad, fw: dict[str, Any]) -> str:
-    launches = fw.get("launches") or []
-    if not launches:
-        return ""
-    launch = lp.launches.find_one({"launch_id": launches[-1]})
-    if not launch:
-        return ""
-    data = (launch.get("action") or {}).get("stored_data") or {}
+def _dotted(doc: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        if not isinstance(doc, dict) or part not in doc:
+            return None
+        doc = doc[part]
+    return doc
+
+
+def _matches(doc: dict[str, Any], query: dict[str, Any]) -> bool:
+    """Equality queries on dotted keys (what dftflow's study queries are)."""
+    return all(_dotted(doc, k) == v for k, v in query.items())
+
+
+def _lost(fws: list[dict[str, Any]], launches: dict[int, dict[str, Any]]) -> list[int]:
+    """RUNNING/RESERVED Fireworks whose dftflow worker, on this host, is gone."""
+    host = socket.gethostname()
+    lost = []
+    for fw in fws:
+        if fw["state"] not in ("RUNNING", "RESERVED"):
+            continue
+        for launch_id in fw.get("launches") or []:
+            name = ((launches.get(launch_id) or {}).get("fworker") or {}).get("name", "")
+            m = re.fullmatch(r"dftflow@(.+):(\d+)", name)
+            if m and m.group(1) == host and not _pid_alive(int(m.group(2))):
+                lost.append(fw["fw_id"])
+                break
+    return sorted(set(lost))
+
+
+def _reason(launch: dict[str, Any] | None) -> str:
+    data = ((launch or {}).get("action") or {}).get("stored_data") or {}
     trace = (data.get("_exception") or {}).get("_stacktrace") or data.get("_message") or ""
     lines = [ln.strip() for ln in str(trace).strip().splitlines() if ln.strip()]
     return lines[-1] if lines else ""
 
 
-def study_status(handle: LaunchpadHandle, query: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Counts per state, what failed and why, lost runs (read-only)."""
-    query = query or {}
-    with handle.read_only() as lp:
-        fws = list(lp.fireworks.find(query, {"fw_id": 1, "name": 1, "state": 1, "launches": 1}))
-        counts = Counter(fw["state"] for fw in fws)
-        failed = [
-            {"fw_id": fw["fw_id"], "name": fw["name"], "reason": _failure_reason(lp, fw)}
-            for fw in fws
-            if fw["state"] == "FIZZLED"
-        ]
-        lost = lost_fw_ids(lp, query) if counts.get("RUNNING") or counts.get("RESERVED") else []
+def _status_from_docs(
+    fws: list[dict[str, Any]], launches: dict[int, dict[str, Any]]
+) -> dict[str, Any]:
+    counts = Counter(fw["state"] for fw in fws)
+    failed = [
+        {
+            "fw_id": fw["fw_id"],
+            "name": fw["name"],
+            "reason": _reason(launches.get((fw.get("launches") or [None])[-1])),
+        }
+        for fw in fws
+        if fw["state"] == "FIZZLED"
+    ]
     by_name = {fw["fw_id"]: fw["name"] for fw in fws}
     return {
         "total": len(fws),
         "counts": {s: counts.get(s, 0) for s in FW_STATES if counts.get(s, 0)},
         "failed": sorted(failed, key=lambda f: f["fw_id"]),
-        "lost": [{"fw_id": i, "name": by_name.get(i, "")} for i in lost],
+        "lost": [{"fw_id": i, "name": by_name.get(i, "")} for i in _lost(fws, launches)],
     }
+
+
+def study_status(handle: LaunchpadHandle, query: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Counts per state, what failed and why, lost runs (read-only: never writes the store).
+
+    The embedded store is read as plain JSON under a shared lock (no database emulation), which
+    keeps ``dftflow status`` fast on large stores.
+    """
+    query = query or {}
+    if handle.store is not None:
+        data = handle.store.snapshot()
+        fws = [fw for fw in data.get("fireworks", []) if _matches(fw, query)]
+        wanted = {i for fw in fws for i in (fw.get("launches") or [])}
+        launches = {
+            d["launch_id"]: d for d in data.get("launches", []) if d.get("launch_id") in wanted
+        }
+        return _status_from_docs(fws, launches)
+    lp = handle.launchpad()
+    fws = list(lp.fireworks.find(query, {"fw_id": 1, "name": 1, "state": 1, "launches": 1}))
+    wanted = [i for fw in fws for i in (fw.get("launches") or [])]
+    launches = {d["launch_id"]: d for d in lp.launches.find({"launch_id": {"$in": wanted}})}
+    return _status_from_docs(fws, launches)

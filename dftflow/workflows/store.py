@@ -358,6 +358,27 @@ class EmbeddedStore:
         with self.operation():
             yield lp
 
+    def snapshot(self) -> dict[str, list[dict[str, Any]]]:
+        """Collection name -> documents, read as plain JSON under a shared lock (never written).
+
+        Values keep MongoDB extended JSON (``{"$oid": ...}``, ``{"$date": ...}``); fast for
+        read-only reports on large stores.
+        """
+        import json
+
+        self.require()
+        with self._flock(fcntl.LOCK_SH):
+            try:
+                data = json.loads(self.file.read_text(encoding="utf-8") or "{}")
+            except ValueError as exc:
+                raise InputError(f"the LaunchPad store {self.file} is corrupt: {exc}") from None
+        if not isinstance(data, dict):
+            raise InputError(f"the LaunchPad store {self.file} is corrupt: not a JSON object")
+        db = data.get(DB_NAME, {})
+        if not isinstance(db, dict):
+            raise InputError(f"the LaunchPad store {self.file} is corrupt: bad database entry")
+        return {name: _plain_documents(coll) for name, coll in db.items()}
+
     @contextlib.contextmanager
     def read_only(self) -> Iterator[LaunchPad]:
         """A plain LaunchPad on a snapshot read under a shared lock; never written back.
@@ -390,6 +411,12 @@ def fireworks_client(client_cls: Any) -> Iterator[None]:
             yield
         finally:
             fw_lp.MongoClient = saved
+
+
+def _plain_documents(collection: Any) -> list[dict[str, Any]]:
+    if not isinstance(collection, dict):
+        return []
+    return [doc for _, doc in collection.get("documents", [])]
 
 
 def _detach_finalizer(lp: LaunchPad) -> None:
