@@ -726,7 +726,8 @@ def place_ligand(slab: Atoms, spec: LigandSpec | str, placement: Placement) -> A
     """The complex: the slab (minus any replaced Br) with the ligand atoms appended.
 
     The slab's constraints (selective dynamics) are kept; ligand atoms are free and come last,
-    grouped by element (C, H, then alphabetical; a dissociated H is the last H). ``info`` records ligand, form, charge (e), model and placement.
+    grouped by element (C, H, then alphabetical; a dissociated H is the last H). ``info`` records
+    ligand, form, charge (e), model and placement.
     """
     spec = _as_spec(spec)
     surf = _surface(slab)
@@ -946,11 +947,20 @@ def required_vacuum_A(
     """Vacuum (Angstrom, slab top plane to the bottom plane's image) so that every ligand fits.
 
     The tallest ligand standing on the top face keeps ``clearance_A`` to the periodic image of the
-    slab above it. Use the result as ``vacuum`` of :func:`dftflow.structures.slab.cspbbr3_001_slab`
-    to put slab, complexes and isolated ligands in one cell.
+    slab above it. Forms that do not exist for a ligand (e.g. the radical of an amine) are skipped.
+    Use the result as ``vacuum`` of :func:`dftflow.structures.slab.cspbbr3_001_slab` to put slab,
+    complexes and isolated ligands in one cell.
     """
     height = 0.0
     for spec in specs:
+        heights = []
+        errors = []
         for form in forms:
-            height = max(height, ligand_height_A(slab, spec, form))
+            try:
+                heights.append(ligand_height_A(slab, spec, form))
+            except InputError as exc:  # a form that does not exist for this ligand
+                errors.append(str(exc))
+        if not heights:
+            raise InputError(errors[0])
+        height = max(height, *heights)
     return round(height + float(clearance_A), 3)
