@@ -94,9 +94,8 @@ def adsorption_energy(
     Parameters
     ----------
     complex, slab, adsorbate
-        TaskDocs (or run directories / TaskDoc JSON paths) of the slab+ligand complex, the
-        clean slab
-        and the isolated adsorbate L.
+        TaskDocs (or run directories / TaskDoc JSON paths) of the slab+ligand complex, the clean
+        slab and the isolated adsorbate L.
     slab_multiplier
         How many slab cells fit in the complex cell (E(slab 2x2) = 4 E(slab 1x1)).
     reference_species

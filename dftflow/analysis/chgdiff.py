@@ -6,10 +6,10 @@ with explicit NGXF/NGYF/NGZF); anything else is refused with one line naming bot
 Definitions (units in names)
 ----------------------------
 * ``planar_average_e_per_A3[k]``: mean of Δρ (e/Å^3) over grid plane k perpendicular to the axis.
-* ``cumulative_charge_e[k]``: Δq(z), electrons gained (negative: lost) between the middle of
-the vacuum
-  below the slab (the integration start, ``integration_start_A``) and the top of plane k, going up
-  along the axis; Δq(z) = ∫ A·Δρ̄(z') dz'. At the end of the cell it equals ``total_charge_e``.
+* ``cumulative_charge_e[k]``: Δq(z), electrons gained (negative: lost) between the middle of the
+  vacuum below the slab (the integration start, ``integration_start_A``) and the top of plane k,
+  going up along the axis; Δq(z) = ∫ A·Δρ̄(z') dz'. At the end of the cell it equals
+  ``total_charge_e``.
 * ``total_charge_e`` = ∫Δρ dV (≈ 0 when the three calculations hold the same electrons).
 * ``charge_transfer_e``: the net charge that moved across the ligand/surface plane: Δq at the plane
   midway between the outermost slab atom layer facing the ligand and the closest ligand atom,

@@ -4,8 +4,7 @@ Reads pymatgen's ``CompleteDos`` from vasprun.xml (projections need LORBIT >= 10
 shifted so that zero is the Fermi level (``align="fermi"``) or the host valence-band maximum
 (``align="vbm"``, the delocalised-state VBM of :mod:`dftflow.analysis.midgap`, so that a trap state
 does not become the zero). Spin-down DOS is returned and drawn negative (mirrored). Optional
-Gaussian
-broadening ``sigma_eV`` is applied on the energy grid (on top of VASP's own smearing).
+Gaussian broadening ``sigma_eV`` is applied on the energy grid (on top of VASP's own smearing).
 """
 
 from __future__ import annotations

@@ -4,37 +4,36 @@ What it does
 ------------
 From the Kohn-Sham eigenvalues, occupations, k-point weights and (LORBIT >= 10) projections of one
 VASP run, find the host band edges per spin and report every state that lies inside that gap, with
-its energy, spin, occupation, distance to both edges, the number of k-points where it is in the
-gap and
-its character (element weights, the atoms that carry it, surface vs interior layer, ligand vs slab).
+its energy, spin, occupation, distance to both edges, the number of k-points where it is in the gap
+and its character (element weights, the atoms that carry it, surface vs interior layer, ligand vs
+slab).
 
 How the host band edges are found (the documented choice)
 ---------------------------------------------------------
 *Self-consistent mode* (no reference): a state is a host (band) state when it is delocalised: its
-atomic participation number ``PN = (sum_a w_a)^2 / sum_a w_a^2`` (``w_a`` = projection on atom a) is
-at least ``delocalised_fraction`` (0.5) times the median PN of the states within 5 eV of the Fermi
-level. The VBM is the highest delocalised state with occupation >= 0.5, the CBM the lowest
-delocalised state with occupation < 0.5. Occupation 0.5 is the smearing-robust midpoint: Gaussian or
-Fermi smearing only moves occupations of states within a few sigma of E_F, and a localised
-state that
-pins E_F is excluded from the edge search by its PN, not by its occupation. Without projections
-every
-state counts as delocalised (edges from occupations alone; only partially occupied in-gap states can
-then be found) and the report says so.
+atomic participation number ``PN = (sum_a w_a)^2 / sum_a w_a^2`` (``w_a`` = projection on atom a)
+is at least ``delocalised_fraction`` (0.5) times the median PN of the states within 5 eV of the
+Fermi level. The VBM is the highest delocalised state with occupation >= 0.5, the CBM the lowest
+delocalised state with occupation < 0.5. Occupation 0.5 is the smearing-robust midpoint: Gaussian
+or Fermi smearing only moves occupations of states within a few sigma of E_F, and a localised state
+that pins E_F is excluded from the edge search by its PN, not by its occupation. Without
+projections every state counts as delocalised (edges from occupations alone; only partially
+occupied in-gap states can then be found) and the report says so.
 
-*Reference mode* (``reference=DIR``: the clean slab or the bulk): the host edges are the reference's
-edges (self-consistent mode on the reference) shifted onto the system's energy scale. Alignment
-``"deep"`` (default) uses a core-like level: the k-weighted mean energy of the deepest cluster of
-states dominated (>= 50 % of the projection) by the heaviest element common to both calculations
-(Pb 5d for CsPbBr3, Ga 3d for GaN); ``"fermi"`` aligns the Fermi levels; ``"none"`` uses the raw
-eigenvalues. Eigenvalues of two calculations have no common zero (the average electrostatic
-potential
-differs), hence the deep level; it is the approach of core-level alignment in defect calculations.
+*Reference mode* (``reference=DIR``: the clean slab or the bulk): the host edges are the
+reference's edges (self-consistent mode on the reference) shifted onto the system's energy scale.
+Alignment ``"deep"`` (default) uses a core-like level: the k-weighted mean energy of the deepest
+cluster of states that lie at least 3 eV below E_F and carry >= 90 % of their projection on the
+heaviest element common to both calculations (Pb 5d for CsPbBr3, Ga 3d for GaN; >= 50 % if there
+is no such state); ``"fermi"`` aligns the Fermi levels; ``"none"`` uses the raw eigenvalues.
+Eigenvalues of two calculations have no common zero (the average electrostatic potential differs),
+hence the deep level, as in core-level alignment of defect calculations. On a real defect (neutral
+Mg_Ga acceptor in a 32-atom GaN cell against its bulk) the deep (Ga 3d) alignment finds the
+acceptor hole; Fermi alignment does not (the Fermi level moves with the defect's charge).
 
 A state is *in the gap* when ``VBM + tolerance < e < CBM - tolerance`` (tolerance 0.05 eV by
-default). A clean bulk therefore reports none. The states of one band over the k-points where
-it is in
-the gap are reported as one entry (k-weighted mean energy and occupation).
+default). A clean bulk therefore reports none. The states of one band over the k-points where it
+is in the gap are reported as one entry (k-weighted mean energy and occupation).
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """The study report: ``STUDY_DIR/report/report.md`` (+ ``report.html``) with figures.
 
-Sections: adsorption energies (table + bar chart beside the paper's values), DOS panels (clean
-slab and
-each ligand's complex), mid-gap verdicts and the trap-state question, charge density differences
+Sections: adsorption energies (table + bar chart beside the paper's values), DOS panels (clean slab
+and each ligand's complex), mid-gap verdicts and the trap-state question, charge density differences
 (planar average + Δq, isosurfaces), comparison with the paper (computed from the numbers) and
 provenance. Missing pieces (a ligand without Δρ, a TaskDoc that does not exist ...) are reported as
 missing with the reason; they never stop the report.

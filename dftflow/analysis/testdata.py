@@ -1,12 +1,10 @@
 """Small synthetic VASP-format volumetric files with known answers (tests and demos).
 
 A PbBr2-like two-plane slab with a small C/O/H fragment above it, in one tetragonal cell. Densities
-are sums of normalised Gaussians on the atoms (VASP's rho*V convention); the complex's density
-is the
-sum of the slab's and the ligand's plus a known dipole: ``+transfer_e`` electrons in a Gaussian just
-below the ligand/surface plane and ``-transfer_e`` just above it. The exact charge transfer
-across the
-plane is therefore ``transfer_e`` (up to Gaussian tails, < 1e-6 e with the defaults).
+are sums of normalised Gaussians on the atoms (VASP's rho*V convention); the complex's density is
+the sum of the slab's and the ligand's plus a known dipole: ``+transfer_e`` electrons in a Gaussian
+just below the ligand/surface plane and ``-transfer_e`` just above it. The exact charge transfer
+across the plane is therefore ``transfer_e`` (up to Gaussian tails, < 1e-6 e with the defaults).
 """
 
 from __future__ import annotations
@@ -132,11 +130,9 @@ def write_synthetic_run(
     """Write a pymatgen-readable VASP run (vasprun.xml with DOS and projections, OUTCAR, CHGCAR).
 
     Model band structure: one valence band per atom below 0 eV (delocalised over all non-ligand
-    atoms;
-    ligand atoms get their own localised bands at -4 eV), conduction bands from ``gap_eV``,
-    and, when
-    ``trap_atom`` is given, one band at ``trap_energy_eV`` localised on that atom (a trap) with
-    occupation ``trap_occupation`` (a smeared, partly filled trap when 0 < occupation < 1).
+    atoms; ligand atoms get their own localised bands at -4 eV), conduction bands from ``gap_eV``,
+    and, when ``trap_atom`` is given, one band at ``trap_energy_eV`` localised on that atom (a trap)
+    with occupation ``trap_occupation`` (a smeared, partly filled trap when 0 < occupation < 1).
     Eigenvalues are written by :func:`dftflow.io.vasp_writer.write_vasp_outputs`.
     """
     from pymatgen.io.ase import AseAtomsAdaptor

@@ -1,9 +1,8 @@
 # ruff: noqa: B008 - typer declares options as argument defaults
 """CLI: ``dftflow analyze eads|dos|midgap|chgdiff|locpot`` and ``dftflow report STUDY_DIR``.
 
-Every user mistake (missing/truncated/corrupt files, mismatched grids or lattices, no
-projections for
-groups, empty window) raises a :class:`~dftflow.errors.DftflowError`: one line, exit code 2.
+Every user mistake (missing/truncated/corrupt files, mismatched grids or lattices, no projections
+for groups, empty window) raises a :class:`~dftflow.errors.DftflowError`: one line, exit code 2.
 """
 
 from __future__ import annotations

@@ -6,9 +6,8 @@ Reading is pymatgen's (``Chgcar``/``Locpot``, fast); this module turns every fai
 Units
 -----
 VASP stores charge densities as rho * V_cell (electrons), on an ngx x ngy x ngz grid. The density in
-e/Angstrom^3 is ``total / volume``; the charge in one voxel is ``total / (ngx*ngy*ngz)``.
-LOCPOT holds
-the local potential in eV (not multiplied by the volume).
+e/Angstrom^3 is ``total / volume``; the charge in one voxel is ``total / (ngx*ngy*ngz)``. LOCPOT
+holds the local potential in eV (not multiplied by the volume).
 """
 
 from __future__ import annotations
@@ -171,10 +170,9 @@ def locpot_profile(path: str | Path, axis: int | str = 2, efermi_eV: float | Non
     """Planar average of LOCPOT along ``axis`` and the vacuum level.
 
     The vacuum level is the maximum of the planar average inside the widest atom-free gap, at least
-    2 A from the outermost atoms (a plateau for a converged vacuum; with a dipole correction it
-    is the
-    higher of the two plateaus). The work function is ``vacuum - E_F`` when E_F is given or found in
-    a vasprun.xml next to the LOCPOT.
+    2 A from the outermost atoms (a plateau for a converged vacuum; with a dipole correction it is
+    the higher of the two plateaus). The work function is ``vacuum - E_F`` when E_F is given or
+    found in a vasprun.xml next to the LOCPOT.
     """
     ax = axis_index(axis)
     vd = read_volumetric(path, "LOCPOT")
