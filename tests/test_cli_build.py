@@ -295,3 +295,32 @@ def test_bad_slab_file(tmp_path, capsys):
         capsys,
     )
     assert code == 2 and "not found" in err
+
+
+def test_build_molecule_in_the_slab_cell(slab_file, tmp_path, capsys):
+    out_file = tmp_path / "aco.vasp"
+    code, out, _ = run(
+        [
+            "build",
+            "molecule",
+            "--ligand",
+            "AcO",
+            "--form",
+            "radical",
+            "--cell-from",
+            str(slab_file),
+            "-o",
+            str(out_file),
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0
+    data = json.loads(out)
+    assert (data["formula"], data["charge"], data["model"]) == ("C2H3O2", 0, "radical")
+    mol, slab = read(out_file), read(slab_file)
+    assert np.allclose(mol.cell[:], slab.cell[:])
+    code, _, err = run(
+        ["build", "molecule", "--smiles", "CCCCCC", "-o", str(tmp_path / "m.vasp")], capsys
+    )
+    assert code == 2 and "no anchor" in err

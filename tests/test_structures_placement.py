@@ -69,6 +69,7 @@ def test_acetate_chelating_geometry_and_formula(tall_slab):
         assert cx.positions[o[0], 2] == pytest.approx(cx.positions[o[1], 2], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_every_candidate_clears_slab_and_its_images(tall_slab):
     n = len(tall_slab)
     for name, kw in [("AcO", {}), ("OA", {}), ("2-HA", {"dissociate": None})]:

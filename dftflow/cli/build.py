@@ -278,6 +278,52 @@ def complex_cmd(
     )
 
 
+@build_app.command("molecule")
+def molecule_cmd(
+    output: Path = typer.Option(..., "-o", "--output", help="Molecule file to write."),
+    ligand: str = typer.Option(None, "--ligand", help="Library ligand name or alias."),
+    smiles: str = typer.Option(None, "--smiles", help="A ligand not in the library."),
+    name: str = typer.Option(None, "--name", help="Name of a --smiles ligand."),
+    form: str = typer.Option("as_is", "--form", help="as_is, protonated, deprotonated or radical."),
+    cell_from: Path = typer.Option(
+        None, "--cell-from", help="Put the molecule in this structure's cell (e.g. the slab)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Build the isolated ligand (RDKit, deterministic), standing along z, in a slab's cell."""
+    import numpy as np
+
+    from dftflow.structures.ligands import ligand_molecule
+    from dftflow.structures.placement import molecule_in_cell
+
+    structure_format(output)
+    check_writable(output)
+    spec = _spec(ligand, smiles, name)
+    mol = ligand_molecule(spec, form)
+    if cell_from is not None:
+        cell = read_structure(cell_from).cell
+    else:  # a cubic box with 10 Angstrom between periodic images
+        cell = np.eye(3) * (float(np.ptp(mol.positions, axis=0).max()) + 10.0)
+    atoms = molecule_in_cell(mol, cell)
+    write_structure(atoms, output)
+    info = {
+        "output": str(output),
+        "ligand": spec.name,
+        "formula": atoms.get_chemical_formula("hill"),
+        "form": form,
+        "charge": atoms.info["charge"],
+        "model": atoms.info["model"],
+        "cell_A": [round(float(x), 4) for x in atoms.cell.lengths()],
+    }
+    if as_json:
+        echo_json(info)
+        return
+    typer.echo(
+        f"{info['formula']} ({spec.name}, {form}, charge {info['charge']:+d} e, {info['model']}) "
+        f"in a {' x '.join(f'{x:.2f}' for x in info['cell_A'])} A cell -> {output}"
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to app: ``ligands`` and ``build slab|complex``."""
     app.command("ligands")(ligands_cmd)
