@@ -217,6 +217,7 @@ def test_two_runs_give_identical_files(slab_file, tmp_path, capsys):
         (["build", "complex", "--ligand", "OA", "--mode", "bidentate_chelating"], "deprotonated"),
         (["build", "complex", "--ligand", "AcO", "--placement", "99"], "out of range"),
         (["build", "complex", "--ligand", "AcO", "--mode", "sideways"], "unknown binding mode"),
+        (["build", "complex", "--ligand", "AcO", "--dissociate"], "no acidic H"),
         (["build", "slab", "--layers", "2"], "at least 3"),
         (["build", "slab", "--layers", "4"], "odd"),
         (["build", "slab", "--supercell", "2by2"], "supercell"),

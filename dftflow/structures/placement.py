@@ -579,7 +579,12 @@ def enumerate_placements(
     surf = _surface(slab)
     anchor = ligand_anchor(spec, form)
     diss_options = [False, True] if dissociate is None else [bool(dissociate)]
-    if any(diss_options) and not anchor.protonated:
+    if dissociate is True and (not anchor.protonated or anchor.kind == "ammonium"):
+        raise InputError(
+            f"cannot dissociate {spec.name} ({form}): its {anchor.kind} group has no acidic H to "
+            f"move (use --form protonated for the acid)"
+        )
+    if dissociate is None and (not anchor.protonated or anchor.kind == "ammonium"):
         diss_options = [False]
     mode_list = list(modes) if modes else default_modes(spec, form, dissociate)
     for m in mode_list:
