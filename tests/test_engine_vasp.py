@@ -46,22 +46,33 @@ CASES = [
     ("zbrent", None, "VaspErrorHandler", ("EDIFF", 1e-06)),
     ("subspacematrix", {"LREAL": "Auto"}, "VaspErrorHandler", ("LREAL", False)),
     ("unconverged_electronic", None, "UnconvergedErrorHandler", ("ALGO", "All")),
-    pytest.param("too_few_bands", None, "VaspErrorHandler", ("NBANDS", None), marks=pytest.mark.slow),
+    pytest.param(
+        "too_few_bands", None, "VaspErrorHandler", ("NBANDS", None), marks=pytest.mark.slow
+    ),
     pytest.param("brmix", None, "VaspErrorHandler", ("IMIX", 1), marks=pytest.mark.slow),
     pytest.param("edddav", None, "VaspErrorHandler", ("ALGO", "All"), marks=pytest.mark.slow),
     pytest.param("eddrmm", None, "VaspErrorHandler", ("POTIM", 0.25), marks=pytest.mark.slow),
     pytest.param("kpoints_trans", None, "StdErrHandler", ("ISYM", 0), marks=pytest.mark.slow),
     pytest.param(
-        "positive_energy", None, "PositiveEnergyErrorHandler", ("POTIM", 0.25),
+        "positive_energy",
+        None,
+        "PositiveEnergyErrorHandler",
+        ("POTIM", 0.25),
         marks=pytest.mark.slow,
     ),
     pytest.param("potim", None, "PotimErrorHandler", ("POTIM", 0.25), marks=pytest.mark.slow),
     pytest.param(
-        "unconverged_ionic", {"NSW": 20}, "UnconvergedErrorHandler", ("IBRION", 1),
+        "unconverged_ionic",
+        {"NSW": 20},
+        "UnconvergedErrorHandler",
+        ("IBRION", 1),
         marks=pytest.mark.slow,
     ),
     pytest.param(
-        "nonconverging", {"NELM": 40}, "NonConvergingErrorHandler", ("ALGO", "Normal"),
+        "nonconverging",
+        {"NELM": 40},
+        "NonConvergingErrorHandler",
+        ("ALGO", "Normal"),
         marks=pytest.mark.slow,
     ),
 ]

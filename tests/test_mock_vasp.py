@@ -155,7 +155,9 @@ def test_failure_plan(tmp_path, monkeypatch):
     monkeypatch.setenv("DFTFLOW_MOCK_VASP_FAILURES", "1:nonsense")
     with pytest.raises(mock_vasp.MockVaspRefusal, match="unknown failure kind"):
         failure_plan(tmp_path)
-    assert {"zbrent", "subspacematrix", "brmix", "edddav", "eddrmm", "too_few_bands"} <= set(FAILURES)
+    assert {"zbrent", "subspacematrix", "brmix", "edddav", "eddrmm", "too_few_bands"} <= set(
+        FAILURES
+    )
 
 
 def test_injected_message_is_vasp_text(slab, tmp_path, monkeypatch, capsys, mock_vasp):
@@ -174,8 +176,11 @@ def test_injected_message_is_vasp_text(slab, tmp_path, monkeypatch, capsys, mock
 def test_console_script_runs(slab, tmp_path, mock_vasp):
     write_inputs(slab, "molecule_relax" if False else "slab_relax", tmp_path, potcar_spec=True)
     proc = subprocess.run(
-        [sys.executable, "-m", "dftflow.engines.mock_vasp"], cwd=tmp_path, capture_output=True,
-        text=True, timeout=120,
+        [sys.executable, "-m", "dftflow.engines.mock_vasp"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "vasprun.xml").is_file() and (tmp_path / "OSZICAR").is_file()

@@ -1,9 +1,186 @@
-"""CLI commands: vasp (placeholder until its issue lands)."""
+# ruff: noqa: B008 - typer declares options as argument defaults
+"""CLI commands ``dftflow inputs``, ``dftflow calc`` and ``dftflow parse`` (VASP engine).
+
+* ``dftflow inputs STRUCTURE --stage slab_relax -o DIR [--potcar-spec] [--set KEY=VALUE ...]``
+  writes INCAR, KPOINTS, POSCAR and POTCAR (or POTCAR.spec) for one stage of the paper's protocol;
+* ``dftflow calc STRUCTURE --stage static --engine mock|vasp|embedded -d DIR [--json]`` runs one
+  calculation (VASP and the mock under custodian) and stores ``DIR/taskdoc.json``;
+* ``dftflow parse DIR [--json]`` prints the TaskDoc of a finished directory.
+
+Structures are read with ASE (POSCAR/CONTCAR with selective dynamics, CIF, extended XYZ, ...).
+User mistakes (unreadable structure, unknown stage, unknown INCAR tag, missing POTCAR directory or
+element, truncated/corrupt outputs) print one line and exit with code 2.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import typer
+
+from dftflow.cli.common import echo_json
+from dftflow.errors import InputError
+
+STAGE_HELP = "bulk_relax, slab_relax, molecule_relax, complex_relax or static"
+
+
+def read_structure(path: str | Path):  # -> ase.Atoms
+    """Read a structure file with ASE; one-line InputError when it cannot be read."""
+    from ase.io import read
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"structure file {path} does not exist")
+    try:
+        atoms = read(str(path))
+    except Exception as exc:  # ASE raises many types for unreadable files
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"cannot read a structure from {path}: {msg}") from None
+    if isinstance(atoms, list):
+        atoms = atoms[-1]
+    if len(atoms) == 0:
+        raise InputError(f"{path} contains no atoms")
+    if not atoms.cell.rank == 3:
+        raise InputError(f"{path} has no 3D cell; VASP needs a periodic cell (put it in a box)")
+    return atoms
+
+
+def parse_settings(items: list[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` strings to an override dict (values converted as pymatgen's Incar does)."""
+    from dftflow.inputs.vasp import parse_override_value, validate_overrides
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise InputError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = (s.strip() for s in item.split("=", 1))
+        if not key:
+            raise InputError(f"--set expects KEY=VALUE, got {item!r}")
+        key = key if key in ("system",) else key.upper()
+        out[key] = parse_override_value(key, value)
+    return validate_overrides(out)
+
+
+def _stage(stage: str):
+    from dftflow.schemas import Stage
+
+    try:
+        return Stage(stage)
+    except ValueError:
+        raise InputError(f"unknown stage {stage!r}; choose one of {STAGE_HELP}") from None
+
+
+def _get_engine(name: str, potcar_spec: bool):
+    key = name.strip().lower()
+    try:
+        from dftflow.engines import get_engine
+    except ImportError:  # registry not available: the VASP engines are ours
+        get_engine = None
+    if get_engine is not None:
+        config: dict[str, Any] = {}
+        if key == "vasp" and potcar_spec:
+            config["potcar_spec"] = True
+        return get_engine(key, **config)
+    from dftflow.engines.vasp import MockVaspEngine, VaspEngine
+
+    if key == "mock":
+        return MockVaspEngine()
+    if key == "vasp":
+        return VaspEngine(potcar_spec=potcar_spec)
+    raise InputError(f"unknown engine {name!r}; choose mock or vasp")
+
+
+def inputs_cmd(
+    structure: Path = typer.Argument(..., help="Structure file (POSCAR, CIF, extxyz, ...)."),
+    stage: str = typer.Option(..., "--stage", "-s", help=STAGE_HELP),
+    output: Path = typer.Option(..., "--output", "-o", help="Directory to write the inputs in."),
+    potcar_spec: bool = typer.Option(
+        False, "--potcar-spec", help="Write POTCAR.spec (symbols) instead of a licensed POTCAR."
+    ),
+    settings: list[str] = typer.Option(
+        None, "--set", help="Override: KEY=VALUE (INCAR tag, KPOINTS='4 4 1'; VALUE none removes)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the inputs as JSON."),
+) -> None:
+    """Write the VASP inputs of one stage of the paper's protocol."""
+    from dftflow.inputs.vasp import write_inputs
+
+    atoms = read_structure(structure)
+    st = _stage(stage)
+    overrides = parse_settings(settings)
+    if output.exists() and not output.is_dir():
+        raise InputError(f"{output} exists and is not a directory")
+    inputs = write_inputs(atoms, st, output, overrides=overrides, potcar_spec=potcar_spec)
+    data = {
+        "directory": str(output),
+        "stage": st.value,
+        "system": inputs.system,
+        "incar": inputs.incar,
+        "kpoints": inputs.kpoint_divisions,
+        "potcar_symbols": inputs.potcar_symbols,
+        "overrides": inputs.overrides,
+    }
+    if as_json:
+        echo_json(data)
+    else:
+        typer.echo(
+            f"wrote {st.value} inputs for {inputs.poscar.structure.formula.replace(' ', '')} in "
+            f"{output} "
+            f"(k-mesh {'x'.join(map(str, inputs.kpoint_divisions))}, "
+            f"{'POTCAR.spec' if potcar_spec else 'POTCAR'})"
+        )
+
+
+def calc_cmd(
+    structure: Path = typer.Argument(..., help="Structure file."),
+    stage: str = typer.Option(..., "--stage", "-s", help=STAGE_HELP),
+    engine: str = typer.Option("mock", "--engine", "-e", help="mock, vasp or embedded."),
+    directory: Path = typer.Option(..., "--dir", "-d", help="Run directory."),
+    settings: list[str] = typer.Option(None, "--set", help="Override: KEY=VALUE."),
+    potcar_spec: bool = typer.Option(False, "--potcar-spec", help="POTCAR.spec for --engine vasp."),
+    as_json: bool = typer.Option(False, "--json", help="Print the TaskDoc as JSON."),
+) -> None:
+    """Run one calculation (VASP/mock under custodian) and store DIR/taskdoc.json."""
+    atoms = read_structure(structure)
+    st = _stage(stage)
+    overrides = parse_settings(settings)
+    eng = _get_engine(engine, potcar_spec)
+    directory.mkdir(parents=True, exist_ok=True)
+    doc = eng.run(atoms, st, directory, overrides=overrides or None, label=structure.stem)
+    doc.to_json_file(directory / "taskdoc.json")
+    _print_doc(doc, as_json)
+
+
+def parse_cmd(
+    directory: Path = typer.Argument(..., help="A finished VASP run directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print the TaskDoc as JSON."),
+) -> None:
+    """Print the TaskDoc of a finished VASP directory (plain or gzipped files)."""
+    from dftflow.parse.vasp import parse_directory
+
+    doc = parse_directory(directory)
+    _print_doc(doc, as_json)
+
+
+def _print_doc(doc, as_json: bool) -> None:
+    from dftflow.parse.vasp import summary_dict
+
+    if as_json:
+        echo_json(summary_dict(doc))
+        return
+    status = "converged" if doc.converged_electronic and doc.converged_ionic else "NOT converged"
+    force = "n/a" if doc.max_force_eV_per_A is None else f"{doc.max_force_eV_per_A:.4f}"
+    efermi = "n/a" if doc.efermi_eV is None else f"{doc.efermi_eV:.4f}"
+    typer.echo(
+        f"{doc.formula}: E0 = {doc.energy_eV:.6f} eV, {doc.n_ionic_steps} ionic step(s), "
+        f"max force {force} eV/A, E_F {efermi} eV, {status}"
+        + (f", {len(doc.corrections)} custodian correction(s)" if doc.corrections else "")
+    )
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to app."""
+    """Add ``inputs``, ``calc`` and ``parse`` to the ``dftflow`` app."""
+    app.command("inputs")(inputs_cmd)
+    app.command("calc")(calc_cmd)
+    app.command("parse")(parse_cmd)

@@ -49,9 +49,35 @@ EV_PER_A3_TO_KBAR = 1602.1766208
 #: INCAR tags custodian's VASP handlers may set or unset; the mock does not check their values.
 CUSTODIAN_MUTABLE = frozenset(
     {
-        "ALGO", "ISYM", "SYMPREC", "POTIM", "ISEARCH", "IBRION", "AMIN", "NBANDS", "LREAL", "NCORE",
-        "NPAR", "KPAR", "ICHARG", "BMIX", "AMIX", "IMIX", "AMIX_MAG", "BMIX_MAG", "ISTART", "NELMIN",
-        "NELMDL", "SMASS", "IOPT", "TIME", "LPEAD", "KGAMMA", "ADDGRID", "MAGMOM", "SYSTEM",
+        "ALGO",
+        "ISYM",
+        "SYMPREC",
+        "POTIM",
+        "ISEARCH",
+        "IBRION",
+        "AMIN",
+        "NBANDS",
+        "LREAL",
+        "NCORE",
+        "NPAR",
+        "KPAR",
+        "ICHARG",
+        "BMIX",
+        "AMIX",
+        "IMIX",
+        "AMIX_MAG",
+        "BMIX_MAG",
+        "ISTART",
+        "NELMIN",
+        "NELMDL",
+        "SMASS",
+        "IOPT",
+        "TIME",
+        "LPEAD",
+        "KGAMMA",
+        "ADDGRID",
+        "MAGMOM",
+        "SYSTEM",
     }
 )
 #: Tags checked with a rule instead of equality.
@@ -64,8 +90,7 @@ FAILURES: dict[str, dict[str, Any]] = {
         "copy CONTCAR\n     to POSCAR and continue",
     },
     "subspacematrix": {
-        "stdout": " WARNING: Sub-Space-Matrix is not hermitian in DAV            4  "
-        "-0.1232E+00",
+        "stdout": " WARNING: Sub-Space-Matrix is not hermitian in DAV            4  -0.1232E+00",
     },
     "brmix": {
         "stdout": " BRMIX: very serious problems\n the old and the new charge density differ",
@@ -107,7 +132,11 @@ def read_potcar_symbols(directory: Path) -> list[str]:
         if not symbols:
             for i, line in enumerate(lines):
                 parts = line.split()
-                if len(parts) >= 2 and parts[0].startswith("PAW") and (i == 0 or "End of" in lines[i - 1]):
+                if (
+                    len(parts) >= 2
+                    and parts[0].startswith("PAW")
+                    and (i == 0 or "End of" in lines[i - 1])
+                ):
                     symbols.append(parts[1])
         if symbols:
             return symbols
@@ -131,7 +160,9 @@ def failure_plan(directory: Path) -> dict[int, str]:
                 raise MockVaspRefusal(f"bad failure spec {item.strip()!r}; use ATTEMPT:KIND")
             n, kind = (s.strip() for s in item.split(":", 1))
             if kind not in FAILURES:
-                raise MockVaspRefusal(f"unknown failure kind {kind!r}; one of {', '.join(FAILURES)}")
+                raise MockVaspRefusal(
+                    f"unknown failure kind {kind!r}; one of {', '.join(FAILURES)}"
+                )
             plan[int(n)] = kind
     return plan
 
@@ -217,7 +248,9 @@ def check_inputs(directory: Path) -> dict[str, Any]:
             problems.append(f"INCAR {key} = {incar[key]} but the {stage} stage expects {value}")
     for key in incar:
         if key not in expected.incar and key not in CUSTODIAN_MUTABLE:
-            problems.append(f"INCAR sets {key} = {incar[key]}, which the {stage} stage does not use")
+            problems.append(
+                f"INCAR sets {key} = {incar[key]}, which the {stage} stage does not use"
+            )
     if list(kpoints.kpts[0]) != expected.kpoint_divisions:
         problems.append(
             f"KPOINTS mesh {list(kpoints.kpts[0])} but the {stage} stage expects "
@@ -477,7 +510,9 @@ def _write_crash(directory: Path, structure, incar, nelect: float, spec: dict[st
     )
     (directory / "CONTCAR").write_text((directory / "POSCAR").read_text())
     energy = float(spec.get("oszicar_energy", -100.0))
-    lines = ["       N       E                     dE             d eps       ncg     rms          rms(c)"]
+    lines = [
+        "       N       E                     dE             d eps       ncg     rms          rms(c)"
+    ]
     lines.append(f"DAV:   1     {energy: .12E}    {energy: .5E}   -0.10000E+01   100   0.100E+01")
     lines.append(f"   1 F= {energy: .8E} E0= {energy: .8E}  d E ={energy: .6E}")
     if spec.get("oszicar_jump"):

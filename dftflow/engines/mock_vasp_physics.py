@@ -87,7 +87,9 @@ class PairPotential(Calculator):
         rs = CUTOFF_A - SWITCH_WIDTH_A
         t = np.clip((d - rs) / SWITCH_WIDTH_A, 0, 1)
         s = 0.5 * (1 + np.cos(np.pi * t))
-        ds = np.where((d > rs) & (d < CUTOFF_A), -0.5 * np.pi / SWITCH_WIDTH_A * np.sin(np.pi * t), 0)
+        ds = np.where(
+            (d > rs) & (d < CUTOFF_A), -0.5 * np.pi / SWITCH_WIDTH_A * np.sin(np.pi * t), 0
+        )
         e_pair = v * s
         de = dv * s + v * ds  # dE/dr
         energy = float(e_pair.sum()) + sum(ATOM_ENERGY_EV.get(sym, -2.0) for sym in symbols)

@@ -24,6 +24,7 @@ import logging
 import shlex
 import shutil
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,28 @@ HANDLERS = (
 )
 #: Files removed before a fresh run so stale outputs are never parsed.
 STALE_OUTPUTS = (
-    "vasprun.xml", "OUTCAR", "OSZICAR", "CONTCAR", "DOSCAR", "CHGCAR", "CHG", "AECCAR0", "AECCAR1",
-    "AECCAR2", "LOCPOT", "EIGENVAL", "PROCAR", "XDATCAR", "IBZKPT", "PCDAT", "REPORT", "WAVECAR",
-    "vasp.out", "std_err.txt", "custodian.json", ".mock_vasp_attempts",
+    "vasprun.xml",
+    "OUTCAR",
+    "OSZICAR",
+    "CONTCAR",
+    "DOSCAR",
+    "CHGCAR",
+    "CHG",
+    "AECCAR0",
+    "AECCAR1",
+    "AECCAR2",
+    "LOCPOT",
+    "EIGENVAL",
+    "PROCAR",
+    "XDATCAR",
+    "IBZKPT",
+    "PCDAT",
+    "REPORT",
+    "WAVECAR",
+    "vasp.out",
+    "std_err.txt",
+    "custodian.json",
+    ".mock_vasp_attempts",
 )
 MOCK_COMMAND = "dftflow-mock-vasp"
 
@@ -63,7 +83,7 @@ def _split(cmd: str | Sequence[str] | None) -> list[str] | None:
 
 
 def make_handlers(names: Sequence[str] | None = None, *, frozen_timeout_s: float = 21600.0) -> list:
-    """custodian handler instances by name (default: all of :data:`HANDLERS`)."""
+    """Custodian handler instances by name (default: all of :data:`HANDLERS`)."""
     from custodian.vasp import handlers as h
 
     factories = {
@@ -78,7 +98,9 @@ def make_handlers(names: Sequence[str] | None = None, *, frozen_timeout_s: float
     out = []
     for name in names or HANDLERS:
         if name not in factories:
-            raise EngineError(f"unknown custodian handler {name!r}; choose from {', '.join(HANDLERS)}")
+            raise EngineError(
+                f"unknown custodian handler {name!r}; choose from {', '.join(HANDLERS)}"
+            )
         out.append(factories[name]())
     return out
 
@@ -137,7 +159,9 @@ class VaspEngine:
             polling_time_step if polling_time_step is not None else (0.1 if self.is_mock else 10.0)
         )
         # the mock finishes in seconds: a monitor poll would only see the previous attempt's files
-        self.monitor_freq = monitor_freq if monitor_freq is not None else (600 if self.is_mock else 30)
+        self.monitor_freq = (
+            monitor_freq if monitor_freq is not None else (600 if self.is_mock else 30)
+        )
         self.frozen_timeout_s = float(frozen_timeout_s)
         self.name = name or ("mock" if self.is_mock else "vasp")
 
@@ -237,7 +261,9 @@ class VaspEngine:
         for lg in loggers:
             lg.setLevel(logging.CRITICAL)
         try:
-            custodian.run()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # pymatgen's POTCAR/unconverged chatter
+                custodian.run()
         except CustodianError as exc:
             detail = _tail(directory / "std_err.txt") or _tail(directory / "vasp.out")
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -105,7 +105,7 @@ STAGE_SYSTEM = {
 # small pure functions
 # ---------------------------------------------------------------------------------------------------
 def as_structure(structure: Atoms | Structure) -> Structure:
-    """pymatgen Structure (selective dynamics from ASE FixAtoms/FixCartesian kept)."""
+    """Pymatgen Structure (selective dynamics from ASE FixAtoms/FixCartesian kept)."""
     from dftflow.io.vasp_writer import to_structure
 
     if not isinstance(structure, (Atoms, Structure)):
@@ -373,14 +373,14 @@ class VaspInputs:
 
 
 def load_potcar(symbols: Sequence[str], functional: str = params.POTCAR_FUNCTIONAL):
-    """pymatgen ``Potcar`` from ``PMG_VASP_PSP_DIR``; one-line EngineError when unavailable."""
+    """Pymatgen ``Potcar`` from ``PMG_VASP_PSP_DIR``; one-line EngineError when unavailable."""
     from pymatgen.core import SETTINGS
     from pymatgen.io.vasp import Potcar
 
     psp_dir = os.environ.get("PMG_VASP_PSP_DIR") or SETTINGS.get("PMG_VASP_PSP_DIR")
     how = (
         "set PMG_VASP_PSP_DIR (environment or ~/.config/.pmgrc.yaml) to the directory holding "
-        f"POT_GGA_PAW_PBE_54/ (see `pmg config`), or use --potcar-spec"
+        "POT_GGA_PAW_PBE_54/ (see `pmg config`), or use --potcar-spec"
     )
     if not psp_dir:
         raise EngineError(f"no POTCAR directory configured: {how}")
@@ -438,7 +438,9 @@ class PaperVaspSet:
             incar["NELECT"] = nelect
         incar["ISPIN"] = 2 if is_open_shell(nelect, spin) else 1
         if system == "slab":
-            incar.update(LDIPOL=True, IDIPOL=3, DIPOL=periodic_center_of_mass(s))
+            incar.update(
+                LDIPOL=True, IDIPOL=3, DIPOL=[round(x, 6) for x in periodic_center_of_mass(s)]
+            )
         if self.stage is Stage.static:
             ngf = fft_grid(s, float(incar["ENCUT"]), str(incar["PREC"]))[1]
             incar.update(NGXF=ngf[0], NGYF=ngf[1], NGZF=ngf[2])
