@@ -91,6 +91,9 @@ class Placement(BaseModel):
     min_slab_distance_A: float
     min_image_distance_A: float
     n_equivalent: int = Field(default=1, description="symmetry-equivalent candidates merged")
+    tilt: str = Field(
+        default="upright", description="tilt applied so the ligand clears the slab (if any)"
+    )
 
 
 @dataclass
@@ -103,6 +106,7 @@ class _Built:
     h_acceptor: int | None
     site2: int | None
     exempt: dict[int, set[int]]  # ligand atom -> slab atoms exempt from the clash check
+    tilt: str = "upright"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,19 +181,26 @@ def _axis_rotation(axis: np.ndarray, deg: float) -> np.ndarray:
 TILTS_DEG = (0.0, 15.0, 30.0, 45.0)
 
 
-def _tilts(mode: str) -> list[np.ndarray]:
-    """Tilts in the binding frame: about the O-O line (bidentate) or horizontal axes (others)."""
-    out = [np.eye(3)]
+def _tilts(mode: str) -> list[tuple[str, np.ndarray]]:
+    """Tilts in the binding frame: about the O-O line (bidentate) or horizontal axes (others).
+
+    Each is (description, rotation); the description names the angle and the axis direction in the
+    ligand's own frame (before the azimuth).
+    """
+    out: list[tuple[str, np.ndarray]] = [("upright", np.eye(3))]
     for theta in TILTS_DEG[1:]:
         if mode.startswith("bidentate"):
-            axes = [np.array([1.0, 0.0, 0.0])]
-            signs = (1.0, -1.0)
+            for sg in (1.0, -1.0):
+                out.append(
+                    (
+                        f"{sg * theta:+g} deg about O-O",
+                        _axis_rotation(np.array([1.0, 0, 0]), sg * theta),
+                    )
+                )
         else:
-            axes = [_rot_z(psi) @ np.array([1.0, 0.0, 0.0]) for psi in (0.0, 90.0, 180.0, 270.0)]
-            signs = (1.0,)
-        for ax in axes:
-            for sg in signs:
-                out.append(_axis_rotation(ax, sg * theta))
+            for psi in (0.0, 90.0, 180.0, 270.0):
+                axis = _rot_z(psi) @ np.array([1.0, 0.0, 0.0])
+                out.append((f"{theta:g} deg about {psi:g} deg", _axis_rotation(axis, theta)))
     return out
 
 
@@ -365,12 +376,13 @@ def _build(
     # tilt about the binding atom (or the O-O line) until the ligand clears the slab
     keep = np.array([i for i in range(len(slab)) if i not in removed])
     pos = None
-    for tilt in _tilts(mode):
+    tilt_used = "upright"
+    for label, tilt in _tilts(mode):
         trial = (local0 @ tilt.T) @ rz.T + point
         if pos is None:
             pos = trial
         if float(_min_distance(trial, slab.positions[keep], cell).min()) >= min_slab_distance_A:
-            pos = trial
+            pos, tilt_used = trial, label
             break
     if dissociate:
         acceptors = [h_acceptor] if h_acceptor is not None else list(surf.br)
@@ -393,7 +405,9 @@ def _build(
         exempt[len(symbols)] = {h_acceptor}
         symbols = [*symbols, "H"]
         pos = np.vstack([pos, h])
-    return _Built(symbols, pos, removed, h_acceptor if dissociate else None, site2, exempt)
+    return _Built(
+        symbols, pos, removed, h_acceptor if dissociate else None, site2, exempt, tilt_used
+    )
 
 
 def _slab_clearance(slab: Atoms, built: _Built) -> float:
@@ -671,6 +685,7 @@ def enumerate_placements(
                                 model=_model(anchor, form, mode, diss, int(mol.info["charge"])),
                                 min_slab_distance_A=round(d_slab, 3),
                                 min_image_distance_A=round(d_img, 3),
+                                tilt=built.tilt,
                             ),
                             fp,
                         )
