@@ -97,3 +97,31 @@ def test_not_a_qadapter(tmp_path, capsys):
     bad.write_text("nodes: 1\n")
     assert main(["launch", "-o", str(tmp_path), "--queue", str(bad)]) == 2
     assert "not a FireWorks queue adapter" in capsys.readouterr().err
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_mock_study_through_slurm(slurm_cluster, tmp_path):
+    """The small mock-VASP study submitted, then run by two SLURM worker jobs."""
+    from dftflow.schemas import StudySummary
+
+    study = tmp_path / "study"
+    spec = Path(__file__).parents[1] / "workflows" / "test_mock_small.yaml"
+    assert main(["submit", str(spec), "-o", str(study)]) == 0
+    qadapter = _test_qadapter(tmp_path)
+    assert main(["launch", "-o", str(study), "--queue", str(qadapter), "--nlaunches", "2"]) == 0
+    deadline = time.monotonic() + 600
+    status = runner.study_status(runner.open_launchpad(study))
+    while time.monotonic() < deadline:
+        status = runner.study_status(runner.open_launchpad(study))
+        done = status["counts"].get("COMPLETED", 0) + status["counts"].get("FIZZLED", 0)
+        if done == status["total"] or (status["failed"] and not status["counts"].get("RUNNING")):
+            break
+        time.sleep(1.0)
+    assert status["counts"] == {"COMPLETED": status["total"]}, status
+    with runner.open_launchpad(study).read_only() as lp:
+        per_fw = Counter(d["fw_id"] for d in lp.launches.find({}, {"fw_id": 1}))
+    assert sorted(per_fw.values()) == [1] * status["total"]  # each Firework ran exactly once
+    summary = StudySummary.model_validate_json((study / "summary.json").read_text())
+    assert summary.ligands[0].e_ads_eV is not None
+    assert slurm_cluster.wait_idle(60)

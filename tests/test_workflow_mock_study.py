@@ -150,3 +150,23 @@ def test_paper_study_with_the_mock_vasp(tmp_path):
         "AcO": -1.77,
     }
     assert os.path.exists(out / "summary.json")
+
+
+def test_a_resubmitted_copy_reuses_every_finished_calculation(small_study, tmp_path):
+    """Same calculations under another study name: DupeFinder links them, nothing recomputed."""
+    import yaml
+
+    out, _ = small_study
+    data = yaml.safe_load(SMALL.read_text())
+    data["study"] = "test_mock_small_copy"
+    copy = tmp_path / "copy.yaml"
+    copy.write_text(yaml.safe_dump(data))
+    n_docs = len(list((out / "taskdocs").glob("*.json")))
+    with runner.open_launchpad(out).read_only() as lp:
+        n_launches = lp.launches.count_documents({})
+    assert main(["run", str(copy), "-o", str(out)]) == 0
+    assert len(list((out / "taskdocs").glob("*.json"))) == n_docs
+    with runner.open_launchpad(out).read_only() as lp:
+        assert lp.launches.count_documents({}) == n_launches
+        copies = list(lp.fireworks.find({"name": {"$regex": "^test_mock_small_copy/"}}))
+    assert copies and all(fw["state"] == "COMPLETED" for fw in copies)
