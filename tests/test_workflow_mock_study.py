@@ -170,3 +170,10 @@ def test_a_resubmitted_copy_reuses_every_finished_calculation(small_study, tmp_p
         assert lp.launches.count_documents({}) == n_launches
         copies = list(lp.fireworks.find({"name": {"$regex": "^test_mock_small_copy/"}}))
     assert copies and all(fw["state"] == "COMPLETED" for fw in copies)
+
+
+def test_changed_settings_under_the_same_name_are_refused(small_study, tmp_path, capsys):
+    out, _ = small_study
+    assert main(["run", str(SMALL), "-o", str(out), "--engine", "vasp"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds study 'test_mock_small' with other settings" in err

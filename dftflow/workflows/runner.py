@@ -201,6 +201,7 @@ def submit_study(spec: StudySpec, study_dir: str | Path, handle: LaunchpadHandle
         existing = lp.get_fw_ids(query)
     if existing:
         return Submission(sorted(existing), False, query)
+    _refuse_conflicting(handle, spec, study_dir)
     wf = build_workflow(spec, study_dir)  # outside the lock: builds structures
     with handle.session() as lp:
         existing = lp.get_fw_ids(query)
@@ -208,6 +209,27 @@ def submit_study(spec: StudySpec, study_dir: str | Path, handle: LaunchpadHandle
             return Submission(sorted(existing), False, query)
         mapping = lp.add_wf(wf)
     return Submission(sorted(mapping.values()), True, query)
+
+
+def _refuse_conflicting(handle: LaunchpadHandle, spec: StudySpec, study_dir: Path) -> None:
+    """Refuse a changed spec under a study name that this directory already holds.
+
+    Its calculations would share run directories and TaskDoc files with the earlier ones.
+    """
+    with handle.read_only() as lp:
+        other = lp.workflows.find_one(
+            {
+                "metadata.dftflow_study": spec.key,
+                "metadata.dftflow_study_dir": str(study_dir),
+                "metadata.dftflow_spec_digest": {"$ne": spec.digest()},
+            },
+            {"metadata": 1},
+        )
+    if other is not None:
+        raise InputError(
+            f"{study_dir} already holds study {spec.key!r} with other settings (engine, "
+            "parameters, ligands or slab); use another output directory or study name"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
