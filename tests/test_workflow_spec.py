@@ -131,3 +131,21 @@ def test_engine_registry_errors(monkeypatch):
     with pytest.raises(EngineError, match="install it with pip install ghost"):
         engines.get_engine("ghost")
     assert engines.engine_names() == sorted(["embedded", "ghost", "mock", "vasp"])
+
+
+def test_submit_with_the_embedded_launchpad_file(tmp_path, capsys):
+    import json
+
+    lpad = Path(__file__).parents[1] / "launchers" / "my_launchpad.yaml"
+    study = tmp_path / "study"
+    spec = WORKFLOWS / "test_mock_small.yaml"
+    assert main(["submit", str(spec), "-o", str(study), "-l", str(lpad), "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["new"] is True and len(first["fw_ids"]) == 12
+    assert (study / "launchpad" / "fireworks.json").is_file()
+    assert main(["submit", str(spec), "-o", str(study), "--json"]) == 0  # same store, no-op
+    assert json.loads(capsys.readouterr().out)["new"] is False
+    assert main(["status", "-o", str(study), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    # only the bulk relaxation can start; everything else waits for it
+    assert status["counts"] == {"READY": 1, "WAITING": 11}
