@@ -168,6 +168,17 @@ def test_enumeration_is_deterministic_and_symmetry_free(tall_slab):
     assert matcher.fit(kept[0], adaptor.get_structure(P.place_ligand(tall_slab, "AcO", dup)))
 
 
+def test_enumeration_stable_on_a_slightly_distorted_slab(tall_slab):
+    """A relaxed slab is never exactly symmetric: the same representatives must come back."""
+    ref = [c.label for c in P.enumerate_placements(tall_slab, "AcO")]
+    distorted = tall_slab.copy()
+    distorted.set_constraint()
+    distorted.rattle(0.02, seed=7)
+    assert [c.label for c in P.enumerate_placements(distorted, "AcO")] == ref
+    # without symmetry merging every site x azimuth x mode candidate is kept
+    assert len(P.enumerate_placements(distorted, "AcO", dedupe=False)) == 4 * 8 * 2
+
+
 def test_too_small_supercell_names_one_that_fits():
     small = cspbbr3_001_slab(supercell=(1, 1), vacuum=32.0)
     with pytest.raises(InputError, match=r"1x1 is too small .* smallest that fits is 2x2"):

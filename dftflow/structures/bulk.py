@@ -7,6 +7,7 @@ constant,e.g. one from a bulk relaxation (:func:`lattice_constant_from_taskdoc`)
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,11 @@ from ase import Atoms
 from dftflow.errors import InputError
 from dftflow.inputs import params
 
-#: Top-level data folder of the repository (``structures/``).
-DATA_DIR = Path(__file__).resolve().parents[2] / "structures"
+#: Data folder (bulk CIFs, ligand library): the repository's top-level ``structures/``, or the
+#: folder named by the environment variable ``DFTFLOW_STRUCTURES_DIR``.
+DATA_DIR = Path(
+    os.environ.get("DFTFLOW_STRUCTURES_DIR") or Path(__file__).resolve().parents[2] / "structures"
+)
 #: The shipped cubic CsPbBr3 CIF.
 BULK_CIF = DATA_DIR / "bulk" / "CsPbBr3_Pm-3m.cif"
 

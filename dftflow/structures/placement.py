@@ -57,6 +57,8 @@ H_BR_A = 1.45
 #: Default minimum ligand-slab and ligand-image distances, Angstrom.
 MIN_SLAB_DISTANCE_A = 2.0
 MIN_IMAGE_DISTANCE_A = 2.0
+#: Two candidates are symmetry-equivalent if an operation maps every atom within this, Angstrom.
+MATCH_TOLERANCE_A = 0.3
 #: Default azimuths, degrees.
 DEFAULT_AZIMUTHS_DEG = (0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0)
 #: Modes and the anchor families they apply to.
@@ -552,7 +554,7 @@ def enumerate_placements(
     dissociate: bool | None = False,
     min_slab_distance_A: float = MIN_SLAB_DISTANCE_A,
     min_image_distance_A: float = MIN_IMAGE_DISTANCE_A,
-    symprec_A: float = 0.1,
+    symprec_A: float = 0.2,
     dedupe: bool = True,
 ) -> list[Placement]:
     """Symmetry-distinct, clash-free placements of one ligand on the slab's top face.
@@ -574,7 +576,9 @@ def enumerate_placements(
     min_slab_distance_A, min_image_distance_A
         Clash thresholds, Angstrom.
     symprec_A
-        Tolerance of the slab's symmetry search and of candidate equivalence, Angstrom.
+        Tolerance of the slab's symmetry search (spglib), Angstrom; relaxed slabs keep their
+        symmetry within it. Candidates are equivalent when a symmetry operation maps one onto the
+        other within :data:`MATCH_TOLERANCE_A`.
     dedupe
         Drop symmetry-equivalent candidates (keep the first).
 
@@ -653,7 +657,7 @@ def enumerate_placements(
                             if (
                                 p.mode == mode
                                 and p.dissociate == diss
-                                and _equivalent(fp, fp_b, ops, cell, symprec_A * 3)
+                                and _equivalent(fp, fp_b, ops, cell, MATCH_TOLERANCE_A)
                             ):
                                 dup = k
                                 break
