@@ -37,7 +37,9 @@ RANDOM_SEED = 20240531
 #: Conformers embedded per molecule; the most slender one is kept.
 N_CONFORMERS = 1
 #: Rotatable torsions outside straight chains scanned over 60/180/300 degrees.
-MAX_SCAN_TORSIONS = 4
+MAX_SCAN_TORSIONS = 5
+#: Most slender scanned conformers optimised with the force field; the best one is kept.
+N_OPTIMISED = 4
 
 Form = Literal["as_is", "protonated", "deprotonated", "radical"]
 FORMS: tuple[str, ...] = ("as_is", "protonated", "deprotonated", "radical")
@@ -421,7 +423,7 @@ def _chain_torsions(mol) -> list[tuple[int, int, int, int]]:
 
 
 def _scan_torsions(mol, chain: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
-    """Up to :data:`MAX_SCAN_TORSIONS` other rotatable heavy-atom torsions (branches, allylic)."""
+    """Rotatable heavy-atom torsions outside straight chains (branch points, allylic, anchor)."""
     from rdkit import Chem
 
     done = {frozenset(t[1:3]) for t in chain}
@@ -443,7 +445,7 @@ def _scan_torsions(mol, chain: list[tuple[int, int, int, int]]) -> list[tuple[in
         if None in ends:
             continue
         out.append((ends[0], i.GetIdx(), j.GetIdx(), ends[1]))
-    return out[:MAX_SCAN_TORSIONS]
+    return out
 
 
 def _axis_frame(pos: np.ndarray, heavy: np.ndarray, anchor_idx: tuple[int, ...]) -> tuple:
@@ -507,36 +509,54 @@ def _geometry(smiles: str) -> tuple[tuple[str, ...], tuple[tuple[float, float, f
     if not ids:
         raise InputError(f"RDKit could not build 3D coordinates for {smiles}")
     torsions = _chain_torsions(mol)
+    # chain torsions next to a branch point decide where a branch points: scan them too
+    branch = {
+        a.GetIdx()
+        for a in mol.GetAtoms()
+        if sum(n.GetAtomicNum() > 1 for n in a.GetNeighbors()) >= 3
+    }
+    near_branch = [t for t in torsions if t[0] in branch or t[3] in branch]
+    scan = (_scan_torsions(mol, torsions) + near_branch)[:MAX_SCAN_TORSIONS]
+    torsions = [t for t in torsions if t not in scan]
+    heavy = np.array([a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1])
+    anchor_idx = anchors[0].binding_atoms if anchors else (int(heavy[0]),)
+    topo = Chem.GetDistanceMatrix(mol)
+    far_apart = np.triu(topo > 3)  # atom pairs more than 3 bonds apart (non-bonded contacts)
+
+    def shape_score(pos: np.ndarray) -> float:
+        """Slender, nothing below the anchor (it would point into the surface), no overlaps."""
+        origin, axis = _axis_frame(pos, heavy, anchor_idx)
+        below = max(0.0, -float(np.min((pos[heavy] - origin) @ axis)))
+        d = np.linalg.norm(pos[:, None, :] - pos[None, :, :], axis=-1)[far_apart]
+        overlap = float(np.clip(1.8 - d, 0.0, None).sum())
+        return lateral_radius_A(pos, origin, axis) + 2.0 * below + 10.0 * overlap
+
+    # straight chains, then a staggered scan (60/180/300 deg) of the other torsions on the rigid
+    # embedded geometry; only the most slender few are optimised with the force field
+    trials: list[tuple[float, int, Chem.Conformer]] = []
     for cid in ids:
-        conf = mol.GetConformer(cid)
+        conf0 = Chem.Conformer(mol.GetConformer(cid))
         for t in torsions:
-            rdMolTransforms.SetDihedralDeg(conf, *t, 180.0)
-    scan = _scan_torsions(mol, torsions)
-    if scan:  # systematic staggered scan of the remaining torsions, from each embedded conformer
-        base = [Chem.Conformer(mol.GetConformer(cid)) for cid in ids]
-        mol.RemoveAllConformers()
-        for conf0 in base:
-            for values in itertools.product((60.0, 180.0, 300.0), repeat=len(scan)):
-                conf = Chem.Conformer(conf0)
-                for t, v in zip(scan, values, strict=True):
-                    rdMolTransforms.SetDihedralDeg(conf, *t, v)
-                mol.AddConformer(conf, assignId=True)
-        ids = [c.GetId() for c in mol.GetConformers()]
-    use_mmff = AllChem.MMFFHasAllMoleculeParams(mol)
-    if use_mmff:
+            rdMolTransforms.SetDihedralDeg(conf0, *t, 180.0)
+        for values in itertools.product((60.0, 180.0, 300.0), repeat=len(scan)):
+            conf = Chem.Conformer(conf0)
+            for t, v in zip(scan, values, strict=True):
+                rdMolTransforms.SetDihedralDeg(conf, *t, v)
+            trials.append((round(shape_score(conf.GetPositions()), 3), len(trials), conf))
+    trials.sort(key=lambda x: (x[0], x[1]))
+    mol.RemoveAllConformers()
+    for _, _, conf in trials[:N_OPTIMISED]:
+        mol.AddConformer(conf, assignId=True)
+    ids = [c.GetId() for c in mol.GetConformers()]
+    if AllChem.MMFFHasAllMoleculeParams(mol):
         results = AllChem.MMFFOptimizeMoleculeConfs(mol, numThreads=1, maxIters=5000)
     else:
         results = AllChem.UFFOptimizeMoleculeConfs(mol, numThreads=1, maxIters=5000)
-    heavy = np.array([a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1])
-    anchor_idx = anchors[0].binding_atoms if anchors else (int(heavy[0]),)
     best = None
     for k, cid in enumerate(ids):
         pos = mol.GetConformer(cid).GetPositions()
         origin, axis = _axis_frame(pos, heavy, anchor_idx)
-        # slender, and nothing hanging below the anchor (it would point into the surface)
-        below = max(0.0, -float(np.min((pos[heavy] - origin) @ axis)))
-        score = lateral_radius_A(pos, origin, axis) + 2.0 * below
-        key = (round(score, 3), round(results[k][1], 4), k)
+        key = (round(shape_score(pos), 3), round(results[k][1], 4), k)
         if best is None or key < best[0]:
             best = (key, pos, origin, axis)
     _, pos, origin, axis = best
