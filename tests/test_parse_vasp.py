@@ -107,7 +107,8 @@ def test_vasprun_round_trip(written):
     assert np.allclose(vr.ionic_steps[-1]["forces"], res.forces_eV_per_A, atol=1e-7)
     assert vr.final_structure.site_properties["selective_dynamics"][0] == [False] * 3
     cdos = vr.complete_dos
-    # projected DOS summed over sites and orbitals equals the total DOS (projections are the weights)
+    # projected DOS summed over sites and orbitals equals the total DOS
+    # (the projections are the weights)
     pdos_sum = sum(sum(d[Spin.up] for d in site.values()) for site in vr.pdos)
     w = res.projections[0].sum(axis=(2, 3))
     assert pdos_sum.max() > 0

@@ -9,17 +9,21 @@ What it does, like VASP, in the current directory:
    legitimately change (:data:`CUSTODIAN_MUTABLE`; EDIFF may only get tighter; the k-mesh may switch
    between Monkhorst-Pack and Gamma-centred); a violation prints a message on stderr and exits 1,
    like a crashed VASP;
-3. energies and forces from :class:`~dftflow.engines.mock_vasp_physics.PairPotential`; when NSW > 0 a
-   real relaxation (ASE BFGS; FrechetCellFilter for ISIF = 3) honouring selective dynamics, up to NSW
+3. energies and forces from :class:`~dftflow.engines.mock_vasp_physics.PairPotential`; when NSW > 0
+a
+   real relaxation (ASE BFGS; FrechetCellFilter for ISIF = 3) honouring selective dynamics, up to
+   NSW
    steps, to max force <= -EDIFFG;
 4. electronic structure from the tight-binding model on the k-points (time-reversal reduced),
-   CHGCAR (and AECCAR0/AECCAR2 with LAECHG) on the NGXF grid from Mulliken-weighted atomic densities;
+   CHGCAR (and AECCAR0/AECCAR2 with LAECHG) on the NGXF grid from Mulliken-weighted atomic
+   densities;
 5. writes vasprun.xml, OUTCAR, OSZICAR, CONTCAR, DOSCAR (+ CHGCAR) with
    :func:`dftflow.io.vasp_writer.write_vasp_outputs`.
 
 Failure injection (so custodian's handlers fire and correct): the environment variable
 ``DFTFLOW_MOCK_VASP_FAILURES`` or a file ``MOCK_VASP_FAILURES`` in the run directory maps attempt
-numbers to failure kinds, e.g. ``"1:zbrent,2:subspacematrix"`` (the file may hold one ``N: kind`` per
+numbers to failure kinds, e.g. ``"1:zbrent,2:subspacematrix"`` (the file may hold one ``N: kind``
+per
 line). The attempt number is counted in ``.mock_vasp_attempts`` in the run directory. Kinds
 (:data:`FAILURES`): zbrent, subspacematrix, brmix, edddav, eddrmm, too_few_bands, kpoints_trans
 (stderr), positive_energy, potim, unconverged_electronic, unconverged_ionic, nonconverging, frozen.
@@ -116,9 +120,9 @@ class MockVaspRefusal(Exception):
     """Inputs that break the expected parameters (printed on stderr; exit code 1)."""
 
 
-# ---------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 # reading inputs
-# ---------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 def read_potcar_symbols(directory: Path) -> list[str]:
     """POTCAR symbols from POTCAR.spec (one per line) or a (fake) POTCAR's TITEL/first lines."""
     spec = directory / "POTCAR.spec"
@@ -270,9 +274,9 @@ def check_inputs(directory: Path) -> dict[str, Any]:
     }
 
 
-# ---------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 # k-points
-# ---------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 def kpoint_set(divisions, style: str) -> tuple[np.ndarray, np.ndarray]:
     """Reduced k-points and weights of a Monkhorst-Pack/Gamma mesh, time-reversal reduced."""
     n = np.array([int(d) for d in divisions])
@@ -300,9 +304,9 @@ def kpoint_set(divisions, style: str) -> tuple[np.ndarray, np.ndarray]:
     return np.array(out), weights / weights.sum()
 
 
-# ---------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 # running
-# ---------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 def _atoms_with_constraints(structure):
     from dftflow.io.vasp_writer import to_atoms
 
@@ -320,7 +324,7 @@ def _atoms_with_constraints(structure):
 
 
 def relax(atoms, *, nsw: int, fmax: float, isif: int) -> list[dict[str, Any]]:
-    """Relax with BFGS (cell too for ISIF = 3); one dict per ionic step (structure, energies, forces)."""
+    """Relax with BFGS (cell too for ISIF = 3); one dict per ionic step."""
     from ase.filters import FrechetCellFilter
     from ase.optimize import BFGS
 
@@ -504,14 +508,17 @@ def _write_crash(directory: Path, structure, incar, nelect: float, spec: dict[st
     nbands = int(incar.get("NBANDS", int(nelect / 2 + len(structure) / 2 + 1)))
     (directory / "OUTCAR").write_text(
         " vasp.6.4.2 mock (dftflow-mock-vasp)\n running on    1 total cores\n"
-        f"   NKPTS =      1   k-points in BZ     NKDIM =      1   number of bands    NBANDS= {nbands:6d}\n"
-        f"   total plane-waves  NPLWV =  10000\n   NELECT = {nelect:12.4f}    total number of electrons\n"
+        f"   NKPTS =      1   k-points in BZ     NKDIM =      1   number of bands   "
+        f" NBANDS= {nbands:6d}\n"
+        f"   total plane-waves  NPLWV =  10000\n   NELECT = {nelect:12.4f}    total number"
+        f" of electrons\n"
         f" number of electron {nelect:15.7f} magnetization       0.0000000\n"
     )
     (directory / "CONTCAR").write_text((directory / "POSCAR").read_text())
     energy = float(spec.get("oszicar_energy", -100.0))
     lines = [
-        "       N       E                     dE             d eps       ncg     rms          rms(c)"
+        "       N       E                     dE             d eps       ncg     rms      "
+        "    rms(c)"
     ]
     lines.append(f"DAV:   1     {energy: .12E}    {energy: .5E}   -0.10000E+01   100   0.100E+01")
     lines.append(f"   1 F= {energy: .8E} E0= {energy: .8E}  d E ={energy: .6E}")

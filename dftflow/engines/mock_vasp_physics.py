@@ -1,4 +1,4 @@
-"""Cheap but real physics for the mock VASP: a pair potential, a tight-binding model, atomic densities.
+"""Cheap but real physics for the mock VASP: pair potential, tight binding, atomic densities.
 
 Everything is numpy only and runs in well under a second for the paper's 50-atom slabs.
 
@@ -25,9 +25,9 @@ from ase.data import atomic_numbers, covalent_radii
 from ase.neighborlist import neighbor_list
 from scipy.special import erfc
 
-# ---------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 # pair potential
-# ---------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 #: (D eV, r0 Angstrom, a 1/Angstrom) per unordered element pair.
 MORSE: dict[frozenset, tuple[float, float, float]] = {
     frozenset(("Pb", "Br")): (1.00, 2.95, 1.5),
@@ -77,7 +77,9 @@ class PairPotential(Calculator):
         i, j, d, D = neighbor_list("ijdD", atoms, CUTOFF_A)
         keep = i < j
         i, j, d, D = i[keep], j[keep], d[keep], D[keep]
-        params = np.array([morse_parameters(symbols[a], symbols[b]) for a, b in zip(i, j)])
+        params = np.array(
+            [morse_parameters(symbols[a], symbols[b]) for a, b in zip(i, j, strict=True)]
+        )
         if len(params) == 0:
             params = np.zeros((0, 3))
         dep, r0, alpha = params[:, 0], params[:, 1], params[:, 2]
@@ -110,9 +112,9 @@ class PairPotential(Calculator):
         }
 
 
-# ---------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 # tight binding
-# ---------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 #: Orbitals per element: (label, LORBIT column 0..8, onsite eV, electrons), s=0, p=1..3, d=4..8.
 ORBITALS: dict[str, list[tuple[str, int, float]]] = {
     "Cs": [("5s", 0, -24.0), ("5p", 1, -9.5), ("6s", 0, -1.5)],
@@ -135,7 +137,7 @@ FALLBACK_ELEMENT = [("s", 0, -10.0), ("p", 1, -4.0)]
 
 @dataclass
 class TBResult:
-    """Tight-binding eigen-solution; shapes as in :class:`~dftflow.engines.base.ElectronicResult`."""
+    """Tight-binding eigen-solution; shapes as in ``ElectronicResult``."""
 
     eigenvalues_eV: np.ndarray  # (nspin, nk, nb)
     occupations: np.ndarray  # (nspin, nk, nb), 0..1
@@ -215,7 +217,7 @@ def tight_binding(
     for m, b in enumerate(basis):
         if b[1] in VALENCE_SHELLS:
             by_atom.setdefault(b[0], []).append(m)
-    for i, j, d, dv, sh in zip(i_idx, j_idx, dist, dvec, shifts):
+    for i, j, d, dv, sh in zip(i_idx, j_idx, dist, dvec, shifts, strict=True):
         if d < 0.5:
             continue
         u = dv / d
@@ -291,9 +293,9 @@ def _fermi_level(eig: np.ndarray, kw: np.ndarray, n_electrons: float, sigma: flo
     return hi
 
 
-# ---------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 # densities
-# ---------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 #: Gaussian width (Angstrom) of each element's valence density.
 DENSITY_WIDTH_A = {"Cs": 1.1, "Pb": 0.9, "Br": 0.8, "C": 0.55, "N": 0.5, "O": 0.5, "H": 0.45}
 

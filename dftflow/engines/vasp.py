@@ -1,6 +1,7 @@
 """Run VASP under custodian: write the paper's inputs, run with error handlers, parse to a TaskDoc.
 
-The fixed pipeline is ``write inputs -> custodian(VaspJob, handlers, validators) -> parse``; the physics
+The fixed pipeline is ``write inputs -> custodian(VaspJob, handlers, validators) -> parse``; the
+physics
 (which INCAR tags) lives in :mod:`dftflow.inputs.vasp`. Every correction custodian made is read back
 from ``custodian.json`` into ``TaskDoc.corrections``.
 
@@ -155,6 +156,9 @@ class VaspEngine:
         self.handler_names = list(handlers or HANDLERS)
         make_handlers(self.handler_names)  # validate names now: one-line error at configuration
         self.is_mock = any(MOCK_COMMAND in part for part in self.vasp_cmd)
+        gamma_is_mock = self.gamma_cmd is not None and MOCK_COMMAND in " ".join(self.gamma_cmd)
+        if self.is_mock and self.gamma_cmd is not None and not gamma_is_mock:
+            self.gamma_cmd = None  # never switch a mock run to a real Gamma-only VASP
         self.polling_time_step = (
             polling_time_step if polling_time_step is not None else (0.1 if self.is_mock else 10.0)
         )

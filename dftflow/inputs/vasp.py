@@ -3,7 +3,8 @@
 One table holds the defaults (:data:`COMMON_INCAR`, :data:`STAGE_INCAR`), all numbers from
 :mod:`dftflow.inputs.params`. Structure-dependent values (LREAL by size, ISPIN for open shells,
 DIPOL at the slab's centre of mass, NGXF/NGYF/NGZF, selective dynamics) are computed by small pure
-functions, and then the user's overrides are merged **once**, last, so nothing automatic ever replaces
+functions, and then the user's overrides are merged **once**, last, so nothing automatic ever
+replaces
 a user setting. ``None`` removes a key. Every override is recorded in :attr:`VaspInputs.overrides`
 (and from there in the TaskDoc). An INCAR tag pymatgen does not know raises :class:`InputError`.
 
@@ -101,9 +102,9 @@ STAGE_SYSTEM = {
 }
 
 
-# ---------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 # small pure functions
-# ---------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 def as_structure(structure: Atoms | Structure) -> Structure:
     """Pymatgen Structure (selective dynamics from ASE FixAtoms/FixCartesian kept)."""
     from dftflow.io.vasp_writer import to_structure
@@ -116,7 +117,7 @@ def as_structure(structure: Atoms | Structure) -> Structure:
 
 
 def _charge_and_spin(structure: Atoms | Structure) -> tuple[float, float | None]:
-    """(charge in e, spin or None) from ``atoms.info``/``Structure.properties``/``Structure.charge``."""
+    """(charge in e, spin or None) from ``atoms.info`` or ``Structure.properties``/``charge``."""
     if isinstance(structure, Atoms):
         info = structure.info
         return float(info.get("charge", 0.0) or 0.0), info.get("spin")
@@ -151,7 +152,8 @@ def infer_system(structure: Structure) -> str:
 def periodic_center_of_mass(structure: Structure) -> list[float]:
     """Fractional centre of mass with periodic images handled, per axis.
 
-    Along each axis the atoms are unwrapped across the largest empty gap (a slab that wraps across the
+    Along each axis the atoms are unwrapped across the largest empty gap (a slab that wraps across
+    the
     cell boundary becomes contiguous), the mass-weighted mean is taken and wrapped back into [0, 1).
     Without any gap (dense along that axis) the mass-weighted circular mean is used.
     """
@@ -217,7 +219,7 @@ def lreal_for(n_atoms: int) -> str | bool:
 
 
 def fft_grid(structure: Structure, encut_eV: float = params.ENCUT_EV, prec: str = "Accurate"):
-    """(NGX, NGY, NGZ), (NGXF, NGYF, NGZF) for a cell, with pymatgen's ``calculate_ng`` (VASP 6 rule)."""
+    """(NGX, NGY, NGZ), (NGXF, NGYF, NGZF) of a cell from pymatgen's ``calculate_ng``."""
     from pymatgen.io.vasp.sets import VaspInputSet
 
     fake = SimpleNamespace(
@@ -301,9 +303,9 @@ def _stage(stage: Stage | str) -> Stage:
         ) from None
 
 
-# ---------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 # the input set
-# ---------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 @dataclass
 class VaspInputs:
     """The complete inputs of one run, ready to write.

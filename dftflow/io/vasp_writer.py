@@ -1,9 +1,10 @@
 """Write an :class:`~dftflow.engines.base.ElectronicResult` as the files a VASP run leaves behind.
 
 Used by the mock VASP executable and by the embedded engine, so that one parser
-(:func:`dftflow.parse.vasp.parse_directory`, built on pymatgen's ``Vasprun``/``Outcar``) serves every
-engine. Files: ``vasprun.xml`` (parameters incl. NGXF/NGYF/NGZF, k-points and weights, ionic and
-electronic steps, eigenvalues and occupations, total and l/m-projected DOS, projected eigenvalues),
+(:func:`dftflow.parse.vasp.parse_directory`, built on pymatgen's ``Vasprun``/``Outcar``) serves
+every engine. Files: ``vasprun.xml`` (parameters incl. NGXF/NGYF/NGZF, k-points and weights,
+ionic and electronic steps, eigenvalues and occupations, total and l/m-projected DOS, projected
+eigenvalues),
 ``OUTCAR`` (the lines pymatgen's ``Outcar`` and custodian's handlers read), ``OSZICAR``, ``CONTCAR``
 (selective dynamics kept), ``DOSCAR`` and, when a density is given, ``CHGCAR``.
 
@@ -37,9 +38,9 @@ VASP_VERSION = "6.4.2"
 DEFAULT_ELECTRONIC_STEPS = 8
 
 
-# ---------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 # structures
-# ---------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 def selective_dynamics(atoms: Atoms) -> list[list[bool]] | None:
     """Selective-dynamics flags (True = free) from ASE constraints, or None when nothing is fixed.
 
@@ -105,9 +106,9 @@ def species_blocks(structure: Structure) -> tuple[list[str], list[int]]:
     return symbols, counts
 
 
-# ---------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 # DOS
-# ---------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 def gaussian_dos(
     eigenvalues_eV: np.ndarray,
     kweights: np.ndarray,
@@ -171,9 +172,9 @@ def _dos_grid(eigenvalues_eV: np.ndarray, nedos: int, sigma_eV: float) -> np.nda
     return np.linspace(lo, hi, int(nedos))
 
 
-# ---------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 # XML helpers
-# ---------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 def _xml_param(name: str, value: Any, indent: str = "  ") -> str:
     if isinstance(value, bool):
         return f'{indent}<i type="logical" name="{name}"> {"T" if value else "F"}  </i>\n'
@@ -263,9 +264,9 @@ def _entropy_free(step: dict[str, Any]) -> tuple[float, float, float]:
     return efr, 2 * e0 - efr, e0
 
 
-# ---------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 # the writer
-# ---------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 def write_vasp_outputs(
     directory: str | Path,
     result: ElectronicResult,
@@ -326,10 +327,13 @@ def write_vasp_outputs(
     if len(potcar_symbols) != len(symbols):
         raise ValueError(f"{len(potcar_symbols)} POTCAR symbols for {len(symbols)} species blocks")
     zval_table = {**{k: v for k, v in POTCAR_ZVAL.items()}, **(zvals or {})}
-    zv = [float(zval_table.get(p, zval_table.get(s, 0.0))) for p, s in zip(potcar_symbols, symbols)]
+    zv = [
+        float(zval_table.get(p, zval_table.get(s, 0.0)))
+        for p, s in zip(potcar_symbols, symbols, strict=True)
+    ]
     nelect = result.nelect
     if nelect is None:
-        nelect = float(sum(z * c for z, c in zip(zv, counts)))
+        nelect = float(sum(z * c for z, c in zip(zv, counts, strict=True)))
     ispin = int(incar.get("ISPIN", 1))
     if result.eigenvalues_eV is not None:
         ispin = int(np.shape(result.eigenvalues_eV)[0])
@@ -465,7 +469,7 @@ def write_vasp_outputs(
     x.write('   <field type="int">atomspertype</field>\n   <field type="string">element</field>\n')
     x.write("   <field>mass</field>\n   <field>valence</field>\n")
     x.write('   <field type="string">pseudopotential</field>\n   <set>\n')
-    for sym, c, p, z in zip(symbols, counts, potcar_symbols, zv):
+    for sym, c, p, z in zip(symbols, counts, potcar_symbols, zv, strict=True):
         mass = float(Element(sym).atomic_mass)
         x.write(
             f"    <rc><c>{c:4d}</c><c>{sym:2s}</c><c>{mass:16.8f}</c><c>{z:16.8f}</c>"
@@ -508,7 +512,8 @@ def write_vasp_outputs(
     for si, step in enumerate(steps):
         efr, _ewo, e0 = _entropy_free(step)
         o.write(
-            "       N       E                     dE             d eps       ncg     rms          rms(c)\n"
+            "       N       E                     dE             d eps       ncg     rms  "
+            "        rms(c)\n"
         )
         prev = 0.0
         for j, (e_fr, _w, _e0) in enumerate(_electronic_energies(efr, e0, n_elec[si], e0)):
@@ -599,7 +604,8 @@ def _eigen_xml(eig: np.ndarray, occ: np.ndarray | None, ind: str) -> str:
     rows = _row_lines(np.stack([eig.reshape(-1), occ.reshape(-1)], axis=1), "%12.4f", ind + "     ")
     parts = [
         f"{ind}<eigenvalues>\n{ind} <array>\n",
-        f'{ind}  <dimension dim="1">band</dimension>\n{ind}  <dimension dim="2">kpoint</dimension>\n',
+        f'{ind}  <dimension dim="1">band</dimension>\n{ind}  <dimension'
+        f' dim="2">kpoint</dimension>\n',
         f'{ind}  <dimension dim="3">spin</dimension>\n{ind}  <field>eigene</field>\n',
         f"{ind}  <field>occ</field>\n{ind}  <set>\n",
     ]
@@ -637,10 +643,12 @@ def _dos_xml(dos, efermi, ind: str) -> str:
     s.write(f'{ind}<dos>\n{ind} <i name="efermi">{float(efermi or 0.0):16.8f} </i>\n')
     s.write(f"{ind} <total>\n{ind}  <array>\n")
     s.write(
-        f'{ind}   <dimension dim="1">gridpoints</dimension>\n{ind}   <dimension dim="2">spin</dimension>\n'
+        f'{ind}   <dimension dim="1">gridpoints</dimension>\n{ind}   <dimension'
+        f' dim="2">spin</dimension>\n'
     )
     s.write(
-        f"{ind}   <field>energy</field>\n{ind}   <field>total</field>\n{ind}   <field>integrated</field>\n"
+        f"{ind}   <field>energy</field>\n{ind}   <field>total</field>\n{ind}  "
+        f" <field>integrated</field>\n"
     )
     s.write(f"{ind}   <set>\n")
     for sp in range(total.shape[0]):
@@ -657,7 +665,8 @@ def _dos_xml(dos, efermi, ind: str) -> str:
         s.write(f"{ind} <partial>\n{ind}  <array>\n")
         s.write(f'{ind}   <dimension dim="1">gridpoints</dimension>\n')
         s.write(
-            f'{ind}   <dimension dim="2">spin</dimension>\n{ind}   <dimension dim="3">ion</dimension>\n'
+            f'{ind}   <dimension dim="2">spin</dimension>\n{ind}   <dimension'
+            f' dim="3">ion</dimension>\n'
         )
         s.write(f"{ind}   <field>energy</field>\n")
         for orb in LM_ORBITALS[:norb]:
@@ -715,11 +724,13 @@ def _doscar_text(structure, dos, efermi) -> str:
     s = io.StringIO()
     s.write(f"{nat:4d}{nat:4d}{1 if partial is not None else 0:4d}{0:4d}\n")
     s.write(
-        f"  {lat.volume / nat * 1e-30:.7E}  {lat.a * 1e-10:.7E}  {lat.b * 1e-10:.7E}  {lat.c * 1e-10:.7E}  0.5000000E-15\n"
+        f"  {lat.volume / nat * 1e-30:.7E}  {lat.a * 1e-10:.7E}  {lat.b * 1e-10:.7E} "
+        f" {lat.c * 1e-10:.7E}  0.5000000E-15\n"
     )
     s.write("  1.000000000000000E-004\n  CAR\n")
     s.write(f" {structure.composition.reduced_formula}\n")
-    head = f"{energies[-1]:16.8f}{energies[0]:16.8f}{len(energies):8d}{float(efermi or 0.0):16.8f}{1.0:16.8f}\n"
+    ef = float(efermi or 0.0)
+    head = f"{energies[-1]:16.8f}{energies[0]:16.8f}{len(energies):8d}{ef:16.8f}{1.0:16.8f}\n"
     s.write(head)
     cols = (
         [energies]
@@ -765,7 +776,7 @@ def _outcar_text(
     for psym in potcar_symbols:
         s.write(f"   POTCAR:    PAW_PBE {psym}\n")
     s.write("\n")
-    for psym, z in zip(potcar_symbols, zv):
+    for psym, z in zip(potcar_symbols, zv, strict=True):
         s.write(f"   TITEL  = PAW_PBE {psym}\n")
         s.write(f"   POMASS =    1.000; ZVAL   = {z:8.3f}    mass and valenz\n")
     s.write("\n ions per type =  " + "".join(f"{c:6d}" for c in counts) + "\n")
@@ -773,7 +784,8 @@ def _outcar_text(
     s.write(f"   dimension x,y,z NGX = {ngx:5d} NGY ={ngy:5d} NGZ ={ngz:5d}\n")
     s.write(f"   dimension x,y,z NGXF= {p['NGXF']:5d} NGYF={p['NGYF']:5d} NGZF={p['NGZF']:5d}\n")
     s.write(
-        f"   NKPTS = {nkpts:6d}   k-points in BZ     NKDIM = {nkpts:6d}   number of bands    NBANDS= {p['NBANDS']:6d}\n"
+        f"   NKPTS = {nkpts:6d}   k-points in BZ     NKDIM = {nkpts:6d}   number of bands  "
+        f"  NBANDS= {p['NBANDS']:6d}\n"
     )
     s.write(
         f"   number of dos      NEDOS = {p['NEDOS']:6d}   number of ions     NIONS = {nions:6d}\n"
@@ -791,35 +803,39 @@ def _outcar_text(
     s.write(f"   ISIF   = {p['ISIF']:6d}    stress and relaxation\n")
     s.write(f"   POTIM  = {p['POTIM']:8.4f}    time-step for ionic-motion\n")
     s.write(
-        f"   ISMEAR = {p['ISMEAR']:6d};   SIGMA  = {p['SIGMA']:6.2f}  broadening in eV -4-tet -1-fermi 0-gaus\n"
+        f"   ISMEAR = {p['ISMEAR']:6d};   SIGMA  = {p['SIGMA']:6.2f}  broadening in eV"
+        f" -4-tet -1-fermi 0-gaus\n"
     )
     s.write(f"   NELECT = {p['NELECT']:12.4f}    total number of electrons\n")
     s.write(
-        f"   LORBIT = {p['LORBIT']:6d}    0 simple, 1 ext, 2 COOP (PROOUT), +10 PAW based schemes\n\n"
+        f"   LORBIT = {p['LORBIT']:6d}    0 simple, 1 ext, 2 COOP (PROOUT), +10 PAW based"
+        f" schemes\n\n"
     )
     for si, step in enumerate(steps):
         st = to_structure(step["structure"])
         efr, ewo, e0 = _entropy_free(step)
+        s.write(f"\n{'-' * 39} Iteration {si + 1:6d}({n_elec[si]:4d})  {'-' * 39}\n\n")
         s.write(
-            f"\n--------------------------------------- Iteration {si + 1:6d}({n_elec[si]:4d})  ---------------------------------------\n\n"
-        )
-        s.write(
-            f" E-fermi : {float(efermi or 0.0):10.4f}     XC(G=0):  -1.0000     alpha+bet : -1.0000\n\n"
+            f" E-fermi : {float(efermi or 0.0):10.4f}     XC(G=0):  -1.0000     alpha+bet :"
+            f" -1.0000\n\n"
         )
         s.write(" POSITION                                       TOTAL-FORCE (eV/Angst)\n")
         s.write(" " + "-" * 83 + "\n")
         forces = np.asarray(step["forces_eV_per_A"], float).reshape(-1, 3)
-        for pos, f in zip(st.cart_coords, forces):
+        for pos, f in zip(st.cart_coords, forces, strict=True):
             s.write(
-                f" {pos[0]:12.5f} {pos[1]:12.5f} {pos[2]:12.5f}   {f[0]:14.6f} {f[1]:13.6f} {f[2]:13.6f}\n"
+                f" {pos[0]:12.5f} {pos[1]:12.5f} {pos[2]:12.5f}   {f[0]:14.6f} {f[1]:13.6f}"
+                f" {f[2]:13.6f}\n"
             )
         s.write(" " + "-" * 83 + "\n")
         drift = forces.sum(axis=0)
         s.write(
-            f"    total drift:                         {drift[0]:14.6f} {drift[1]:13.6f} {drift[2]:13.6f}\n\n"
+            f"    total drift:                         {drift[0]:14.6f} {drift[1]:13.6f}"
+            f" {drift[2]:13.6f}\n\n"
         )
         s.write(
-            "\n  FREE ENERGIE OF THE ION-ELECTRON SYSTEM (eV)\n  ---------------------------------------------------\n"
+            "\n  FREE ENERGIE OF THE ION-ELECTRON SYSTEM (eV)\n "
+            " ---------------------------------------------------\n"
         )
         s.write(f"  free  energy   TOTEN  = {efr:18.8f} eV\n\n")
         s.write(f"  energy  without entropy= {ewo:18.8f}  energy(sigma->0) = {e0:18.8f}\n\n")

@@ -2,7 +2,8 @@
 
 Built on pymatgen's ``Vasprun`` and ``Outcar``. Conventions:
 
-* ``energy_eV`` is e_0, "energy sigma->0", of the **last ionic step** (``ionic_steps[-1]["e_0_energy"]``),
+* ``energy_eV`` is e_0, "energy sigma->0", of the **last ionic step**
+(``ionic_steps[-1]["e_0_energy"]``),
   ``free_energy_eV`` its ``e_fr_energy`` (both eV);
 * ``max_force_eV_per_A`` is the largest force norm on the free components of the atoms (selective
   dynamics respected: fixed Cartesian components do not count);
@@ -143,7 +144,8 @@ def e0_energy(vr) -> float:
     """e_0 ("energy sigma->0", eV) of the last ionic step.
 
     Some VASP 5.x versions write a wrong ``e_0_energy`` in the ionic-step block of vasprun.xml (it
-    reads 0.0 while the SCF steps are right); pymatgen's ``Vasprun.final_energy`` repairs it from the
+    reads 0.0 while the SCF steps are right); pymatgen's ``Vasprun.final_energy`` repairs it from
+    the
     last SCF step (e_0 - e_fr of the last SCF step + the ionic step's e_fr), which is used here.
     """
     energy = vr.final_energy
@@ -407,7 +409,7 @@ def parse_directory(
 
 
 def summary_dict(doc: TaskDoc) -> dict[str, Any]:
-    """The keys ``dftflow parse --json`` always prints (plus the full document under ``taskdoc``)."""
+    """The TaskDoc as a dict with the keys ``dftflow parse --json`` promises first."""
     keys = (
         "energy_eV",
         "free_energy_eV",
