@@ -7,10 +7,13 @@ phosphonate, thiol / thiolate). The protonated and deprotonated forms of the fir
 derived by moving one acidic proton; the ``"radical"`` form is the deprotonated geometry with
 the anion's charge removed (same atoms, charge is metadata in ``atoms.info``).
 
-Geometries: RDKit ETKDGv3 with a fixed random seed, MMFF94 (UFF if MMFF lacks parameters) clean-up,
-straight (anti) chain torsions, and out of several conformers the most slender one (smallest radius
-around the anchor-to-tail axis) so that long chains stand up in a slab cell without touching their
-periodic images. Same input, same machine, same RDKit: identical coordinates.
+Geometries: RDKit ETKDGv3 with a fixed random seed; torsions inside unbranched chains set anti;
+the other rotatable torsions (branch points, allylic, anchor; up to :data:`MAX_SCAN_TORSIONS`)
+scanned over 60/180/300 degrees; the :data:`N_OPTIMISED` most slender candidates (smallest radius
+around the anchor-to-tail axis, nothing below the anchor, no overlaps) optimised with MMFF94 (UFF if
+MMFF lacks parameters) and the most slender kept, so that long chains stand up in a slab cell
+without touching their periodic images. Same input, same machine, same RDKit: identical
+coordinates.
 """
 
 from __future__ import annotations
