@@ -325,3 +325,41 @@ def test_build_molecule_in_the_slab_cell(slab_file, tmp_path, capsys):
         ["build", "molecule", "--smiles", "CCCCCC", "-o", str(tmp_path / "m.vasp")], capsys
     )
     assert code == 2 and "no anchor" in err
+
+
+def test_build_complex_coverage(slab_file, tmp_path, capsys):
+    out_file = tmp_path / "cov.vasp"
+    code, out, _ = run(
+        [
+            "build",
+            "complex",
+            "--slab",
+            str(slab_file),
+            "--ligand",
+            "AcO",
+            "--coverage",
+            "4",
+            "-o",
+            str(out_file),
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0
+    assert json.loads(out)["summary"]["adsorbate_formula"] == "C8H12O8"  # 4 acetates, 1 per Pb
+    code, _, err = run(
+        [
+            "build",
+            "complex",
+            "--slab",
+            str(slab_file),
+            "--ligand",
+            "AcO",
+            "--coverage",
+            "5",
+            "-o",
+            str(tmp_path / "x.vasp"),
+        ],
+        capsys,
+    )
+    assert code == 2 and "1..4" in err

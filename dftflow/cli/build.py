@@ -220,10 +220,18 @@ def complex_cmd(
     min_distance: float = typer.Option(
         2.0, "--min-distance", help="Minimum ligand-slab and ligand-image distance, Angstrom."
     ),
+    coverage: int = typer.Option(
+        1, "--coverage", help="Number of ligands (same placement on far-apart Pb sites)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Place a ligand on the slab's PbBr2 top face and write the complex."""
-    from dftflow.structures.placement import enumerate_placements, place_ligand
+    from dftflow.structures.placement import (
+        coverage_placements,
+        enumerate_placements,
+        place_ligand,
+        place_ligands,
+    )
     from dftflow.structures.slab import slab_summary
 
     if not list_placements:
@@ -257,7 +265,11 @@ def complex_cmd(
     if not 0 <= index < len(cands):
         raise InputError(f"--placement {index} out of range: {len(cands)} placements (0..)")
     chosen = cands[index]
-    complex_ = place_ligand(slab, spec, chosen)
+    if coverage == 1:
+        complex_ = place_ligand(slab, spec, chosen)
+    else:
+        sites = coverage_placements(slab, chosen, coverage)
+        complex_ = place_ligands(slab, [(spec, p) for p in sites], min_distance_A=min_distance)
     write_structure(complex_, output)
     summary = slab_summary(complex_)
     if as_json:
@@ -268,6 +280,7 @@ def complex_cmd(
                 "charge": chosen.charge,
                 "placement": chosen.model_dump(mode="json"),
                 "n_placements": len(cands),
+                "coverage": coverage,
                 "summary": summary,
             }
         )
