@@ -151,3 +151,15 @@ def test_guard_blocks_real_vasp(tmp_path):
     assert not is_real_vasp_command(["dftflow-mock-vasp"])
     with pytest.raises(pytest.fail.Exception, match="real VASP"):
         subprocess.Popen(["vasp_std"], cwd=tmp_path)
+
+
+@pytest.mark.slow
+def test_frozen_job_is_killed_and_restarted(slab, tmp_path, mock_vasp, monkeypatch):
+    monkeypatch.setenv("DFTFLOW_MOCK_VASP_FROZEN_S", "120")
+    mock_vasp.fail({1: "frozen"})
+    # monitor every 8 s; the mock writes CONTCAR and vasp.out within ~3 s, then hangs
+    engine = mock_vasp.engine(frozen_timeout_s=4, polling_time_step=0.2, monitor_freq=40)
+    doc = engine.run(slab, "slab_relax", tmp_path)
+    assert [c.handler for c in doc.corrections] == ["FrozenJobErrorHandler"]
+    assert doc.corrections[0].actions[0]["action"] == {"_file_copy": {"dest": "POSCAR"}}
+    assert doc.converged_ionic

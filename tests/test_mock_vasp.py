@@ -134,7 +134,6 @@ def test_static_electronic_structure(slab, bulk_cell, tmp_path, monkeypatch, cap
     nelect = vr.parameters["NELECT"]
     assert chg.data["total"].mean() == pytest.approx(nelect, rel=1e-6)  # rho*V averaged = N
     assert (d / "AECCAR0").is_file() and (d / "AECCAR2").is_file()
-    # the surface (under-coordinated) Pb carries a different Mulliken charge from a central one
     doc = parse_directory(d)
     assert doc.has_projected_dos and doc.fft_grid == list(chg.data["total"].shape)
 
@@ -184,3 +183,25 @@ def test_console_script_runs(slab, tmp_path, mock_vasp):
     )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "vasprun.xml").is_file() and (tmp_path / "OSZICAR").is_file()
+
+
+def test_radical_molecule_is_spin_polarised(tmp_path, monkeypatch, capsys, mock_vasp):
+    from ase.build import molecule
+    from pymatgen.io.vasp import Oszicar
+
+    acid = molecule("CH3COOH")
+    radical = acid[[i for i in range(len(acid)) if i != 7]]  # CH3COO., 23 valence electrons
+    radical.center(vacuum=5.0)
+    radical.pbc = True
+    write_inputs(radical, "molecule_relax", tmp_path, potcar_spec=True)
+    assert Incar.from_file(tmp_path / "INCAR")["ISPIN"] == 2
+    code, _, err = _run(tmp_path, monkeypatch, capsys)
+    assert code == 0, err
+    doc = parse_directory(tmp_path)
+    assert doc.ispin == 2 and doc.nelect == pytest.approx(23.0) and doc.kpoints == [1, 1, 1]
+    vr = Vasprun(tmp_path / "vasprun.xml", parse_potcar_file=False)
+    occ_up = vr.eigenvalues[Spin.up][..., 1].sum()
+    occ_down = vr.eigenvalues[Spin.down][..., 1].sum()
+    assert occ_up - occ_down == pytest.approx(1.0, abs=1e-3)  # one unpaired electron
+    assert Oszicar(tmp_path / "OSZICAR").ionic_steps[-1]["mag"] == pytest.approx(1.0, abs=1e-3)
+    assert doc.converged_ionic and doc.max_force_eV_per_A <= 0.02
