@@ -179,7 +179,13 @@ def test_unconverged_is_marked_not_error(tmp_path):
 
 @pytest.mark.parametrize(
     "folder",
-    ["v541_ispin2_static_lorbit_quirk", "v533_ispin2_relax", "v544_ispin1_static"],
+    [
+        "v541_ispin2_static_lorbit_quirk",
+        "v533_ispin2_relax",
+        "v544_ispin1_static",
+        "v642_relax",
+        "v641_unconverged",
+    ],
 )
 def test_real_vasp_matches_pymatgen(folder):
     d = FIX / folder
@@ -212,6 +218,15 @@ def test_real_values_known():
     assert doc.wall_time_s == pytest.approx(93.923)
     relax = parse_directory(FIX / "v533_ispin2_relax")
     assert relax.n_ionic_steps == 3 and relax.kpoints == [2, 4, 2]
+
+
+def test_real_unconverged_run_is_marked_not_error():
+    doc = parse_directory(FIX / "v641_unconverged")
+    assert doc.converged_electronic is False and doc.engine_version.startswith("6.4.1")
+    assert any("did not converge" in w for w in doc.warnings)
+    relax = parse_directory(FIX / "v642_relax")
+    assert relax.converged_ionic and relax.n_ionic_steps == 3 and relax.engine_version == "6.4.2"
+    assert relax.wall_time_s == pytest.approx(18.865)
 
 
 def test_lorbit_quirk_keeps_projected_dos():
