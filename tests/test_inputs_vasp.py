@@ -149,6 +149,12 @@ def test_dipol_is_centre_of_mass(slab):
     expected_z = float(np.dot(masses, s.frac_coords[:, 2]) / masses.sum())
     dipol = make_inputs(slab, "slab_relax").incar["DIPOL"]
     assert dipol[2] == pytest.approx(expected_z, abs=2e-6)
+    assert dipol[:2] == [0.5, 0.5]  # IDIPOL=3: only z matters; in-plane fixed, not ill-defined
+    # stable under tiny displacements (a POSCAR round trip, a relaxation step)
+    moved = slab.copy()
+    moved.positions += np.random.default_rng(0).normal(scale=0.01, size=moved.positions.shape)
+    again = make_inputs(moved, "slab_relax").incar["DIPOL"]
+    assert again[:2] == [0.5, 0.5] and again[2] == pytest.approx(dipol[2], abs=2e-3)
 
 
 @pytest.mark.parametrize("offset", [-0.04, 0.0, 0.05])

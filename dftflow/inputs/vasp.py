@@ -179,6 +179,16 @@ def periodic_center_of_mass(structure: Structure) -> list[float]:
     return out
 
 
+def dipol_for_slab(structure: Structure) -> list[float]:
+    """DIPOL (fractional) for IDIPOL = 3: z at the periodic centre of mass, x = y = 0.5.
+
+    With IDIPOL = 3 VASP corrects the dipole along the third lattice vector only, so only the z
+    component matters; the in-plane components are fixed at 0.5 because an in-plane "centre" of a
+    periodic slab is ill-defined (it would jump between equivalent choices on tiny displacements).
+    """
+    return [0.5, 0.5, round(periodic_center_of_mass(structure)[2], 6)]
+
+
 def potcar_symbols_for(structure: Structure, custom: Mapping[str, str] | None = None) -> list[str]:
     """POTCAR symbol per species block of the POSCAR (defaults: params.POTCAR_SYMBOLS)."""
     from dftflow.io.vasp_writer import species_blocks
@@ -440,9 +450,7 @@ class PaperVaspSet:
             incar["NELECT"] = nelect
         incar["ISPIN"] = 2 if is_open_shell(nelect, spin) else 1
         if system == "slab":
-            incar.update(
-                LDIPOL=True, IDIPOL=3, DIPOL=[round(x, 6) for x in periodic_center_of_mass(s)]
-            )
+            incar.update(LDIPOL=True, IDIPOL=3, DIPOL=dipol_for_slab(s))
         if self.stage is Stage.static:
             ngf = fft_grid(s, float(incar["ENCUT"]), str(incar["PREC"]))[1]
             incar.update(NGXF=ngf[0], NGYF=ngf[1], NGZF=ngf[2])
