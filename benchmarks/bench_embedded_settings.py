@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                 "system": name,
                 "E_eV": doc.energy_eV,
                 "wall_s": walls[name],
+                "cpu_s": doc.metadata.get("cpu_time_s"),
                 "scf_iterations": doc.metadata["gpaw"]["scf_iterations"],
                 "gpts": doc.metadata["gpaw"]["gpts"],
                 "kpts": doc.metadata["gpaw"]["kpts"],

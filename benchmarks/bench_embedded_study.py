@@ -37,6 +37,7 @@ def summarise(study_dir: Path) -> dict:
                 "formula": doc.get("formula"),
                 "n_atoms": doc.get("n_atoms"),
                 "wall_s": round(doc.get("wall_time_s") or 0.0, 1),
+                "cpu_s": meta.get("cpu_time_s"),
                 "scf_iterations": gpaw.get("scf_iterations"),
                 "ionic_steps": relax.get("n_steps"),
                 "ispin": doc.get("ispin"),

@@ -124,6 +124,7 @@ class EmbeddedEngine:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
+        cpu0 = time.process_time()
         if stage.is_relax:
             from dftflow.engines.embedded_chgnet import run_chgnet_relax
 
@@ -171,6 +172,8 @@ class EmbeddedEngine:
             kpoints = list(grun.kpts)
             zvals = grun.zvals
         elapsed = time.perf_counter() - t0
+        # CPU seconds of this process (all its threads): comparable across machine loads
+        metadata["cpu_time_s"] = round(time.process_time() - cpu0, 2)
         self._write_inputs(directory, atoms, incar, kpoints, zvals, settings)
         from dftflow.io.vasp_writer import write_vasp_outputs
 

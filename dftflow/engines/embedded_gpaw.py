@@ -171,6 +171,8 @@ def gpaw_parameters(
         "spinpol": bool(spin_polarized),
         "symmetry": {} if settings["symmetry"] else "off",
     }
+    if settings.get("mixer"):
+        par["mixer"] = dict(settings["mixer"])
     if slab_like and settings["dipole_correction"]:
         par["poissonsolver"] = {"dipolelayer": "xy"}
     return par

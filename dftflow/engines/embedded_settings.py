@@ -43,6 +43,10 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "scf_density": 1.0e-4,  # GPAW default
     "scf_eigenstates": 4.0e-8,  # GPAW default (eV^2 per valence electron)
     "scf_maxiter": 200,
+    # GPAW density mixer: None = GPAW's default (MSR1). Measured: MSR1 diverged (energy swinging by
+    # 100+ eV) on a complex with the acid physisorbed 4 A above the slab, where the Pulay mixer
+    # {"backend": "pulay", "beta": 0.05, "nmaxold": 5, "weight": 50.0} stayed stable but slow.
+    "mixer": None,
     "dipole_correction": True,  # GPAW dipole layer along z for slabs (VASP IDIPOL=3, LDIPOL)
     "spin_polarized": "auto",  # "auto": only for an odd number of electrons (radicals)
     "symmetry": True,  # use point-group symmetry to reduce the k-points
@@ -122,6 +126,8 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("max_relax_steps", "scf_maxiter", "nedos"):
         if key in out and (not isinstance(out[key], int) or out[key] < 1):
             raise EngineError(f"embedded engine: {key} must be a positive integer")
+    if out.get("mixer") is not None and not isinstance(out["mixer"], dict):
+        raise EngineError("embedded engine: mixer must be a GPAW mixer dict or null")
     threads = out.get("torch_threads")
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise EngineError("embedded engine: torch_threads must be a positive integer or null")
