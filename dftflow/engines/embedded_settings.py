@@ -29,12 +29,12 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     # --- single points: GPAW, PAW-PBE, LCAO ------------------------------------------------------
     "xc": "PBE",
     "basis": "szp(dzp)",  # single zeta + polarisation cut from the shipped dzp basis files
-    "grid_spacing_A": 0.25,  # h; gpts derived from the cell only (same cell -> same grid)
-    "kpts_slab": (
-        2,
-        2,
-        1,
-    ),  # Monkhorst-Pack for systems non-periodic along z (slab, complex, molecule)
+    # h; gpts derived from the cell only (same cell -> same grid). 0.3 A: 40x40x160 in the study cell
+    "grid_spacing_A": 0.3,
+    # Monkhorst-Pack for slab-like systems (slab, complex, molecule in the slab cell). Gamma only:
+    # the 2x2 supercell folds the 1x1 cell's M point (where the slab gap is) onto Gamma. Measured
+    # (szp, h 0.3, 2 shared cores): 2x2 5-plane slab 107 CPU s at Gamma; 2x2x1 roughly doubles it.
+    "kpts_slab": (1, 1, 1),
     "kpts_bulk": (4, 4, 4),  # Monkhorst-Pack for 3D-periodic systems
     "smearing": "fermi-dirac",  # GPAW occupation function
     "smearing_width_eV": params.SIGMA_EV,
