@@ -29,7 +29,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     # --- single points: GPAW, PAW-PBE, LCAO ------------------------------------------------------
     "xc": "PBE",
     "basis": "szp(dzp)",  # single zeta + polarisation cut from the shipped dzp basis files
-    # h; gpts derived from the cell only (same cell -> same grid). 0.3 A: 40x40x160 in the study cell
+    # h; gpts derived from the cell only (same cell -> same grid); 0.3 A: 40x40x160 in study cell
     "grid_spacing_A": 0.3,
     # Monkhorst-Pack for slab-like systems (slab, complex, molecule in the slab cell). Gamma only:
     # the 2x2 supercell folds the 1x1 cell's M point (where the slab gap is) onto Gamma. Measured
