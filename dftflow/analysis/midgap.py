@@ -11,14 +11,16 @@ slab).
 How the host band edges are found (the documented choice)
 ---------------------------------------------------------
 *Self-consistent mode* (no reference): a state is a host (band) state when it is delocalised: its
-atomic participation number ``PN = (sum_a w_a)^2 / sum_a w_a^2`` (``w_a`` = projection on atom a)
-is at least ``delocalised_fraction`` (0.5) times the median PN of the states within 5 eV of the
-Fermi level. The VBM is the highest delocalised state with occupation >= 0.5, the CBM the lowest
-delocalised state with occupation < 0.5. Occupation 0.5 is the smearing-robust midpoint: Gaussian
-or Fermi smearing only moves occupations of states within a few sigma of E_F, and a localised state
-that pins E_F is excluded from the edge search by its PN, not by its occupation. Without
-projections every state counts as delocalised (edges from occupations alone; only partially
-occupied in-gap states can then be found) and the report says so.
+atomic participation number ``PN = (sum_a w_a)^2 / sum_a w_a^2`` (``w_a`` = projection on atom a) is
+at least ``delocalised_fraction`` (0.5) times the median PN of its own manifold (occupied states
+within 5 eV below E_F for the VBM, empty states within 5 eV above E_F for the CBM: valence and
+conduction bands often live on different atoms, e.g. Br 4p and Pb 6p). The VBM is the highest
+delocalised state with occupation >= 0.5, the CBM the lowest delocalised state with occupation <
+0.5. Occupation 0.5 is the smearing-robust midpoint: Gaussian or Fermi smearing only moves
+occupations of states within a few sigma of E_F, and a localised state that pins E_F is excluded
+from the edge search by its PN, not by its occupation. Without projections every state counts as
+delocalised (edges from occupations alone; only partially occupied in-gap states can then be found)
+and the report says so.
 
 *Reference mode* (``reference=DIR``: the clean slab or the bulk): the host edges are the
 reference's edges (self-consistent mode on the reference) shifted onto the system's energy scale.
@@ -50,6 +52,8 @@ from dftflow.errors import InputError, OutputError
 
 #: Elements counted as "ligand" when characterising states (organic ligands).
 DEFAULT_LIGAND_ELEMENTS = ("C", "H", "O")
+#: Window (eV) from E_F in which the median participation number of each manifold is taken.
+EDGE_WINDOW_EV = 5.0
 #: Core-like states for the deep alignment lie at least this far below E_F, eV.
 DEEP_BELOW_EF_EV = 3.0
 #: Fraction of a state's projection on one element that makes it core-like (deep alignment).
@@ -156,21 +160,33 @@ def _participation(w: np.ndarray) -> np.ndarray:
     return total**2 / np.maximum((w**2).sum(axis=-1), 1e-30)
 
 
+def _delocalised(pn: np.ndarray, energies: np.ndarray, members: np.ndarray, fraction: float):
+    """States of ``members`` whose PN is >= ``fraction`` x the median PN of that manifold.
+
+    The median is taken over the manifold's states within ``EDGE_WINDOW_EV`` of its edge region
+    (all of them when none is), so valence (e.g. Br 4p) and conduction (e.g. Pb 6p) bands are each
+    judged against their own kind.
+    """
+    if not members.any():
+        return members
+    ref = pn[members & energies]
+    median = float(np.median(ref)) if ref.size else float(np.median(pn[members]))
+    return members & (pn >= fraction * median)
+
+
 def _edges(
     bands: _Bands, spin: str, delocalised_fraction: float
 ) -> tuple[float | None, float | None]:
     data = bands.spins[spin]
     e, occ, w = data["e"], data["occ"], data["w"]
+    filled = occ >= 0.5
     if w is not None:
         pn = _participation(w)
         ef = bands.efermi if bands.efermi is not None else float(np.median(e))
-        near = np.abs(e - ef) < 5.0
-        median = float(np.median(pn[near])) if near.any() else float(np.median(pn))
-        deloc = pn >= delocalised_fraction * median
+        occupied = _delocalised(pn, e > ef - EDGE_WINDOW_EV, filled, delocalised_fraction)
+        empty = _delocalised(pn, e < ef + EDGE_WINDOW_EV, ~filled, delocalised_fraction)
     else:
-        deloc = np.ones_like(e, dtype=bool)
-    occupied = deloc & (occ >= 0.5)
-    empty = deloc & (occ < 0.5)
+        occupied, empty = filled, ~filled
     vbm = float(e[occupied].max()) if occupied.any() else None
     cbm = float(e[empty].min()) if empty.any() else None
     return vbm, cbm
