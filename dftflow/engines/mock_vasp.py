@@ -442,6 +442,7 @@ def run_mock(directory: Path, attempt: int, failure: str | None) -> int:
     tb = tight_binding(final_atoms, kpts, kw, nelect, ispin=ispin, sigma_eV=sigma)
     density = None
     extra = {}
+    aeccar2 = False
     grid = None
     if all(k in incar for k in ("NGXF", "NGYF", "NGZF")):
         grid = (int(incar["NGXF"]), int(incar["NGYF"]), int(incar["NGZF"]))
@@ -452,7 +453,7 @@ def run_mock(directory: Path, attempt: int, failure: str | None) -> int:
             grid = tuple(fft_grid(structure, float(incar.get("ENCUT", 400)))[1])
         density = atomic_density(final_atoms, tb.populations, grid)
         if bool(incar.get("LAECHG", False)):
-            extra["AECCAR2"] = density
+            aeccar2 = True  # the mock's valence density is the CHGCAR density: copied below
             extra["AECCAR0"] = _core_density(final_atoms, grid, inp["potcar_symbols"], counts)
     last = steps[-1]
     result = ElectronicResult(
@@ -486,6 +487,10 @@ def run_mock(directory: Path, attempt: int, failure: str | None) -> int:
         extra_volumetric=extra,
         elapsed_s=time.time() - t0,
     )
+    if aeccar2:
+        import shutil
+
+        shutil.copyfile(directory / "CHGCAR", directory / "AECCAR2")
     if nsw > 0 and _max_free_force(last, final_atoms) <= fmax:
         out.write(" reached required accuracy - stopping structural energy minimisation\n")
     out.write(f" writing wavefunctions\n General timing: {time.time() - t0:.2f} s\n")
