@@ -349,9 +349,13 @@ def run_local(
 
 def _quiet_fireworks() -> None:
     """Keep FireWorks' INFO lines off the terminal (progress is shown by dftflow)."""
+    import logging
+
     import fireworks.core.rocket as fw_rocket
 
     fw_rocket.ROCKET_STREAM_LOGLEVEL = "WARNING"
+    for name in ("rocket.launcher", "launchpad", "queue.launcher", "queue.adapter"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _first_ready(
