@@ -463,3 +463,15 @@ def test_group_overlap_known_values():
     assert group_overlap(same) == pytest.approx(1.0, abs=1e-3)
     assert group_overlap(apart) == pytest.approx(0.0, abs=1e-6)
     assert group_overlap(DosCurves(**base)) is None
+
+
+def test_dos_default_groups_shared_across_panels(triple, tmp_path, capsys):
+    code, out, _ = run_cli(
+        ["analyze", "dos", str(triple / "slab"), str(triple / "complex"), str(NACL), "--json"],
+        capsys,
+    )
+    assert code == 0
+    systems = json.loads(out)["systems"]
+    assert systems[0]["group_elements"]["slab"] == ["Br", "Cs", "Pb"]
+    assert set(systems[1]["groups"]) == {"slab", "ligand"}
+    assert systems[2]["groups"] == {}  # NaCl: no projections, total DOS only

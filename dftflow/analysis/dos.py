@@ -278,3 +278,22 @@ def group_overlap(
         g2 = np.abs(np.asarray(curves.groups[second][spin]))[mask]
         total += float(np.trapezoid(np.minimum(g1, g2), e[mask]))
     return total
+
+
+def common_groups(directories: Sequence[str | Path]) -> dict[str, list[str]]:
+    """One default grouping for several systems so that every panel shows the same curves.
+
+    Ligand (C, H, O) vs slab (all other elements of all systems) when any system holds C or H;
+    otherwise one group per element.
+    """
+    elements: set[str] = set()
+    for d in directories:
+        vr = read_vasprun(run_directory(d))
+        elements |= {el.symbol for el in vr.final_structure.composition}
+    return default_groups(sorted(elements))
+
+
+def dos_has_projections(directory: str | Path) -> bool:
+    """Whether the run's vasprun.xml holds a projected DOS."""
+    cdos = read_vasprun(run_directory(directory)).complete_dos
+    return cdos is not None and bool(cdos.pdos)

@@ -80,17 +80,26 @@ def dos_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Total/element/group DOS of one or several runs on one energy axis."""
-    from dftflow.analysis.dos import dos_curves, parse_groups, plot_dos_panels
+    from dftflow.analysis.dos import (
+        common_groups,
+        dos_curves,
+        dos_has_projections,
+        parse_groups,
+        plot_dos_panels,
+    )
 
     if labels and len(labels) != len(directories):
         raise InputError(f"{len(labels)} labels for {len(directories)} directories")
     if output is not None:
         check_writable(output)
     parsed = parse_groups(groups)
+    defaulted = parsed is None and not elements
+    if defaulted:  # the same slab/ligand (or per-element) curves in every panel that has them
+        parsed = common_groups(directories)
     curves = [
         dos_curves(
             d,
-            groups=parsed,
+            groups=None if defaulted and not dos_has_projections(d) else parsed,
             elements=elements,
             align=align,
             window_eV=window,
