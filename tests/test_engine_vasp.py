@@ -163,3 +163,30 @@ def test_frozen_job_is_killed_and_restarted(slab, tmp_path, mock_vasp, monkeypat
     assert [c.handler for c in doc.corrections] == ["FrozenJobErrorHandler"]
     assert doc.corrections[0].actions[0]["action"] == {"_file_copy": {"dest": "POSCAR"}}
     assert doc.converged_ionic
+
+
+@pytest.mark.slow
+def test_gamma_only_runs_use_gamma_command(slab, tmp_path, mock_vasp):
+    """A configured cluster command: Gamma-only molecules go to gamma_cmd, others to vasp_cmd."""
+    from ase.build import molecule
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for name in ("site_std", "site_gam"):
+        script = bindir / name
+        script.write_text(f"#!/bin/sh\necho {name} > ran_with\nexec dftflow-mock-vasp\n")
+        script.chmod(0o755)
+    engine = VaspEngine(
+        vasp_cmd=str(bindir / "site_std"),
+        gamma_cmd=str(bindir / "site_gam"),
+        potcar_spec=True,
+        polling_time_step=0.1,
+        monitor_freq=600,
+    )
+    assert engine.name == "vasp"
+    mol = molecule("CH3COOH")
+    mol.center(vacuum=5.0)
+    mol.pbc = True
+    doc = engine.run(mol, "molecule_relax", tmp_path / "mol")
+    assert (tmp_path / "mol" / "ran_with").read_text().strip() == "site_gam"
+    assert doc.kpoints == [1, 1, 1] and doc.converged_ionic and doc.engine == "vasp"
