@@ -12,10 +12,16 @@ Engines are imported lazily so that ``dftflow`` works without the optional ones 
 from __future__ import annotations
 
 import importlib
+import shutil
+import sys
+from pathlib import Path
 from typing import Any
 
 from dftflow.engines.base import Engine
 from dftflow.errors import EngineError
+
+#: The mock VASP console script (installed with dftflow).
+MOCK_VASP = "dftflow-mock-vasp"
 
 #: name -> (module, class, default configuration, install hint)
 ENGINES: dict[str, tuple[str, str, dict[str, Any], str]] = {
@@ -23,7 +29,7 @@ ENGINES: dict[str, tuple[str, str, dict[str, Any], str]] = {
     "mock": (
         "dftflow.engines.vasp",
         "VaspEngine",
-        {"vasp_cmd": "dftflow-mock-vasp", "potcar_spec": True},
+        {"vasp_cmd": MOCK_VASP, "potcar_spec": True},
         "pip install dftflow",
     ),
     "embedded": (
@@ -33,6 +39,19 @@ ENGINES: dict[str, tuple[str, str, dict[str, Any], str]] = {
         'pip install "dftflow[embedded]" (CHGNet, torch, GPAW; see README)',
     ),
 }
+
+
+def _console_script(name: str) -> str:
+    """Full path of one of dftflow's console scripts.
+
+    Found next to the running Python when its ``bin`` is not on PATH (a venv used without
+    activation, a queue job started by a login shell).
+    """
+    found = shutil.which(name)
+    if found:
+        return found
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
 
 
 def engine_names() -> list[str]:
@@ -68,7 +87,10 @@ def get_engine(name: str, **config: Any) -> Engine:
     cls = getattr(module, class_name, None)
     if cls is None:
         raise EngineError(f"engine {key!r}: {module_name} has no {class_name}; reinstall dftflow")
+    settings = {**defaults, **config}
+    if settings.get("vasp_cmd") == MOCK_VASP:
+        settings["vasp_cmd"] = _console_script(MOCK_VASP)
     try:
-        return cls(**{**defaults, **config})
+        return cls(**settings)
     except TypeError as exc:
         raise EngineError(f"engine {key!r}: invalid settings: {exc}") from exc
