@@ -162,9 +162,18 @@ def max_free_force(forces: np.ndarray, selective: list | None) -> float:
     return float(np.linalg.norm(forces, axis=1).max())
 
 
-def _has_projected_block(path: Path) -> bool:
-    data = _read_bytes(path)
-    return b"<projected>" in data or b"<projected " in data
+def _has_projected_block(path: Path, chunk_bytes: int = 1 << 24) -> bool:
+    """Whether vasprun.xml holds a ``<projected>`` block (streamed: large files stay cheap)."""
+    from monty.io import zopen
+
+    tail = b""
+    with zopen(path, mode="rb") as fh:
+        while chunk := fh.read(chunk_bytes):
+            data = tail + chunk
+            if b"<projected>" in data or b"<projected " in data:
+                return True
+            tail = data[-16:]
+    return False
 
 
 def complete_dos(directory: str | Path):
