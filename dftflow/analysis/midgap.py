@@ -10,28 +10,32 @@ slab).
 
 How the host band edges are found (the documented choice)
 ---------------------------------------------------------
-*Self-consistent mode* (no reference): a state is a host (band) state when it is delocalised: its
-atomic participation number ``PN = (sum_a w_a)^2 / sum_a w_a^2`` (``w_a`` = projection on atom a) is
-at least ``delocalised_fraction`` (0.5) times the median PN of its own manifold (occupied states
-within 5 eV below E_F for the VBM, empty states within 5 eV above E_F for the CBM: valence and
-conduction bands often live on different atoms, e.g. Br 4p and Pb 6p). The VBM is the highest
-delocalised state with occupation >= 0.5, the CBM the lowest delocalised state with occupation <
-0.5. Occupation 0.5 is the smearing-robust midpoint: Gaussian or Fermi smearing only moves
-occupations of states within a few sigma of E_F, and a localised state that pins E_F is excluded
-from the edge search by its PN, not by its occupation. Without projections every state counts as
-delocalised (edges from occupations alone; only partially occupied in-gap states can then be found)
-and the report says so.
+*Self-consistent mode* (no reference): the host bands are the dense part of the spectrum. Walking
+up from the lowest empty state (occupation < 0.5), the CBM is the first state with at least 3
+states per spin and cell (k-weighted) within 1 eV above it; walking down from the highest occupied
+state (occupation >= 0.5), the VBM is the first with at least 3 within 1 eV below it. A trap level
+(one or two states per cell, flat or dispersive over k) never reaches that density, a band
+continuum does, however thin the slab or coarse the k-mesh. Occupation 0.5 is the smearing-robust
+midpoint: smearing only changes occupations within a few sigma of E_F, and a partly filled trap
+that pins E_F fails the density test whichever side it falls on. (A first version used the atomic
+participation number; it flagged the Pb 6p conduction-band bottom of a thin PbBr2-terminated GPAW
+slab, whose band edges are all surface states, as localised. The participation number is still
+reported as ``participation_fraction``.)
 
 *Reference mode* (``reference=DIR``: the clean slab or the bulk): the host edges are the
-reference's edges (self-consistent mode on the reference) shifted onto the system's energy scale.
+reference's edges (self-consistent mode on the reference) shifted onto the system's energy scale,
+narrowed to the system's own band continua (a state must lie inside the aligned reference gap and
+outside the system's own bands: a conduction band that moves 0.1 eV down on adsorption is not a
+trap; a cluster of three or more trap states within 1 eV is then taken as a band, a stated
+limitation).
 Alignment ``"deep"`` (default) uses a core-like level: the k-weighted mean energy of the deepest
 cluster of states that lie at least 3 eV below E_F and carry >= 90 % of their projection on the
 heaviest element common to both calculations (Pb 5d for CsPbBr3, Ga 3d for GaN; >= 50 % if there
 is no such state); ``"fermi"`` aligns the Fermi levels; ``"none"`` uses the raw eigenvalues.
 Eigenvalues of two calculations have no common zero (the average electrostatic potential differs),
 hence the deep level, as in core-level alignment of defect calculations. On a real defect (neutral
-Mg_Ga acceptor in a 32-atom GaN cell against its bulk) the deep (Ga 3d) alignment finds the
-acceptor hole; Fermi alignment does not (the Fermi level moves with the defect's charge).
+Mg_Ga acceptor in a 32-atom GaN cell against its bulk) the deep (Ga 3d) shift is -0.16 eV while
+the Fermi levels differ by -0.32 eV; both find the acceptor hole 0.16 eV above the VBM.
 
 A state is *in the gap* when ``VBM + tolerance < e < CBM - tolerance`` (tolerance 0.05 eV by
 default). A clean bulk therefore reports none. The states of one band over the k-points where it
@@ -52,8 +56,10 @@ from dftflow.errors import InputError, OutputError
 
 #: Elements counted as "ligand" when characterising states (organic ligands).
 DEFAULT_LIGAND_ELEMENTS = ("C", "H", "O")
-#: Window (eV) from E_F in which the median participation number of each manifold is taken.
-EDGE_WINDOW_EV = 5.0
+#: A band continuum has at least this many states (per spin and cell, k-weighted) ...
+BAND_MIN_STATES = 3.0
+#: ... within this energy window from its edge, eV.
+BAND_WINDOW_EV = 1.0
 #: Core-like states for the deep alignment lie at least this far below E_F, eV.
 DEEP_BELOW_EF_EV = 3.0
 #: Fraction of a state's projection on one element that makes it core-like (deep alignment).
@@ -160,35 +166,38 @@ def _participation(w: np.ndarray) -> np.ndarray:
     return total**2 / np.maximum((w**2).sum(axis=-1), 1e-30)
 
 
-def _delocalised(pn: np.ndarray, energies: np.ndarray, members: np.ndarray, fraction: float):
-    """States of ``members`` whose PN is >= ``fraction`` x the median PN of that manifold.
+def _band_edge(energies: np.ndarray, weights: np.ndarray, upward: bool) -> float | None:
+    """First energy, walking away from the gap, where a band continuum starts.
 
-    The median is taken over the manifold's states within ``EDGE_WINDOW_EV`` of its edge region
-    (all of them when none is), so valence (e.g. Br 4p) and conduction (e.g. Pb 6p) bands are each
-    judged against their own kind.
+    Walking up through the empty states (``upward``) or down through the occupied ones, the edge
+    is the first state with at least ``BAND_MIN_STATES`` states (k-weighted, per spin and cell)
+    within ``BAND_WINDOW_EV`` beyond it, itself included. A trap level (one or two states per cell,
+    flat or dispersive) never reaches that count; a band continuum does.
     """
-    if not members.any():
-        return members
-    ref = pn[members & energies]
-    median = float(np.median(ref)) if ref.size else float(np.median(pn[members]))
-    return members & (pn >= fraction * median)
+    if energies.size == 0:
+        return None
+    order = np.argsort(energies)
+    e, w = energies[order], weights[order]
+    if not upward:
+        e, w = -e[::-1], w[::-1]
+    cumulative = np.concatenate([[0.0], np.cumsum(w)])
+    ends = np.searchsorted(e, e + BAND_WINDOW_EV, side="right")
+    counts = cumulative[ends] - cumulative[np.arange(e.size)]
+    dense = np.nonzero(counts >= BAND_MIN_STATES - 1e-9)[0]
+    if dense.size == 0:
+        return float(e[0] if upward else -e[0])
+    value = e[dense[0]]
+    return float(value if upward else -value)
 
 
-def _edges(
-    bands: _Bands, spin: str, delocalised_fraction: float
-) -> tuple[float | None, float | None]:
+def _edges(bands: _Bands, spin: str) -> tuple[float | None, float | None]:
+    """(VBM, CBM) of one spin channel: the edges of the occupied and empty band continua."""
     data = bands.spins[spin]
-    e, occ, w = data["e"], data["occ"], data["w"]
+    e, occ = data["e"], data["occ"]
+    kw = np.broadcast_to(bands.kweights[:, None], e.shape)
     filled = occ >= 0.5
-    if w is not None:
-        pn = _participation(w)
-        ef = bands.efermi if bands.efermi is not None else float(np.median(e))
-        occupied = _delocalised(pn, e > ef - EDGE_WINDOW_EV, filled, delocalised_fraction)
-        empty = _delocalised(pn, e < ef + EDGE_WINDOW_EV, ~filled, delocalised_fraction)
-    else:
-        occupied, empty = filled, ~filled
-    vbm = float(e[occupied].max()) if occupied.any() else None
-    cbm = float(e[empty].min()) if empty.any() else None
+    vbm = _band_edge(e[filled], kw[filled], upward=False)
+    cbm = _band_edge(e[~filled], kw[~filled], upward=True)
     return vbm, cbm
 
 
@@ -309,7 +318,6 @@ def find_midgap_states(
     *,
     align: str = "deep",
     tolerance_eV: float = 0.05,
-    delocalised_fraction: float = 0.5,
     ligand_elements: Iterable[str] = DEFAULT_LIGAND_ELEMENTS,
     n_top_atoms: int = 5,
 ) -> MidgapReport:
@@ -325,8 +333,6 @@ def find_midgap_states(
         Reference alignment: ``"deep"`` (core-like level), ``"fermi"`` or ``"none"``.
     tolerance_eV
         States closer than this to an edge are not counted as in the gap, eV.
-    delocalised_fraction
-        PN threshold (relative to the median PN near E_F) separating band from localised states.
     ligand_elements
         Elements whose atoms count as ligand in the character analysis.
     n_top_atoms
@@ -350,7 +356,7 @@ def find_midgap_states(
     edges: dict[str, tuple[float | None, float | None]] = {}
     if reference is None:
         for spin in bands.spins:
-            edges[spin] = _edges(bands, spin, delocalised_fraction)
+            edges[spin] = _edges(bands, spin)
     else:
         ref = _Bands(run_directory(reference))
         if align == "deep":
@@ -378,10 +384,16 @@ def find_midgap_states(
         )
         for spin in bands.spins:
             ref_spin = spin if spin in ref.spins else "up"
-            vbm, cbm = _edges(ref, ref_spin, delocalised_fraction)
+            vbm, cbm = _edges(ref, ref_spin)
+            own_vbm, own_cbm = _edges(bands, spin)
+            # inside the aligned reference gap and outside the system's own band continua
             edges[spin] = (
-                None if vbm is None else vbm + shift,
-                None if cbm is None else cbm + shift,
+                None
+                if vbm is None
+                else max(vbm + shift, own_vbm if own_vbm is not None else -np.inf),
+                None
+                if cbm is None
+                else min(cbm + shift, own_cbm if own_cbm is not None else np.inf),
             )
     labels, z = _layers(bands.structure, ligand_elements)
     states: list[MidgapState] = []
