@@ -475,3 +475,21 @@ def test_dos_default_groups_shared_across_panels(triple, tmp_path, capsys):
     assert systems[0]["group_elements"]["slab"] == ["Br", "Cs", "Pb"]
     assert set(systems[1]["groups"]) == {"slab", "ligand"}
     assert systems[2]["groups"] == {}  # NaCl: no projections, total DOS only
+
+
+def test_reference_mode_band_shift_is_not_a_trap(tmp_path):
+    _, s, _ = testdata.slab_and_ligand_structures()
+    testdata.write_synthetic_run(tmp_path / "ref", s, energy_eV=-30.0, gap_eV=2.3)
+    testdata.write_synthetic_run(tmp_path / "shifted", s, energy_eV=-30.0, gap_eV=2.1)
+    testdata.write_synthetic_run(tmp_path / "trap", s, energy_eV=-30.0, gap_eV=2.1, trap_atom=2)
+    shifted = find_midgap_states(tmp_path / "shifted", reference=tmp_path / "ref", align="fermi")
+    assert not shifted.has_midgap_states  # the conduction band moved down 0.2 eV: no trap
+    trap = find_midgap_states(tmp_path / "trap", reference=tmp_path / "ref", align="fermi")
+    assert [m.top_atoms[0].index for m in trap.midgap_states] == [2]
+
+
+@needs_defect
+def test_real_defect_self_consistent_mode():
+    rep = find_midgap_states(DEFECT / "q=0")  # no reference: the band-density edges
+    assert [(s.spin, s.occupation < 0.5) for s in rep.midgap_states] == [("down", True)]
+    assert not find_midgap_states(DEFECT / "bulk_sc").has_midgap_states
