@@ -322,8 +322,9 @@ def _midgap_section(systems, summary: StudySummary, out: Path, facts: dict) -> l
 
     md: list[str] = [
         "Host band edges: the clean slab's own band continua (>= 3 states per spin and cell "
-        "within 1 eV); each complex against the clean slab (deep-level alignment on the heaviest common element, Fermi-level alignment when "
-        "that is not possible, as noted). See dftflow.analysis.midgap for the method.",
+        "within 1 eV); each complex against the clean slab (deep-level alignment on the heaviest "
+        "common element, Fermi-level alignment when that is not possible, as noted). See "
+        "dftflow.analysis.midgap for the method.",
         "",
     ]
     reports = {}
