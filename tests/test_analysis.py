@@ -1,14 +1,14 @@
 """Analysis: E_ads, mid-gap detector, DOS, Δρ, LOCPOT, report, CLI errors.
 
-Real VASP data: the VASP engineer's fixtures in tests/fixtures/vasp/ (custodian, MIT). The defect
-pair (Mg_Ga in GaN + its bulk, pymatgen-analysis-defects, BSD-3-Clause-LBNL) is not committed (see
-tests/fixtures/real_vasp/README.md); those tests run when the files are present and skip otherwise.
+Real VASP data (custodian runs, MIT; the Mg_Ga defect pair in GaN + its bulk,
+pymatgen-analysis-defects, BSD-3-Clause-LBNL) is not committed: ``dftflow.testing.real_vasp``
+finds it in $DFTFLOW_REAL_VASP_DIR or ../shared/real_vasp/ beside the clone; those tests skip
+when it is absent.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,29 +22,27 @@ from dftflow.analysis.midgap import compare_midgap, find_midgap_states
 from dftflow.analysis.vaspio import taskdoc_from_directory
 from dftflow.cli import main
 from dftflow.io.chgcar import write_chgcar
+from dftflow.testing.real_vasp import real_vasp_dir
 
-FIX = Path(__file__).parent / "fixtures"
-VASP = FIX / "vasp"
-NACL = VASP / "v544_ispin1_static"
-K4SN4O6 = VASP / "v541_ispin2_static_lorbit_quirk"
-TRUNCATED = VASP / "v535_truncated_vasprun"
-
-
-def _real_defect_dir() -> Path | None:
-    for cand in (
-        os.environ.get("DFTFLOW_REAL_VASP_DIR"),
-        FIX / "real_vasp",
-        Path(__file__).parents[2] / "shared" / "real_vasp",
-    ):
-        if cand and (Path(cand) / "Mg_Ga" / "bulk_sc" / "vasprun.xml.gz").is_file():
-            return Path(cand) / "Mg_Ga"
-    return None
+NACL = "v544_ispin1_static"
+K4SN4O6 = "v541_ispin2_static_lorbit_quirk"
+TRUNCATED = "v535_truncated_vasprun"
 
 
-DEFECT = _real_defect_dir()
-needs_defect = pytest.mark.skipif(
-    DEFECT is None, reason="Mg_Ga defect data not present (see tests/fixtures/real_vasp/README.md)"
-)
+def custodian(folder: str) -> Path:
+    """A custodian real-VASP folder (kept outside the repo; the test skips when absent)."""
+    return real_vasp_dir(f"custodian/{folder}")
+
+
+@pytest.fixture
+def nacl() -> Path:
+    return custodian(NACL)
+
+
+@pytest.fixture
+def defect() -> Path:
+    """The Mg_Ga defect pair (pymatgen-analysis-defects); skips when absent."""
+    return real_vasp_dir("Mg_Ga")
 
 
 def run_cli(args, capsys):
@@ -56,8 +54,9 @@ def run_cli(args, capsys):
 # ---------------------------------------------------------------- energies vs pymatgen
 
 
-@pytest.mark.parametrize("run", [NACL, K4SN4O6])
-def test_energy_and_fermi_equal_pymatgen(run):
+@pytest.mark.parametrize("folder", [NACL, K4SN4O6])
+def test_energy_and_fermi_equal_pymatgen(folder):
+    run = custodian(folder)
     vr = Vasprun(str(run / "vasprun.xml.gz"), parse_potcar_file=False)
     doc = taskdoc_from_directory(run)
     assert abs(doc.energy_eV - vr.final_energy) < 1e-6
@@ -127,8 +126,8 @@ def test_eads_refusals(triple, capsys):
 # ---------------------------------------------------------------- mid-gap detector
 
 
-def test_clean_bulk_reports_no_midgap_states():
-    rep = find_midgap_states(NACL)
+def test_clean_bulk_reports_no_midgap_states(nacl):
+    rep = find_midgap_states(nacl)
     assert not rep.has_midgap_states and rep.midgap_states == []
     assert rep.gap_eV["up"] > 4.0  # NaCl PBE gap ~5 eV
 
@@ -148,22 +147,21 @@ def test_synthetic_surface_trap_found_and_removed(triple, tmp_path):
     assert compare_midgap(rep, rep).answer is False
 
 
-@needs_defect
-def test_real_defect_in_gap_state_and_none_in_bulk():
-    bulk = find_midgap_states(DEFECT / "bulk_sc", reference=DEFECT / "bulk_sc")
+def test_real_defect_in_gap_state_and_none_in_bulk(defect):
+    bulk = find_midgap_states(defect / "bulk_sc", reference=defect / "bulk_sc")
     assert not bulk.has_midgap_states
-    rep = find_midgap_states(DEFECT / "q=0", reference=DEFECT / "bulk_sc")
+    rep = find_midgap_states(defect / "q=0", reference=defect / "bulk_sc")
     assert rep.has_midgap_states
     holes = [s for s in rep.midgap_states if s.occupation < 0.5]
     assert len(holes) == 1 and holes[0].spin == "down"  # the neutral Mg acceptor's hole
-    vr = Vasprun(str(DEFECT / "q=0" / "vasprun.xml.gz"), parse_potcar_file=False)
+    vr = Vasprun(str(defect / "q=0" / "vasprun.xml.gz"), parse_potcar_file=False)
     mg = next(i for i, site in enumerate(vr.final_structure) if site.specie.symbol == "Mg")
     neighbours = {n.index for n in vr.final_structure.get_neighbors(vr.final_structure[mg], 2.3)}
     assert holes[0].top_atoms[0].element == "N" and holes[0].top_atoms[0].index in neighbours
 
 
-def test_midgap_cli_json(capsys):
-    code, out, _ = run_cli(["analyze", "midgap", str(NACL), "--json"], capsys)
+def test_midgap_cli_json(nacl, capsys):
+    code, out, _ = run_cli(["analyze", "midgap", str(nacl), "--json"], capsys)
     data = json.loads(out)
     assert code == 0 and data["midgap_states"] == [] and data["has_midgap_states"] is False
 
@@ -171,7 +169,7 @@ def test_midgap_cli_json(capsys):
 # ---------------------------------------------------------------- DOS
 
 
-def test_dos_panels_and_errors(triple, tmp_path, capsys):
+def test_dos_panels_and_errors(triple, nacl, tmp_path, capsys):
     png = tmp_path / "dos.png"
     code, out, _ = run_cli(
         [
@@ -194,9 +192,9 @@ def test_dos_panels_and_errors(triple, tmp_path, capsys):
     assert "ligand" not in systems[0]["groups"] and "ligand" in systems[1]["groups"]
     vr = Vasprun(str(triple / "complex" / "vasprun.xml"), parse_potcar_file=False)
     assert systems[1]["efermi_eV"] == pytest.approx(vr.efermi, abs=1e-6)
-    code, _, err = run_cli(["analyze", "dos", str(NACL), "--groups", "ligand=C,H,O"], capsys)
+    code, _, err = run_cli(["analyze", "dos", str(nacl), "--groups", "ligand=C,H,O"], capsys)
     assert code == 2 and "no projected DOS" in err
-    code, _, err = run_cli(["analyze", "dos", str(NACL), "--window", "30", "40"], capsys)
+    code, _, err = run_cli(["analyze", "dos", str(nacl), "--window", "30", "40"], capsys)
     assert code == 2 and "empty energy window" in err
 
 
@@ -301,7 +299,7 @@ def test_locpot_vacuum_level(tmp_path, capsys):
 
 @pytest.mark.parametrize("cmd", [["analyze", "midgap"], ["analyze", "dos"]])
 def test_truncated_and_missing_vasprun(cmd, tmp_path, capsys):
-    code, _, err = run_cli(cmd + [str(TRUNCATED)], capsys)
+    code, _, err = run_cli(cmd + [str(custodian(TRUNCATED))], capsys)
     assert code == 2 and "truncated or corrupt" in err and len(err.strip().splitlines()) == 1
     code, _, err = run_cli(cmd + [str(tmp_path)], capsys)
     assert code == 2 and "no vasprun.xml" in err
@@ -314,14 +312,15 @@ def test_truncated_and_missing_vasprun(cmd, tmp_path, capsys):
 
 
 def test_dos_groups_equal_pymatgen_element_sum():
+    k4sn4o6 = custodian(K4SN4O6)
     from pymatgen.electronic_structure.core import Spin
 
     from dftflow.analysis.dos import dos_curves
 
-    vr = Vasprun(str(K4SN4O6 / "vasprun.xml.gz"), parse_potcar_file=False)
+    vr = Vasprun(str(k4sn4o6 / "vasprun.xml.gz"), parse_potcar_file=False)
     cdos = vr.complete_dos
     el = {e.symbol: d for e, d in cdos.get_element_dos().items()}
-    curves = dos_curves(K4SN4O6, groups={"SnO": ["Sn", "O"]}, window_eV=(-5, 3))
+    curves = dos_curves(k4sn4o6, groups={"SnO": ["Sn", "O"]}, window_eV=(-5, 3))
     e = np.asarray(cdos.energies) - cdos.efermi
     mask = (e >= -5) & (e <= 3)
     up = (el["Sn"].densities[Spin.up] + el["O"].densities[Spin.up])[mask]
@@ -331,12 +330,12 @@ def test_dos_groups_equal_pymatgen_element_sum():
     assert np.allclose(curves.energies_eV, e[mask], atol=1e-9)
 
 
-def test_dos_vbm_alignment_equals_pymatgen_vbm():
+def test_dos_vbm_alignment_equals_pymatgen_vbm(nacl):
     from dftflow.analysis.dos import dos_curves
 
-    vr = Vasprun(str(NACL / "vasprun.xml.gz"), parse_potcar_file=False)
+    vr = Vasprun(str(nacl / "vasprun.xml.gz"), parse_potcar_file=False)
     vbm = vr.eigenvalue_band_properties[2]
-    assert dos_curves(NACL, align="vbm").zero_eV == pytest.approx(vbm, abs=1e-6)
+    assert dos_curves(nacl, align="vbm").zero_eV == pytest.approx(vbm, abs=1e-6)
 
 
 def test_eads_cell_mismatch_and_multiplier(triple):
@@ -465,9 +464,9 @@ def test_group_overlap_known_values():
     assert group_overlap(DosCurves(**base)) is None
 
 
-def test_dos_default_groups_shared_across_panels(triple, tmp_path, capsys):
+def test_dos_default_groups_shared_across_panels(triple, nacl, tmp_path, capsys):
     code, out, _ = run_cli(
-        ["analyze", "dos", str(triple / "slab"), str(triple / "complex"), str(NACL), "--json"],
+        ["analyze", "dos", str(triple / "slab"), str(triple / "complex"), str(nacl), "--json"],
         capsys,
     )
     assert code == 0
@@ -488,8 +487,7 @@ def test_reference_mode_band_shift_is_not_a_trap(tmp_path):
     assert [m.top_atoms[0].index for m in trap.midgap_states] == [2]
 
 
-@needs_defect
-def test_real_defect_self_consistent_mode():
-    rep = find_midgap_states(DEFECT / "q=0")  # no reference: the band-density edges
+def test_real_defect_self_consistent_mode(defect):
+    rep = find_midgap_states(defect / "q=0")  # no reference: the band-density edges
     assert [(s.spin, s.occupation < 0.5) for s in rep.midgap_states] == [("down", True)]
-    assert not find_midgap_states(DEFECT / "bulk_sc").has_midgap_states
+    assert not find_midgap_states(defect / "bulk_sc").has_midgap_states

@@ -97,8 +97,9 @@ def test_static_taskdoc_matches_vasp_parse_fields(trio):
     from pymatgen.io.vasp import Vasprun
 
     from dftflow.parse.vasp import parse_directory
+    from dftflow.testing.real_vasp import real_vasp_dir
 
-    fixture = Path(__file__).parent / "fixtures" / "vasp" / "v544_ispin1_static"
+    fixture = real_vasp_dir("custodian/v544_ispin1_static")
     vasp = parse_directory(fixture)
     doc = trio["complex"]
     assert doc.engine == "embedded" and "gpaw" in doc.engine_version

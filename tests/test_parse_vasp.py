@@ -18,8 +18,12 @@ from dftflow.engines.base import ElectronicResult
 from dftflow.errors import OutputError
 from dftflow.io.vasp_writer import write_vasp_outputs
 from dftflow.parse.vasp import complete_dos, inputs_digest, parse_directory
+from dftflow.testing.real_vasp import real_vasp_dir
 
-FIX = Path(__file__).parent / "fixtures" / "vasp"
+
+def fix(folder: str) -> Path:
+    """A custodian real-VASP folder (kept outside the repo; the test skips when absent)."""
+    return real_vasp_dir(f"custodian/{folder}")
 
 
 def _result(nspin: int = 2, converged: bool = True) -> ElectronicResult:
@@ -188,7 +192,7 @@ def test_unconverged_is_marked_not_error(tmp_path):
     ],
 )
 def test_real_vasp_matches_pymatgen(folder):
-    d = FIX / folder
+    d = fix(folder)
     doc = parse_directory(d)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -211,26 +215,26 @@ def test_real_vasp_matches_pymatgen(folder):
 
 
 def test_real_values_known():
-    doc = parse_directory(FIX / "v544_ispin1_static")
+    doc = parse_directory(fix("v544_ispin1_static"))
     assert doc.formula == "Na4Cl4"
     assert doc.free_energy_eV == pytest.approx(-27.11090125)
     assert doc.engine_version.startswith("5.4.4")
     assert doc.wall_time_s == pytest.approx(93.923)
-    relax = parse_directory(FIX / "v533_ispin2_relax")
+    relax = parse_directory(fix("v533_ispin2_relax"))
     assert relax.n_ionic_steps == 3 and relax.kpoints == [2, 4, 2]
 
 
 def test_real_unconverged_run_is_marked_not_error():
-    doc = parse_directory(FIX / "v641_unconverged")
+    doc = parse_directory(fix("v641_unconverged"))
     assert doc.converged_electronic is False and doc.engine_version.startswith("6.4.1")
     assert any("did not converge" in w for w in doc.warnings)
-    relax = parse_directory(FIX / "v642_relax")
+    relax = parse_directory(fix("v642_relax"))
     assert relax.converged_ionic and relax.n_ionic_steps == 3 and relax.engine_version == "6.4.2"
     assert relax.wall_time_s == pytest.approx(18.865)
 
 
 def test_lorbit_quirk_keeps_projected_dos():
-    d = FIX / "v541_ispin2_static_lorbit_quirk"
+    d = fix("v541_ispin2_static_lorbit_quirk")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         vr = Vasprun(d / "vasprun.xml.gz", parse_potcar_file=False)
@@ -245,7 +249,7 @@ def test_lorbit_quirk_keeps_projected_dos():
 
 def test_lorbit_quirk_rebuilds_pdos_from_projections(tmp_path):
     """A 5.4.1-style file with <projected> but no <partial> block still gives a PDOS."""
-    d = FIX / "v541_ispin2_static_lorbit_quirk"
+    d = fix("v541_ispin2_static_lorbit_quirk")
     text = gzip.open(d / "vasprun.xml.gz", "rt").read()
     start, end = text.index("<partial>"), text.index("</partial>") + len("</partial>")
     (tmp_path / "vasprun.xml").write_text(text[:start] + text[end:])
@@ -265,12 +269,12 @@ def test_lorbit_quirk_rebuilds_pdos_from_projections(tmp_path):
 
 def test_truncated_vasprun_is_one_line_error():
     with pytest.raises(OutputError, match="truncated or corrupt") as exc:
-        parse_directory(FIX / "v535_truncated_vasprun")
+        parse_directory(fix("v535_truncated_vasprun"))
     assert "\n" not in str(exc.value)
 
 
 def test_truncated_outcar_is_error(tmp_path):
-    src = FIX / "v544_ispin1_static"
+    src = fix("v544_ispin1_static")
     for f in src.iterdir():
         shutil.copy(f, tmp_path / f.name)
     text = gzip.open(src / "OUTCAR.gz", "rt").read()
@@ -290,7 +294,7 @@ def test_garbage_vasprun(tmp_path):
 
 def test_inputs_digest_changes_with_inputs(tmp_path):
     for name in ("INCAR", "KPOINTS", "POSCAR"):
-        shutil.copy(FIX / "v544_ispin1_static" / name, tmp_path / name)
+        shutil.copy(fix("v544_ispin1_static") / name, tmp_path / name)
     (tmp_path / "POTCAR.spec").write_text("Na_pv\nCl\n")
     d1 = inputs_digest(tmp_path)
     (tmp_path / "INCAR").write_text((tmp_path / "INCAR").read_text() + "\nNSW = 3\n")

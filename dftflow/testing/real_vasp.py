@@ -1,0 +1,93 @@
+"""Locate real VASP output data that is kept out of the repository.
+
+Real VASP runs copied from repository snapshots (custodian's ``tests/files``,
+pymatgen-analysis-defects' ``Mg_Ga``) may not be committed: they live beside the clone in
+``<repo>/../shared/real_vasp/<name>/`` or in ``$DFTFLOW_REAL_VASP_DIR/<name>/``. Tests ask for a
+data set with :func:`real_vasp_dir`; when it is absent the test is skipped with a reason that says
+what to put where. When it is present the test runs normally, so wrong code still fails.
+
+Known data sets (see the README.md inside each folder for source, commit and licence):
+
+* ``custodian`` - folders ``v533_ispin2_relax``, ``v535_truncated_vasprun``,
+  ``v541_ispin2_static_lorbit_quirk``, ``v544_ispin1_static``, ``v641_unconverged``, ``v642_relax``
+  from https://github.com/materialsproject/custodian ``tests/files/`` (MIT).
+* ``Mg_Ga`` - ``bulk_sc/`` and ``q=0/`` from
+  https://github.com/materialsproject/pymatgen-analysis-defects ``tests/test_files/Mg_Ga/``
+  (BSD-3-Clause-LBNL).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ENV_VAR = "DFTFLOW_REAL_VASP_DIR"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHARED_DIR = REPO_ROOT.parent / "shared" / "real_vasp"
+
+
+def candidate_roots() -> list[Path]:
+    """Folders searched for real VASP data sets, in order.
+
+    Returns
+    -------
+    list of Path
+        ``$DFTFLOW_REAL_VASP_DIR`` (when set; it then is the only place looked at), else
+        ``<repo>/../shared/real_vasp``.
+    """
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return [Path(env)]
+    return [SHARED_DIR]
+
+
+def find_real_vasp_dir(name: str) -> Path | None:
+    """Return the folder of data set ``name`` if present, else ``None``.
+
+    Parameters
+    ----------
+    name : str
+        Data-set folder name, e.g. ``"custodian"`` or ``"Mg_Ga"``; may contain ``/`` for a
+        sub-folder (``"custodian/v544_ispin1_static"``).
+
+    Returns
+    -------
+    Path or None
+        The first existing, non-empty ``<root>/<name>`` folder of :func:`candidate_roots`.
+    """
+    for root in candidate_roots():
+        folder = root / name
+        if folder.is_dir() and any(folder.iterdir()):
+            return folder
+    return None
+
+
+def real_vasp_dir(name: str) -> Path:
+    """Return the folder of real VASP data set ``name`` or skip the calling test.
+
+    Parameters
+    ----------
+    name : str
+        Data-set folder name (see the module docstring), optionally with a sub-folder.
+
+    Returns
+    -------
+    Path
+        The data folder.
+
+    Raises
+    ------
+    pytest.skip.Exception
+        When the data set is absent; the reason names the folder to create and where.
+    """
+    folder = find_real_vasp_dir(name)
+    if folder is None:
+        where = " or ".join(str(root / name) for root in candidate_roots())
+        pytest.skip(
+            f"real VASP data '{name}' not present: put it in {where} "
+            f"(or point ${ENV_VAR} at a folder holding '{name}/'); source and licence are in "
+            "dftflow/testing/real_vasp.py"
+        )
+    return folder
