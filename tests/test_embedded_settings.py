@@ -93,3 +93,36 @@ def test_get_engine_rejects_unknown_setting():
 
     with pytest.raises(EngineError, match="unknown setting"):
         get_engine("embedded", no_such_setting=1)
+
+
+def test_loewdin_weights_sum_to_one_from_lower_triangle():
+    import numpy as np
+    from scipy.linalg import eigh
+
+    from dftflow.engines.embedded_gpaw import loewdin_weights
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(6, 6)) + 1j * rng.normal(size=(6, 6))
+    s = a @ a.conj().T + 6 * np.eye(6)  # Hermitian positive definite overlap
+    h = rng.normal(size=(6, 6))
+    _, vecs = eigh(h + h.T, s)  # S-orthonormal columns
+    c = vecs.T  # rows: bands, as GPAW's C_nM
+    full = loewdin_weights(c, s)
+    lower_only = loewdin_weights(c, np.tril(s))
+    assert np.allclose(full, lower_only)
+    assert np.all(full >= 0)
+    # psi_n = sum_M C_nM phi_M with <psi_n|psi_n> = 1: Loewdin populations of a band sum to 1
+    assert np.allclose(full.sum(axis=1), 1.0)
+
+
+def test_slab_like_detection_and_spin_seed():
+    import numpy as np
+    from ase import Atoms
+
+    from dftflow.engines.embedded_gpaw import initial_magmoms, is_slab_like
+
+    bulk = Atoms("Cs", positions=[[0, 0, 0]], cell=[4, 4, 4], pbc=True)
+    slab = Atoms("Cs", positions=[[0, 0, 1]], cell=[4, 4, 20], pbc=True)
+    assert not is_slab_like(bulk) and is_slab_like(slab)
+    mags = initial_magmoms(["Pb", "Br", "C", "O", "O"])
+    assert np.isclose(mags.sum(), 1.0) and mags[0] == 0 and mags[1] == 0
