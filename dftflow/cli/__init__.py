@@ -52,7 +52,7 @@ _register_all()
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turning user mistakes into one line and exit code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        result = app(args=argv, standalone_mode=False)
     except DftflowError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         return 2
@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, click.exceptions.Exit):
             return exc.exit_code
         raise
-    return 0
+    # With standalone_mode=False click returns the exit code of typer.Exit(code) instead of raising.
+    return result if isinstance(result, int) else 0
 
 
 def run() -> None:
