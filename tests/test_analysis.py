@@ -24,9 +24,11 @@ from dftflow.cli import main
 from dftflow.io.chgcar import write_chgcar
 from dftflow.testing.real_vasp import real_vasp_dir
 
-NACL = "v544_ispin1_static"
 K4SN4O6 = "v541_ispin2_static_lorbit_quirk"
-TRUNCATED = "v535_truncated_vasprun"
+# Committed real VASP text (custodian, MIT; obtained through the file index, see its README):
+VASP_TEXT = Path(__file__).parent / "fixtures" / "vasp_text"
+NACL = VASP_TEXT / "v544_nacl_ispin1_static"  # VASP 5.4.4, ISPIN 1, NaCl, complete
+TRUNCATED = VASP_TEXT / "v535_truncated_vasprun"  # VASP 5.3.5, stops after <parameters>
 
 
 def custodian(folder: str) -> Path:
@@ -36,7 +38,7 @@ def custodian(folder: str) -> Path:
 
 @pytest.fixture
 def nacl() -> Path:
-    return custodian(NACL)
+    return NACL
 
 
 @pytest.fixture
@@ -56,8 +58,8 @@ def run_cli(args, capsys):
 
 @pytest.mark.parametrize("folder", [NACL, K4SN4O6])
 def test_energy_and_fermi_equal_pymatgen(folder):
-    run = custodian(folder)
-    vr = Vasprun(str(run / "vasprun.xml.gz"), parse_potcar_file=False)
+    run = folder if isinstance(folder, Path) else custodian(folder)
+    vr = Vasprun(str(next(run.glob("vasprun.xml*"))), parse_potcar_file=False)
     doc = taskdoc_from_directory(run)
     assert abs(doc.energy_eV - vr.final_energy) < 1e-6
     assert abs(doc.efermi_eV - vr.efermi) < 1e-6
@@ -299,7 +301,7 @@ def test_locpot_vacuum_level(tmp_path, capsys):
 
 @pytest.mark.parametrize("cmd", [["analyze", "midgap"], ["analyze", "dos"]])
 def test_truncated_and_missing_vasprun(cmd, tmp_path, capsys):
-    code, _, err = run_cli(cmd + [str(custodian(TRUNCATED))], capsys)
+    code, _, err = run_cli(cmd + [str(TRUNCATED)], capsys)
     assert code == 2 and "truncated or corrupt" in err and len(err.strip().splitlines()) == 1
     code, _, err = run_cli(cmd + [str(tmp_path)], capsys)
     assert code == 2 and "no vasprun.xml" in err
@@ -333,7 +335,7 @@ def test_dos_groups_equal_pymatgen_element_sum():
 def test_dos_vbm_alignment_equals_pymatgen_vbm(nacl):
     from dftflow.analysis.dos import dos_curves
 
-    vr = Vasprun(str(nacl / "vasprun.xml.gz"), parse_potcar_file=False)
+    vr = Vasprun(str(nacl / "vasprun.xml"), parse_potcar_file=False)
     vbm = vr.eigenvalue_band_properties[2]
     assert dos_curves(nacl, align="vbm").zero_eV == pytest.approx(vbm, abs=1e-6)
 

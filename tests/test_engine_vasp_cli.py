@@ -11,12 +11,8 @@ from ase.io import write
 from pymatgen.io.vasp import Incar, Kpoints
 
 from dftflow.cli import main
-from dftflow.testing.real_vasp import real_vasp_dir
 
-
-def fix(folder: str) -> Path:
-    """A custodian real-VASP folder (kept outside the repo; the test skips when absent)."""
-    return real_vasp_dir(f"custodian/{folder}")
+VASP_TEXT = Path(__file__).parent / "fixtures" / "vasp_text"  # committed real VASP text
 
 
 @pytest.fixture
@@ -94,7 +90,7 @@ def test_unreadable_structure_and_missing_potcar_dir(poscar, tmp_path, capsys, m
 
 
 def test_parse_json_keys_and_values(capsys):
-    code = main(["parse", str(fix("v544_ispin1_static")), "--json"])
+    code = main(["parse", str(VASP_TEXT / "v544_nacl_ispin1_static"), "--json"])
     assert code == 0
     data = json.loads(capsys.readouterr().out)
     for key in (
@@ -113,11 +109,11 @@ def test_parse_json_keys_and_values(capsys):
 
 
 def test_parse_truncated_is_exit_2(tmp_path, capsys):
-    assert main(["parse", str(fix("v535_truncated_vasprun")), "--json"]) == 2
+    assert main(["parse", str(VASP_TEXT / "v535_truncated_vasprun"), "--json"]) == 2
     err = capsys.readouterr().err
     assert "truncated or corrupt" in err and err.count("\n") == 1
     d = tmp_path / "run"
-    shutil.copytree(fix("v544_ispin1_static"), d)
+    shutil.copytree(VASP_TEXT / "v544_nacl_ispin1_static", d)
     (d / "OUTCAR.gz").write_bytes(b"\x1f\x8b garbage")
     assert main(["parse", str(d)]) == 2
     assert "OUTCAR" in capsys.readouterr().err
