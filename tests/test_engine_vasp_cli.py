@@ -114,6 +114,7 @@ def test_parse_truncated_is_exit_2(tmp_path, capsys):
     assert "truncated or corrupt" in err and err.count("\n") == 1
     d = tmp_path / "run"
     shutil.copytree(VASP_TEXT / "v544_nacl_ispin1_static", d)
+    (d / "OUTCAR").unlink()
     (d / "OUTCAR.gz").write_bytes(b"\x1f\x8b garbage")
     assert main(["parse", str(d)]) == 2
     assert "OUTCAR" in capsys.readouterr().err

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
-from pymatgen.io.vasp import Vasprun
+from pymatgen.io.vasp import Outcar, Vasprun
 
 from dftflow.analysis.midgap import find_midgap_states
 from dftflow.cli import main
@@ -25,6 +26,7 @@ NACL = TEXT / "v544_nacl_ispin1_static"
 TRUNCATED = TEXT / "v535_truncated_vasprun"
 BLOB_IDS = {
     NACL / "vasprun.xml": "71630dec5328bce2cb30ca935bcb6b6c2ea50d3c",
+    NACL / "OUTCAR": "233ed3ca263e757d0a2a95379522f17367afa7fe",
     TRUNCATED / "vasprun.xml": "21ca103a2901a9c6c62289b16a83401fa799c052",
 }
 
@@ -35,7 +37,7 @@ def git_blob_id(path: Path) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-@pytest.mark.parametrize("path", list(BLOB_IDS), ids=lambda p: p.parent.name)
+@pytest.mark.parametrize("path", list(BLOB_IDS), ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_fixture_is_byte_identical_to_source(path):
     assert git_blob_id(path) == BLOB_IDS[path]
 
@@ -65,6 +67,18 @@ def test_parse_matches_pymatgen(nacl_vr):
     assert doc.fft_grid == [vr.parameters["NGXF"], vr.parameters["NGYF"], vr.parameters["NGZF"]]
     assert doc.engine_version.startswith("5.4.4")
     assert doc.has_dos and not doc.has_projected_dos  # LORBIT 0: total DOS only
+    outcar = Outcar(str(NACL / "OUTCAR"))
+    assert doc.wall_time_s == pytest.approx(outcar.run_stats["Elapsed time (sec)"])
+    assert outcar.final_energy == pytest.approx(doc.energy_eV, abs=1e-6)  # same run, both files
+
+
+def test_truncated_real_outcar_is_error(tmp_path):
+    shutil.copy(NACL / "vasprun.xml", tmp_path / "vasprun.xml")
+    text = (NACL / "OUTCAR").read_text()
+    (tmp_path / "OUTCAR").write_text(text[: len(text) // 2])
+    with pytest.raises(OutputError, match="OUTCAR") as exc:
+        parse_directory(tmp_path)
+    assert "\n" not in str(exc.value)
 
 
 def test_clean_insulator_reports_no_midgap_state(nacl_vr):
