@@ -1,8 +1,10 @@
 """User-facing errors.
 
-Every mistake a user can make (bad SMILES, unknown ligand, missing POTCAR directory, mismatched grids,
+Every mistake a user can make (bad SMILES, unknown ligand, missing POTCAR directory, mismatched
+grids,
 corrupt VASP output, malformed study YAML ...) raises :class:`DftflowError` (or a subclass) with a
-one-line message. The CLI prints that line and exits with code 2; it never shows a traceback for them.
+one-line message. The CLI prints that line and exits with code 2; it never shows a traceback for
+them.
 """
 
 from __future__ import annotations

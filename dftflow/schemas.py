@@ -134,7 +134,8 @@ class StudySummary(BaseModel):
     engine: str
     parameters: dict[str, Any] = Field(default_factory=dict)
     slab: dict[str, str] = Field(
-        default_factory=dict, description="role -> TaskDoc JSON path (bulk_relax, slab_relax, slab_static)"
+        default_factory=dict,
+        description="role -> TaskDoc JSON path (bulk_relax, slab_relax, slab_static)",
     )
     ligands: list[LigandResult] = Field(default_factory=list)
     slab_midgap: dict[str, Any] | None = None

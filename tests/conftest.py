@@ -1,4 +1,4 @@
-"""Shared pytest configuration; fixtures live in dftflow.testing so users' own tests can use them."""
+"""Shared pytest configuration; fixtures live in dftflow.testing for users' own tests too."""
 
 from __future__ import annotations
 

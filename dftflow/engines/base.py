@@ -1,8 +1,10 @@
 """The Engine contract: ``run(atoms_or_structure, stage, directory) -> TaskDoc``.
 
-Every engine (VASP under custodian, the embedded CHGNet+GPAW engine, the mock VASP) writes the files a
+Every engine (VASP under custodian, the embedded CHGNet+GPAW engine, the mock VASP) writes the
+files a
 VASP run would write in ``directory`` (INCAR, KPOINTS, POSCAR, POTCAR or POTCAR.spec, vasprun.xml,
-OUTCAR, OSZICAR, CONTCAR, DOSCAR and for statics CHGCAR) and returns the same :class:`TaskDoc`, so the
+OUTCAR, OSZICAR, CONTCAR, DOSCAR and for statics CHGCAR) and returns the same :class:`TaskDoc`, so
+the
 parsing and analysis code is one for all engines.
 """
 
@@ -45,7 +47,8 @@ class ElectronicResult:
     Shapes: ``eigenvalues_eV`` and ``occupations`` are (nspin, nkpts, nbands); ``projections`` is
     (nspin, nkpts, nbands, natoms, norbitals) with orbitals in VASP LORBIT=11 order
     (s, py, pz, px, dxy, dyz, dz2, dxz, dx2) or None; ``kpoints`` (nkpts, 3) reduced coordinates and
-    ``kweights`` summing to 1. ``density`` is the valence (pseudo) charge density in electrons/Angstrom^3
+    ``kweights`` summing to 1. ``density`` is the valence (pseudo) charge density in
+    electrons/Angstrom^3
     on the FFT grid (nspin==1: (ngx, ngy, ngz); the CHGCAR writer multiplies by the cell volume).
     ``ionic_steps`` holds, per ionic step, dicts with keys ``structure`` (Atoms), ``e_0_eV``,
     ``free_energy_eV`` and ``forces_eV_per_A`` (natoms, 3).

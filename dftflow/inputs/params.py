@@ -30,8 +30,20 @@ NEDOS: Final = 3001
 #: POTCAR symbols (PBE_54 family).
 POTCAR_FUNCTIONAL: Final = "PBE_54"
 POTCAR_SYMBOLS: Final = MappingProxyType(
-    {"Cs": "Cs_sv", "Pb": "Pb_d", "Br": "Br", "C": "C", "H": "H", "O": "O", "N": "N", "S": "S",
-     "P": "P", "F": "F", "Cl": "Cl", "I": "I"}
+    {
+        "Cs": "Cs_sv",
+        "Pb": "Pb_d",
+        "Br": "Br",
+        "C": "C",
+        "H": "H",
+        "O": "O",
+        "N": "N",
+        "S": "S",
+        "P": "P",
+        "F": "F",
+        "Cl": "Cl",
+        "I": "I",
+    }
 )
 
 #: Cubic CsPbBr3 (Pm-3m) lattice constant, Angstrom (see structures/bulk/README.md for the source).

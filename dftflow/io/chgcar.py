@@ -1,8 +1,10 @@
 """Fast writer of VASP volumetric files (CHGCAR, LOCPOT, AECCAR*) in the VASP convention.
 
 Why our own writer: pymatgen reads a 103 MB CHGCAR (160x160x224) in 0.23 s but writes it in 8.4 s;
-numpy's formatted write of the same grid takes 2.2 s (measured, ../shared/MEASURED.md). Reading stays
-with pymatgen (``pymatgen.io.vasp.Chgcar``). The file is laid out exactly as VASP does (POSCAR block,
+numpy's formatted write of the same grid takes 2.2 s (measured, ../shared/MEASURED.md). Reading
+stays
+with pymatgen (``pymatgen.io.vasp.Chgcar``). The file is laid out exactly as VASP does (POSCAR
+block,
 blank line, grid line, values with x fastest, 5 per line), so VESTA and pymatgen open it.
 """
 
@@ -45,7 +47,8 @@ def write_chgcar(
     structure
         The cell and atoms of the grid.
     total
-        Charge density times cell volume (VASP's rho*V convention, electrons), shape (ngx, ngy, ngz).
+        Charge density times cell volume (VASP's rho*V convention, electrons), shape (ngx, ngy,
+        ngz).
         For LOCPOT pass the potential in eV.
     diff
         Optional magnetisation density (rho_up - rho_down) * V of the same shape.

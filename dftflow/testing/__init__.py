@@ -1,1 +1,1 @@
-"""Test utilities shipped with dftflow (pytest fixtures for mock VASP and the embedded LaunchPad)."""
+"""Test utilities shipped with dftflow (pytest fixtures: mock VASP, embedded LaunchPad)."""
