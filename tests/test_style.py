@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _ruff() -> list[str]:
     exe = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
     if not Path(exe).exists():
-        pytest.fail("ruff is not installed: install the [test] extra (bash scripts/install.sh --test)")
+        pytest.fail("ruff is missing: bash scripts/install.sh --test")
     return [exe]
 
 
