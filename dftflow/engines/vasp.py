@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import shlex
 import shutil
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -149,8 +150,8 @@ class VaspEngine:
         frozen_timeout_s: float = 21600.0,
         name: str | None = None,
     ) -> None:
-        self.vasp_cmd = _split(vasp_cmd)
-        self.gamma_cmd = _split(gamma_cmd)
+        self.vasp_cmd = _locate_mock(_split(vasp_cmd))
+        self.gamma_cmd = _locate_mock(_split(gamma_cmd))
         self.potcar_spec = bool(potcar_spec)
         self.max_errors = int(max_errors)
         self.handler_names = list(handlers or HANDLERS)
@@ -278,6 +279,23 @@ class VaspEngine:
         finally:
             for lg, lvl in zip(loggers, levels, strict=True):
                 lg.setLevel(lvl)
+
+
+def _locate_mock(cmd: list[str] | None) -> list[str] | None:
+    """Full path of ``dftflow-mock-vasp`` when the venv's ``bin`` is not on PATH.
+
+    ``.venv/bin/python -m pytest`` (no activated venv, as in CI) or a queue job started by a login
+    shell would otherwise not find the console script installed next to the running Python.
+    """
+    if cmd is None:
+        return None
+    out = []
+    for part in cmd:
+        if part == MOCK_COMMAND and shutil.which(part) is None:
+            candidate = Path(sys.executable).parent / MOCK_COMMAND
+            part = str(candidate) if candidate.exists() else part
+        out.append(part)
+    return out
 
 
 class MockVaspEngine(VaspEngine):
