@@ -16,7 +16,7 @@ from dftflow.inputs import params
 
 
 def _prime_factors_ok(n: int) -> bool:
-    for p in (2, 3, 5):
+    for p in (2, 3, 5, 7):
         while n % p == 0:
             n //= p
     return n == 1
@@ -27,6 +27,11 @@ def test_fft_friendly_is_smallest_valid(n):
     m = fft_friendly(n)
     assert m >= n and m % 4 == 0 and _prime_factors_ok(m)
     assert not any(k % 4 == 0 and _prime_factors_ok(k) for k in range(max(n, 4), m))
+
+
+def test_grid_points_allow_factor_seven():
+    # a relaxed lattice a bit above 6 A: 12.01 / 0.25 = 48.04 -> 56 (= 8 * 7), not 60
+    assert grid_points([12.01, 12.01, 46.96], 0.25) == (56, 56, 192)
 
 
 def test_grid_points_study_cell():
