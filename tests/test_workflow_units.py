@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from fireworks import Firework, FWAction, Workflow
@@ -101,3 +102,25 @@ def test_role_keys_are_store_safe():
     assert isinstance(action, FWAction)
     keys = sorted(next(iter(m["_set"])) for m in action.mod_spec)
     assert keys == ["results->bulk/relax", "results->slab/relax"]
+
+
+def test_new_embedded_defaults_change_every_digest(monkeypatch, tmp_path):
+    """Engine defaults live in code: changing them must never reuse old results."""
+    from dftflow.engines import embedded_settings
+    from dftflow.workflows.flows import build_workflow
+    from dftflow.workflows.spec import load_study
+
+    spec = load_study(Path(__file__).parents[1] / "workflows" / "test_mock_small.yaml")
+    spec = spec.with_engine("embedded")
+
+    def digests():
+        wf = build_workflow(spec, tmp_path)
+        return {fw.name: fw.spec[ft.SPEC_DIGEST] for fw in wf.fws}
+
+    before = digests()
+    assert digests() == before  # deterministic
+    new = dict(embedded_settings.DEFAULT_SETTINGS, grid_spacing_A=0.2)
+    monkeypatch.setattr(embedded_settings, "DEFAULT_SETTINGS", new)
+    after = digests()
+    assert set(after) == set(before)
+    assert all(after[name] != before[name] for name in before)

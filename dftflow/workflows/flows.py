@@ -58,6 +58,7 @@ class _Builder:
         # what a calculation depends on besides its parents (not the study name nor its directory)
         self._inputs_base = {
             "engine": config["engine"],
+            "engine_fingerprint": engine_fingerprint(config["engine"]["name"]),
             "parameters": config["parameters"],
             "overrides": config["overrides"],
         }
@@ -102,6 +103,31 @@ class _Builder:
             name=self.spec.key,
             metadata=metadata,
         )
+
+
+def engine_fingerprint(engine_name: str) -> dict[str, Any]:
+    """What an engine's results depend on beyond the study spec: its defaults and versions.
+
+    Part of every Firework digest, so that new engine defaults or a new code version never reuse
+    results computed with the old ones (the embedded engine's defaults live in code, not in the
+    study YAML).
+    """
+    from importlib import metadata
+
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    if engine_name == "embedded":
+        from dftflow.engines.embedded_settings import DEFAULT_SETTINGS
+
+        return {
+            "defaults": DEFAULT_SETTINGS,
+            "versions": {d: version(d) for d in ("dftflow", "chgnet", "gpaw", "ase")},
+        }
+    return {"versions": {d: version(d) for d in ("dftflow", "pymatgen", "custodian")}}
 
 
 def study_config(spec: StudySpec, study_dir: Path) -> dict[str, Any]:
