@@ -78,7 +78,7 @@ def test_trio_shares_one_grid_and_chgcar_counts_electrons(trio):
 
     grids = {k: tuple(d.fft_grid) for k, d in trio.items()}
     assert len(set(grids.values())) == 1
-    assert grids["complex"] == (36, 32, 48)  # 10.2/0.3 = 34 -> 36, 8.1/0.3 = 27 -> 32, 45 -> 48
+    assert grids["complex"] == (36, 28, 48)  # 10.2/0.3 = 34 -> 36, 8.1/0.3 = 27 -> 28, 45 -> 48
     valence = {"complex": 14 + 2 * 7 + 6 + 2, "pbbr2": 14 + 2 * 7, "water": 6 + 2}
     for key, n in valence.items():
         doc = trio[key]
