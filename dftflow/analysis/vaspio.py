@@ -30,16 +30,9 @@ def find_output(directory: str | Path, name: str) -> Path:
     OutputError
         If the directory or the file does not exist.
     """
-    path = Path(directory)
-    if path.is_file():
-        return path
-    if not path.exists():
-        raise OutputError(f"{path} does not exist")
-    for suffix in COMPRESSED_SUFFIXES:
-        candidate = path / f"{name}{suffix}"
-        if candidate.is_file():
-            return candidate
-    raise OutputError(f"no {name} (plain or compressed) in {path}")
+    from dftflow.parse.volumetric import volumetric_path
+
+    return volumetric_path(directory, name)  # same lookup for every VASP output file
 
 
 def _check_nonempty(path: Path) -> None:
