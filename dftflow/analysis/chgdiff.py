@@ -321,6 +321,22 @@ def default_isovalue(delta_rho: np.ndarray) -> float:
     return max(float(np.percentile(np.abs(delta_rho), 99.0)), 1e-4)
 
 
+def _interface_window(
+    z_rel: np.ndarray, is_ligand: np.ndarray, below_A: float = 6.0, above_A: float = 2.0
+) -> tuple[float, float]:
+    """Window along z (A, from the vacuum origin) that frames the ligand/surface interface.
+
+    From ``below_A`` under the slab's outer layer facing the ligand to ``above_A`` over the
+    ligand's far end; without a ligand (or without a slab) all atoms ±3 A.
+    """
+    if not is_ligand.any() or is_ligand.all():
+        return float(z_rel.min() - 3.0), float(z_rel.max() + 3.0)
+    lig, slab = z_rel[is_ligand], z_rel[~is_ligand]
+    if lig.mean() >= slab.mean():
+        return float(slab.max() - below_A), float(lig.max() + above_A)
+    return float(lig.min() - above_A), float(slab.min() + below_A)
+
+
 def plot_isosurface(
     delta_rho: np.ndarray,
     structure,
@@ -331,21 +347,49 @@ def plot_isosurface(
     max_faces: int = 60000,
     title: str | None = None,
     z_window_A: tuple[float, float] | None = None,
+    ligand_elements: Iterable[str] = DEFAULT_LIGAND_ELEMENTS,
 ) -> Path:
-    """3D isosurfaces of Δρ at +iso (yellow, accumulation) and −iso (cyan, depletion) with atoms."""
+    """3D isosurfaces of Δρ at +iso (yellow, accumulation) and −iso (cyan, depletion) with atoms.
+
+    The cell is unwrapped along z from the middle of the vacuum, and only the interface is drawn:
+    from 6 A below the slab's outer layer to 2 A above the ligand (``z_window_A`` overrides it,
+    in A from the vacuum origin). The automatic isovalue is :func:`default_isovalue` of Δρ inside
+    that window; atoms are coloured by element with a legend.
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
     from skimage.measure import marching_cubes
 
-    iso = iso_e_per_A3 if iso_e_per_A3 is not None else default_isovalue(delta_rho)
-    if iso <= 0:
-        raise InputError(f"isovalue must be positive, got {iso}")
     lat = np.asarray(structure.lattice.matrix)
     shape = np.array(delta_rho.shape)
-    fig = __import__("matplotlib.pyplot", fromlist=["figure"]).figure(figsize=(4.6, 5.4))
+    nz = int(shape[2])
+    origin, _ = vacuum_origin_fraction(structure, 2)
+    shift = int(round(origin * nz)) % nz
+    field_all = np.roll(delta_rho, -shift, axis=2)  # plane 0 is now the vacuum middle
+    frac = np.mod(structure.frac_coords, 1.0)
+    frac[:, 2] = np.mod(frac[:, 2] - shift / nz, 1.0)
+    c_height = axis_height_A(structure, 2)
+    z_rel = frac[:, 2] * c_height
+    lig_set = set(ligand_elements)
+    is_lig = np.array([s.specie.symbol in lig_set for s in structure])
+    zmin, zmax = z_window_A if z_window_A is not None else _interface_window(z_rel, is_lig)
+    zmin, zmax = max(zmin, 0.0), min(zmax, c_height)
+    if zmax <= zmin:
+        raise InputError(f"empty z window for the isosurface plot: {zmin:.2f}..{zmax:.2f} A")
+    k0 = max(int(np.floor(zmin / c_height * nz)) - 1, 0)
+    k1 = min(int(np.ceil(zmax / c_height * nz)) + 2, nz)
+    field_win = field_all[:, :, k0:k1]
+    iso = iso_e_per_A3 if iso_e_per_A3 is not None else default_isovalue(field_win)
+    if iso <= 0:
+        raise InputError(f"isovalue must be positive, got {iso}")
+
+    plt = __import__("matplotlib.pyplot", fromlist=["figure"])
+    width = float(np.linalg.norm(lat[0] + lat[1]))
+    fig = plt.figure(figsize=(4.8, 3.0 + 2.4 * min((zmax - zmin) / max(width, 1.0), 2.0)))
     ax = fig.add_subplot(111, projection="3d")
-    drawn = []
     for sign, colour in ((1.0, ACCUMULATION_COLOUR), (-1.0, DEPLETION_COLOUR)):
-        field = sign * delta_rho
+        field = sign * field_win
         if field.max() <= iso:
             continue
         step = 1
@@ -354,50 +398,64 @@ def plot_isosurface(
             if len(faces) <= max_faces or step >= 4:
                 break
             step += 1
+        verts[:, 2] += k0
         cart = (verts / shape) @ lat
         ax.add_collection3d(
-            Poly3DCollection(cart[faces], facecolor=colour, edgecolor="none", alpha=0.55)
+            Poly3DCollection(cart[faces], facecolor=colour, edgecolor="none", alpha=0.6)
         )
-        drawn.append(sign)
-    frac = np.mod(structure.frac_coords, 1.0)
     xyz = frac @ lat
-    for site, p in zip(structure, xyz, strict=True):
+    shown = (z_rel >= zmin - 0.5) & (z_rel <= zmax + 0.5)
+    elements: list[str] = []
+    for site, p, keep in zip(structure, xyz, shown, strict=True):
+        if not keep:
+            continue
+        symbol = site.specie.symbol
+        if symbol not in elements:
+            elements.append(symbol)
         ax.scatter(
             *p,
-            s=14 if site.specie.symbol == "H" else 30,
-            color=ATOM_COLOURS.get(site.specie.symbol, "#999999"),
+            s=14 if symbol == "H" else 34,
+            color=ATOM_COLOURS.get(symbol, "#999999"),
             edgecolors="black",
             linewidths=0.3,
             depthshade=False,
         )
-    corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)]) @ lat
-    for i in range(8):
-        for j in range(i + 1, 8):
-            if bin(i ^ j).count("1") == 1:
-                ax.plot(*zip(corners[i], corners[j], strict=True), color="grey", lw=0.5)
-    zmin, zmax = (
-        z_window_A if z_window_A is not None else (xyz[:, 2].min() - 3, xyz[:, 2].max() + 3)
-    )
-    ax.set_xlim(0, lat[0, 0] + lat[1, 0])
-    ax.set_ylim(0, lat[1, 1])
+    base = np.array([[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]) @ lat[:2, :2]
+    for z in (zmin, zmax):
+        ax.plot(base[:, 0], base[:, 1], z, color="grey", lw=0.5)
+    for x, y in base[:4]:
+        ax.plot([x, x], [y, y], [zmin, zmax], color="grey", lw=0.5)
+    xs, ys = base[:, 0], base[:, 1]
+    ax.set_xlim(xs.min(), xs.max())
+    ax.set_ylim(ys.min(), ys.max())
     ax.set_zlim(zmin, zmax)
-    ax.set_box_aspect((lat[0, 0] + lat[1, 0], lat[1, 1], zmax - zmin))
+    ax.set_box_aspect((xs.max() - xs.min(), ys.max() - ys.min(), zmax - zmin))
     ax.set_xlabel(r"x ($\mathrm{\AA}$)")
     ax.set_ylabel(r"y ($\mathrm{\AA}$)")
-    ax.set_zlabel(r"z ($\mathrm{\AA}$)")
-    ax.view_init(elev=12, azim=-60)
-    from matplotlib.patches import Patch
-
+    ax.set_zlabel(r"z ($\mathrm{\AA}$, from mid-vacuum)")
+    ax.view_init(elev=10, azim=-65)
+    handles = [
+        Patch(color=ACCUMULATION_COLOUR, label=f"+{iso:.1e} e/Å³ accumulation"),
+        Patch(color=DEPLETION_COLOUR, label=f"−{iso:.1e} e/Å³ depletion"),
+    ] + [
+        Line2D(
+            [],
+            [],
+            ls="none",
+            marker="o",
+            markersize=5,
+            markerfacecolor=ATOM_COLOURS.get(el, "#999999"),
+            markeredgecolor="black",
+            markeredgewidth=0.3,
+            label=el,
+        )
+        for el in elements
+    ]
     ax.legend(
-        handles=[
-            Patch(color=ACCUMULATION_COLOUR, label=f"+{iso:.1e} e/Å³ (accumulation)"),
-            Patch(color=DEPLETION_COLOUR, label=f"−{iso:.1e} e/Å³ (depletion)"),
-        ],
-        loc="upper left",
-        fontsize=7,
-        frameon=False,
+        handles=handles, loc="upper left", bbox_to_anchor=(1.02, 0.9), fontsize=7, frameon=False
     )
-    ax.set_title(title or "Δρ isosurfaces")
+    ax.grid(False)
+    ax.set_title(title or "Δρ isosurfaces at the interface", pad=2)
     return save_figure(fig, output, dpi=dpi)
 
 
