@@ -1,11 +1,9 @@
 """The Engine contract: ``run(atoms_or_structure, stage, directory) -> TaskDoc``.
 
 Every engine (VASP under custodian, the embedded CHGNet+GPAW engine, the mock VASP) writes the
-files a
-VASP run would write in ``directory`` (INCAR, KPOINTS, POSCAR, POTCAR or POTCAR.spec, vasprun.xml,
-OUTCAR, OSZICAR, CONTCAR, DOSCAR and for statics CHGCAR) and returns the same :class:`TaskDoc`, so
-the
-parsing and analysis code is one for all engines.
+files a VASP run would write in ``directory`` (INCAR, KPOINTS, POSCAR, POTCAR or POTCAR.spec,
+vasprun.xml, OUTCAR, OSZICAR, CONTCAR, DOSCAR and for statics CHGCAR) and returns the same
+:class:`TaskDoc`, so the parsing and analysis code is one for all engines.
 """
 
 from __future__ import annotations
@@ -18,6 +16,7 @@ import numpy as np
 from ase import Atoms
 from pymatgen.core import Structure
 
+from dftflow.errors import InputError
 from dftflow.schemas import Stage, TaskDoc
 
 
@@ -38,6 +37,25 @@ class Engine(Protocol):
     ) -> TaskDoc:
         """Run ``stage`` on ``structure`` in ``directory``."""
         ...
+
+
+def prepare_run(stage: Stage | str, directory: str | Path) -> tuple[Stage, Path]:
+    """Common start of every ``Engine.run``: validate the stage name and create ``directory``.
+
+    Raises
+    ------
+    InputError
+        Unknown stage (one line listing the valid ones).
+    """
+    try:
+        stage = Stage(stage)
+    except ValueError:
+        raise InputError(
+            f"unknown stage {stage!r}; choose one of {', '.join(s.value for s in Stage)}"
+        ) from None
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    return stage, directory
 
 
 @dataclass

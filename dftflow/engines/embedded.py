@@ -31,6 +31,7 @@ import numpy as np
 from ase import Atoms
 from pymatgen.core import Structure
 
+from dftflow.engines.base import prepare_run
 from dftflow.engines.embedded_settings import DEFAULT_SETTINGS, merge_settings, validate_settings
 from dftflow.errors import EngineError, InputError
 from dftflow.schemas import Stage, TaskDoc
@@ -111,18 +112,11 @@ class EmbeddedEngine:
         EngineError
             CHGNet/GPAW missing, unsupported elements, SCF failure (one line each).
         """
-        try:
-            stage = Stage(stage)
-        except ValueError as exc:
-            raise InputError(
-                f"unknown stage {stage!r}; choose one of {', '.join(s.value for s in Stage)}"
-            ) from exc
+        stage, directory = prepare_run(stage, directory)
         atoms = _to_atoms(structure)
         if len(atoms) == 0:
             raise InputError("embedded engine: the structure has no atoms")
         settings, warnings = self.effective_settings(overrides)
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         cpu0 = time.process_time()
         if stage.is_relax:

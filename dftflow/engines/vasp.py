@@ -34,7 +34,8 @@ from typing import Any
 from ase import Atoms
 from pymatgen.core import Structure
 
-from dftflow.errors import EngineError, InputError
+from dftflow.engines.base import prepare_run
+from dftflow.errors import EngineError
 from dftflow.schemas import Stage, TaskDoc
 
 #: Handler names accepted in the ``handlers`` setting (the ones that matter for surfaces/molecules).
@@ -197,14 +198,7 @@ class VaspEngine:
         from dftflow.inputs.vasp import write_inputs
         from dftflow.parse.vasp import parse_directory
 
-        try:
-            stage = Stage(stage)
-        except ValueError:
-            raise InputError(
-                f"unknown stage {stage!r}; choose one of {', '.join(s.value for s in Stage)}"
-            ) from None
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        stage, directory = prepare_run(stage, directory)
         exe = self.vasp_cmd[-1]
         if shutil.which(exe) is None and not Path(exe).is_file():
             raise EngineError(f"VASP command {exe!r} not found on PATH; set vasp_cmd")
