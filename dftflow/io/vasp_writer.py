@@ -198,6 +198,7 @@ def _xml_param(name: str, value: Any, indent: str = "  ") -> str:
 
 
 def _rows(arr: np.ndarray, tag: str, fmt: str, indent: str) -> str:
+    """One ``<tag>`` line per row of a 2D array (formatted in one numpy call)."""
     arr = np.atleast_2d(np.asarray(arr, dtype=float))
     buf = io.StringIO()
     row_fmt = f"{indent}<{tag}>" + "".join(f" {fmt}" for _ in range(arr.shape[1])) + f" </{tag}>"
@@ -589,19 +590,13 @@ def _total_magnetization(occ: np.ndarray | None, kweights: np.ndarray) -> float:
     return float(np.dot(per_k, kweights))
 
 
-def _row_lines(arr: np.ndarray, fmt: str, indent: str) -> list[str]:
-    """One ``<r>`` line per row of a 2D array (formatted in one numpy call)."""
-    buf = io.StringIO()
-    row_fmt = f"{indent}<r>" + "".join(f" {fmt}" for _ in range(arr.shape[1])) + " </r>"
-    np.savetxt(buf, arr, fmt=row_fmt)
-    return buf.getvalue().splitlines()
-
-
 def _eigen_xml(eig: np.ndarray, occ: np.ndarray | None, ind: str) -> str:
     nspin, nk, nb = eig.shape
     if occ is None:
         occ = np.zeros_like(eig)
-    rows = _row_lines(np.stack([eig.reshape(-1), occ.reshape(-1)], axis=1), "%12.4f", ind + "     ")
+    rows = _rows(
+        np.stack([eig.reshape(-1), occ.reshape(-1)], axis=1), "r", "%12.4f", ind + "     "
+    ).splitlines()
     parts = [
         f"{ind}<eigenvalues>\n{ind} <array>\n",
         f'{ind}  <dimension dim="1">band</dimension>\n{ind}  <dimension'
@@ -694,7 +689,7 @@ def _dos_xml(dos, efermi, ind: str) -> str:
 def _projected_xml(eig, occ, projections, ind: str) -> str:
     proj = np.asarray(projections, float)
     nspin, nk, nb, nat, norb = proj.shape
-    rows = _row_lines(proj.reshape(-1, norb), "%7.4f", ind + "      ")
+    rows = _rows(proj.reshape(-1, norb), "r", "%7.4f", ind + "      ").splitlines()
     parts = [f"{ind}<projected>\n", _eigen_xml(eig, occ, ind + " "), f"{ind} <array>\n"]
     for i, dim in enumerate(("orbital", "ion", "band", "kpoint", "spin")):
         parts.append(f'{ind}  <dimension dim="{i + 1}">{dim}</dimension>\n')
