@@ -177,3 +177,33 @@ def test_changed_settings_under_the_same_name_are_refused(small_study, tmp_path,
     assert main(["run", str(SMALL), "-o", str(out), "--engine", "vasp"]) == 2
     err = capsys.readouterr().err
     assert "already holds study 'test_mock_small' with other settings" in err
+
+
+def test_two_worker_processes_run_each_firework_once_with_the_same_result(small_study, tmp_path):
+    out1, _ = small_study
+    out2 = tmp_path / "two_workers"
+    assert main(["run", str(SMALL), "-o", str(out2), "--workers", "2"]) == 0
+    handle = runner.open_launchpad(out2)
+    status = runner.study_status(handle)
+    assert status["counts"] == {"COMPLETED": status["total"]} and status["running"] == []
+    with handle.read_only() as lp:
+        fws = list(lp.fireworks.find({}, {"fw_id": 1, "launches": 1}))
+        launches = list(lp.launches.find({}))
+    assert all(len(fw["launches"]) == 1 for fw in fws)  # each Firework ran exactly once
+    workers = {d["fworker"]["name"] for d in launches}
+    assert 1 <= len(workers) <= 2
+    assert all(not n.endswith(f":{os.getpid()}") for n in workers)  # in the worker processes
+    assert sorted(p.name for p in (out2 / "logs").glob("worker-*.log")) == [
+        "worker-1.log",
+        "worker-2.log",
+    ]
+    s1, s2 = (
+        StudySummary.model_validate_json((o / "summary.json").read_text()) for o in (out1, out2)
+    )
+    assert s2.ligands[0].e_ads_eV == pytest.approx(s1.ligands[0].e_ads_eV, abs=1e-6)
+
+
+def test_default_workers_follow_the_engine():
+    assert runner.default_workers("mock") == 1 and runner.default_workers("vasp") == 1
+    assert 1 <= runner.default_workers("embedded") <= min(4, os.cpu_count() or 1)
+    assert runner.thread_env(2)["OMP_NUM_THREADS"] == str(max(1, len(os.sched_getaffinity(0)) // 2))

@@ -91,6 +91,41 @@ def _print_summary(study_dir: Path, console) -> None:
         console.print(f"note: {note}")
 
 
+def _run_here(progress, overall, handle, study_dir, query) -> None:
+    """Run every Firework in this process; one progress line per Firework."""
+    from dftflow.workflows import runner
+
+    current: dict[int, int] = {}
+
+    def on_event(ev: runner.RunEvent) -> None:
+        if ev.kind == "start":
+            current[ev.fw_id] = progress.add_task(ev.name, total=1)
+            return
+        progress.update(current.pop(ev.fw_id), completed=1, description=f"{ev.name} {ev.state}")
+        if ev.state == "COMPLETED":
+            progress.advance(overall)
+
+    runner.run_local(handle, study_dir, query, on_event=on_event)
+
+
+def _run_workers(progress, overall, handle, study_dir, query, n_workers):
+    """Start ``n_workers`` worker processes; one progress line per running Firework."""
+    from dftflow.workflows import runner
+
+    lines: dict[str, int] = {}
+
+    def on_status(status: dict) -> None:
+        progress.update(overall, completed=status["counts"].get("COMPLETED", 0))
+        running = set(status["running"])
+        for name in running - set(lines):
+            lines[name] = progress.add_task(name, total=1)
+        for name in set(lines) - running:
+            progress.update(lines.pop(name), completed=1, description=f"{name} finished")
+
+    progress.update(overall, description=f"study ({n_workers} workers)")
+    return runner.run_workers(handle, study_dir, n_workers, query, on_status=on_status)
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
 
@@ -106,6 +141,16 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[
             bool, typer.Option("--json", help="Print the status as JSON at the end.")
         ] = False,
+        workers: Annotated[
+            int,
+            typer.Option(
+                "-j",
+                "--workers",
+                min=0,
+                help="Worker processes running Fireworks side by side (0: one per core, at most "
+                "4, for the embedded engine; 1 for vasp and mock).",
+            ),
+        ] = 0,
     ) -> None:
         """Submit the study to DIR's embedded LaunchPad and run every Firework here (resumable)."""
         from rich.progress import (
@@ -139,27 +184,29 @@ def register(app: typer.Typer) -> None:
             MofNCompleteColumn(),
             TimeElapsedColumn(),
         )
+        n_workers = workers or runner.default_workers(spec.engine.name)
+        exits: list[runner.WorkerExit] = []
         with Progress(*columns, console=console, transient=False) as progress:
             overall = progress.add_task("study", total=before["total"], completed=done0)
-            current: dict[int, int] = {}
-
-            def on_event(ev: runner.RunEvent) -> None:
-                if ev.kind == "start":
-                    current[ev.fw_id] = progress.add_task(ev.name, total=1)
-                    return
-                progress.update(
-                    current.pop(ev.fw_id), completed=1, description=f"{ev.name} {ev.state}"
+            if n_workers > 1:
+                exits = _run_workers(
+                    progress, overall, handle, study_dir, sub.study_query, n_workers
                 )
-                if ev.state == "COMPLETED":
-                    progress.advance(overall)
-
-            runner.run_local(handle, study_dir, sub.study_query, on_event=on_event)
+            else:
+                _run_here(progress, overall, handle, study_dir, sub.study_query)
         status = runner.study_status(handle, sub.study_query)
         if json_out:
             echo_json(status)
         else:
             _print_status(status, console)
             _print_summary(study_dir, console)
+        crashed = [e for e in exits if e.returncode not in (0, None)]
+        if crashed:
+            console.print(
+                "; ".join(
+                    f"worker {e.index} exited with {e.returncode} (see {e.log})" for e in crashed
+                )
+            )
         if status["failed"] or status["counts"].get("COMPLETED", 0) != status["total"]:
             raise StudyIncomplete(
                 f"{status['total'] - status['counts'].get('COMPLETED', 0)} of {status['total']} "

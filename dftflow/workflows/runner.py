@@ -11,7 +11,9 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -347,6 +349,105 @@ def run_local(
     return ran
 
 
+def default_workers(engine: str) -> int:
+    """Worker processes ``dftflow run`` starts when not told: one per core for the embedded engine.
+
+    GPAW (built without MPI) and CHGNet use one core per calculation, and a study has up to ten
+    independent single points, so the embedded engine runs one worker per core (at most 4: each
+    GPAW single point of the 2x2 slab holds ~2 GB). VASP and the mock VASP run one at a time
+    (VASP parallelises itself through MPI).
+    """
+    if engine != "embedded":
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4))
+
+
+def thread_env(workers: int) -> dict[str, str]:
+    """Thread-count variables that share the cores among ``workers`` processes."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    n = str(max(1, cores // max(workers, 1)))
+    return {k: n for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+@dataclass
+class WorkerExit:
+    """How a worker process of :func:`run_workers` ended."""
+
+    index: int
+    returncode: int
+    log: Path
+
+
+def run_workers(
+    handle: LaunchpadHandle,
+    study_dir: str | Path,
+    workers: int,
+    query: dict[str, Any] | None = None,
+    *,
+    on_status: Callable[[dict[str, Any]], None] | None = None,
+    poll_s: float = 1.0,
+) -> list[WorkerExit]:
+    """Run the study's Fireworks with ``workers`` ``dftflow launch`` processes side by side.
+
+    Every worker pulls READY Fireworks from the study's LaunchPad (the embedded store locks every
+    operation, so each Firework runs exactly once) and waits while others run what it needs. This
+    process only watches: ``on_status`` receives :func:`study_status` (with ``running``) every
+    ``poll_s``. Worker output goes to ``DIR/logs/worker-<k>.log``. SIGINT/SIGTERM here stop the
+    workers with SIGTERM: their running Fireworks are recorded FIZZLED and rerun on the next
+    ``dftflow run``.
+    """
+    study_dir = Path(study_dir).absolute()
+    log_dir = study_dir / "logs"
+    log_dir.mkdir(exist_ok=True)
+    env = {**os.environ, **thread_env(workers)}
+    cmd = [sys.executable, "-m", "dftflow", "launch", "-o", str(study_dir), *handle.cli_args()]
+    procs: list[tuple[subprocess.Popen, Path]] = []
+    logs = []
+
+    def _stop(signum, frame):  # SIGTERM here: leave through the finally below
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        for k in range(workers):
+            log = log_dir / f"worker-{k + 1}.log"
+            fh = open(log, "a")  # noqa: SIM115 - closed in the finally below
+            logs.append(fh)
+            # own session: a Ctrl-C at the terminal reaches only this process, which then
+            # stops the workers with SIGTERM (their running Firework is recorded FIZZLED)
+            proc = subprocess.Popen(
+                cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+            procs.append((proc, log))
+        while any(p.poll() is None for p, _ in procs):
+            if on_status is not None:
+                on_status(study_status(handle, query))
+            time.sleep(poll_s)
+    finally:
+        for p, _ in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p, _ in procs:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        for fh in logs:
+            fh.close()
+        signal.signal(signal.SIGTERM, previous)
+    if on_status is not None:
+        on_status(study_status(handle, query))
+    return [WorkerExit(k + 1, p.returncode, log) for k, (p, log) in enumerate(procs)]
+
+
 def _quiet_fireworks() -> None:
     """Keep FireWorks' INFO lines off the terminal (progress is shown by dftflow)."""
     import logging
@@ -523,6 +624,7 @@ def _status_from_docs(
         "counts": {s: counts.get(s, 0) for s in FW_STATES if counts.get(s, 0)},
         "failed": sorted(failed, key=lambda f: f["fw_id"]),
         "lost": [{"fw_id": i, "name": by_name.get(i, "")} for i in _lost(fws, launches)],
+        "running": sorted(fw["name"] for fw in fws if fw["state"] == "RUNNING"),
     }
 
 
