@@ -77,8 +77,17 @@ def test_report_written_with_sections(study, capsys):
         "## Charge density differences",
         "## Comparison with the paper",
         "## Provenance",
+        "## Calculation settings",
     ):
         assert heading in text
+    from pymatgen.core import Structure
+
+    from dftflow.parse.volumetric import vacuum_origin_fraction
+
+    st = Structure.from_file(study / "calcs" / "slab_static" / "CONTCAR")
+    gap = vacuum_origin_fraction(st, 2)[1]
+    assert f"clean slab: cell {st.lattice.a:.2f} × {st.lattice.b:.2f}" in text
+    assert f"vacuum (widest atom-free gap along z) {gap:.1f} Å" in text
     assert "| OA | molecular | neutral acid | -0.850 | -0.33 |" in text
     assert "OA: E_ads -0.85 eV vs paper -0.33 eV — differs by -0.52 eV" in text
     assert "AcO: E_ads -1.70 eV vs paper -1.77 eV — agrees" in text
@@ -122,3 +131,35 @@ def test_paper_figures_script(study):
     ):
         assert (figures / name).stat().st_size > 5_000
     assert "OA: no Δρ" in proc.stdout and "AcO: charge transfer +0.0400 e" in proc.stdout
+
+
+def test_settings_lines_state_the_embedded_settings(study):
+    from dftflow.analysis.report import settings_lines
+    from dftflow.schemas import TaskDoc
+
+    summary = StudySummary.model_validate_json((study / "summary.json").read_text())
+    doc = TaskDoc.from_json_file(study / summary.slab["slab_static"])
+    emb = {
+        "xc": "PBE",
+        "basis": "szp(dzp)",
+        "grid_spacing_A": 0.25,
+        "smearing": "fermi-dirac",
+        "smearing_width_eV": 0.05,
+        "dipole_correction": True,
+        "spin_polarized": "auto",
+        "chgnet_model": "0.3.0",
+        "optimizer": "FIRE",
+        "fmax_eV_per_A": 0.02,
+    }
+    doc = doc.model_copy(
+        update={
+            "parameters": {"embedded": emb},
+            "metadata": {
+                "gpaw": {"parameters": {"mode": "lcao"}, "gpts": [48, 48, 176], "kpts": [2, 2, 1]}
+            },
+        }
+    )
+    text = "\n".join(settings_lines([("clean slab", doc)], study, summary))
+    assert "GPAW lcao PAW-PBE, basis szp(dzp), grid spacing 0.25 Å (48×48×176 points)" in text
+    assert "k-mesh 2×2×1" in text and "fermi-dirac smearing 0.05 eV" in text
+    assert "CHGNet 0.3.0 (FIRE) to 0.02 eV/Å" in text

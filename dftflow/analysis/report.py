@@ -157,9 +157,13 @@ def write_report(study_dir: str | Path, summary: StudySummary) -> Path:
     else:
         md += ["_No ligand results in summary.json._", ""]
 
+    systems, missing = study_systems(study_dir, summary)
+    # ---- settings -------------------------------------------------------------------
+    md += ["", "## Calculation settings", ""]
+    md += settings_lines(systems, study_dir, summary)
+
     # ---- DOS ------------------------------------------------------------------------
     md += ["", "## Densities of states", ""]
-    systems, missing = study_systems(study_dir, summary)
     md += _dos_section(systems, out, missing, facts)
 
     # ---- mid-gap states -------------------------------------------------------------
@@ -192,6 +196,64 @@ def write_report(study_dir: str | Path, summary: StudySummary) -> Path:
     tmp.replace(path)
     (out / "report.html").write_text(markdown_to_html(text, title=f"Study report: {summary.study}"))
     return path
+
+
+def _cell_and_vacuum(doc: TaskDoc) -> str:
+    from dftflow.parse.volumetric import vacuum_origin_fraction
+
+    st = doc.final_structure()
+    a, b, c = st.lattice.abc
+    _, gap = vacuum_origin_fraction(st, 2)
+    return f"cell {a:.2f} × {b:.2f} × {c:.2f} Å, vacuum (widest atom-free gap along z) {gap:.1f} Å"
+
+
+def settings_lines(
+    systems: list[tuple[str, TaskDoc]], study_dir: Path, summary: StudySummary
+) -> list[str]:
+    """Markdown bullets stating the settings of the single points and relaxations actually run.
+
+    Read from the static TaskDocs (embedded: GPAW basis, grid spacing and points, k-mesh, smearing,
+    spin, dipole correction, CHGNet model and force limit; VASP: the INCAR tags that set the
+    precision), plus the cell and vacuum of each system.
+    """
+    if not systems:
+        return ["- No static calculation found: settings unknown."]
+    md: list[str] = []
+    label, doc = systems[-1]
+    emb = doc.parameters.get("embedded")
+    gpaw = doc.metadata.get("gpaw") if emb else None
+    if emb and gpaw:
+        gp = gpaw.get("parameters", {})
+        md += [
+            f"- Single points: GPAW {gp.get('mode', 'lcao')} PAW-{emb.get('xc')}, basis "
+            f"{emb.get('basis')}, grid spacing {emb.get('grid_spacing_A')} Å "
+            f"({'×'.join(map(str, gpaw.get('gpts', [])))} points), k-mesh "
+            f"{'×'.join(map(str, gpaw.get('kpts', [])))} Monkhorst–Pack, {emb.get('smearing')} "
+            f"smearing {emb.get('smearing_width_eV')} eV, dipole correction "
+            f"{'on' if emb.get('dipole_correction') else 'off'}, spin polarisation "
+            f"{emb.get('spin_polarized')} (only odd-electron systems when auto).",
+            f"- Relaxations: CHGNet {emb.get('chgnet_model')} ({emb.get('optimizer')}) to "
+            f"{emb.get('fmax_eV_per_A')} eV/Å, bottom slab layers fixed; energies for E_ads come "
+            "from the GPAW single points, not from CHGNet.",
+            "- The paper's VASP settings (ENCUT 400 eV, 8×8×1 k-points, EDIFF 1e-5 eV) belong to "
+            "`--engine vasp`; these embedded settings trade precision for a laptop run "
+            "(benchmarks/bench_embedded_settings.py measures each choice's effect on E_ads).",
+        ]
+    else:
+        inc = doc.parameters
+        keys = ("ENCUT", "EDIFF", "EDIFFG", "ISMEAR", "SIGMA", "GGA", "IDIPOL", "LDIPOL", "ISPIN")
+        tags = ", ".join(f"{k} = {inc[k]}" for k in keys if k in inc)
+        kp = "×".join(map(str, doc.kpoints)) if doc.kpoints else "?"
+        md.append(f"- {doc.engine} ({label} static): {tags}; k-points {kp}.")
+        if doc.fft_grid:
+            md.append(f"- FFT grid (NGXF×NGYF×NGZF) {'×'.join(map(str, doc.fft_grid))}.")
+    cells = {}
+    for lab, d in systems:
+        cells.setdefault(_cell_and_vacuum(d), []).append(lab)
+    for text, labs in cells.items():
+        md.append(f"- {', '.join(labs)}: {text}.")
+    md.append("")
+    return md
 
 
 def study_systems(
