@@ -44,7 +44,7 @@ def main() -> None:
     if rows:
         print(plot_adsorption_bars(rows, out / "eads.png", dpi=args.dpi))
     systems, missing = study_systems(args.study_dir, summary)
-    png, _, overlaps = dos_figure(systems, out / "dos.png", missing, dpi=args.dpi)
+    png, _, overlaps, _ = dos_figure(systems, out / "dos.png", missing, dpi=args.dpi)
     print(png, *(f"DOS note: {m}" for m in missing))
     print("ligand-slab PDOS overlap -5..-3 eV (states):", overlaps)
     for lig in summary.ligands:

@@ -500,6 +500,7 @@ def test_isosurface_window_frames_the_interface():
 
     z = np.array([10.0, 12.0, 14.0, 16.0, 18.0, 19.5, 21.0, 30.0])  # slab 10..18, ligand 19.5..30
     is_lig = np.array([False] * 5 + [True] * 3)
-    assert _interface_window(z, is_lig) == (12.0, 32.0)
-    assert _interface_window(z[::-1] * -1 + 40, is_lig[::-1]) == (8.0, 28.0)  # ligand below
+    assert _interface_window(z, is_lig) == (12.0, 28.0)  # capped 10 A above the slab
+    assert _interface_window(z, is_lig, reach_A=20.0) == (12.0, 32.0)
+    assert _interface_window(z[::-1] * -1 + 40, is_lig[::-1]) == (12.0, 28.0)  # ligand below
     assert _interface_window(z[:5], is_lig[:5]) == (7.0, 21.0)  # clean slab: all atoms +- 3 A

@@ -322,19 +322,27 @@ def default_isovalue(delta_rho: np.ndarray) -> float:
 
 
 def _interface_window(
-    z_rel: np.ndarray, is_ligand: np.ndarray, below_A: float = 6.0, above_A: float = 2.0
+    z_rel: np.ndarray,
+    is_ligand: np.ndarray,
+    below_A: float = 6.0,
+    above_A: float = 2.0,
+    reach_A: float = 10.0,
 ) -> tuple[float, float]:
     """Window along z (A, from the vacuum origin) that frames the ligand/surface interface.
 
     From ``below_A`` under the slab's outer layer facing the ligand to ``above_A`` over the
-    ligand's far end; without a ligand (or without a slab) all atoms ±3 A.
+    ligand's far end, but at most ``reach_A`` beyond the slab's outer layer (the charge moves at
+    the anchor; a C18 chain's far end only stretches the plot). Without a ligand (or without a
+    slab): all atoms ±3 A.
     """
     if not is_ligand.any() or is_ligand.all():
         return float(z_rel.min() - 3.0), float(z_rel.max() + 3.0)
     lig, slab = z_rel[is_ligand], z_rel[~is_ligand]
     if lig.mean() >= slab.mean():
-        return float(slab.max() - below_A), float(lig.max() + above_A)
-    return float(lig.min() - above_A), float(slab.min() + below_A)
+        top = min(lig.max() + above_A, slab.max() + reach_A)
+        return float(slab.max() - below_A), float(top)
+    bottom = max(lig.min() - above_A, slab.min() - reach_A)
+    return float(bottom), float(slab.min() + below_A)
 
 
 def plot_isosurface(
@@ -352,9 +360,10 @@ def plot_isosurface(
     """3D isosurfaces of Δρ at +iso (yellow, accumulation) and −iso (cyan, depletion) with atoms.
 
     The cell is unwrapped along z from the middle of the vacuum, and only the interface is drawn:
-    from 6 A below the slab's outer layer to 2 A above the ligand (``z_window_A`` overrides it,
-    in A from the vacuum origin). The automatic isovalue is :func:`default_isovalue` of Δρ inside
-    that window; atoms are coloured by element with a legend.
+    from 6 A below the slab's outer layer to 2 A above the ligand, at most 10 A above the slab
+    (``z_window_A`` overrides it, in A from the vacuum origin). The automatic isovalue is
+    :func:`default_isovalue` of Δρ inside that window; atoms are coloured by element with a
+    legend.
     """
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch

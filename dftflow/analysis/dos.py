@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -243,14 +244,25 @@ def plot_dos_panels(
             0.02, 0.92, c.label, transform=ax.transAxes, va="top", fontsize=9, fontweight="bold"
         )
         ax.set_ylabel("DOS (states/eV)")
-        ax.legend(frameon=False, loc="upper right", ncol=min(3, 1 + len(projections)))
+    handles: dict[str, Any] = {}
+    for ax in axes[:, 0]:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+    axes[0, 0].legend(
+        handles.values(),
+        handles.keys(),
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncol=len(handles),
+        frameon=False,
+    )
     axes[-1, 0].set_xlim(
         min(c.energies_eV[0] for c in curves), max(c.energies_eV[-1] for c in curves)
     )
-    zero = "E_F" if curves[0].align == "fermi" else "E_VBM"
-    axes[-1, 0].set_xlabel(f"$E - {zero.replace('_', '_{')}{'}'}$ (eV)")
+    zero = "E_F" if curves[0].align == "fermi" else r"E_\mathrm{VBM}"
+    axes[-1, 0].set_xlabel(f"${'E - ' + zero}$ (eV)")
     if title:
-        axes[0, 0].set_title(title)
+        axes[0, 0].set_title(title, pad=18)
     fig.subplots_adjust(hspace=0.06)
     return save_figure(fig, output, dpi=dpi)
 

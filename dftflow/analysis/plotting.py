@@ -29,11 +29,11 @@ STYLE = {
 ACCUMULATION_COLOUR = "#f2c200"
 DEPLETION_COLOUR = "#00b7d4"
 
-#: Colours of atoms in structure drawings (CPK-like), by element.
+#: Colours of atoms in drawings, by element (CPK-like; Pb and Br shifted to stay distinct).
 ATOM_COLOURS = {
     "Cs": "#57178f",
-    "Pb": "#575961",
-    "Br": "#a62929",
+    "Pb": "#6f83ad",  # slate blue: told apart from C (dark grey) in small markers
+    "Br": "#a5652a",  # brown: told apart from O (red)
     "C": "#404040",
     "H": "#e6e6e6",
     "O": "#ff0d0d",

@@ -278,14 +278,15 @@ def study_systems(
 
 def dos_figure(
     systems: list[tuple[str, TaskDoc]], output: Path, missing: list[str], *, dpi: int = 150
-) -> tuple[Path | None, list[str], dict[str, float]]:
+) -> tuple[Path | None, list[str], dict[str, float], str]:
     """DOS panels (slab vs ligand projections) of ``systems``; appends failures to ``missing``.
 
     Returns the PNG (None when no system has a DOS), the elements that were projected on (empty
-    when no run has projections: total DOS only) and the ligand-slab PDOS overlap between -5 and
-    -3 eV per system (:func:`dftflow.analysis.dos.group_overlap`, states).
+    when no run has projections: total DOS only), the ligand-slab PDOS overlap between -5 and
+    -3 eV per system (:func:`dftflow.analysis.dos.group_overlap`, states) and the zero of the
+    energy axis (``"vbm"``: each system's host VBM; ``"fermi"`` when a VBM cannot be found).
     """
-    from dftflow.analysis.dos import dos_curves, group_overlap, plot_dos_panels
+    from dftflow.analysis.dos import dos_curves, group_overlap, host_vbm_eV, plot_dos_panels
     from dftflow.analysis.midgap import DEFAULT_LIGAND_ELEMENTS
 
     host = sorted(
@@ -293,24 +294,34 @@ def dos_figure(
         - set(DEFAULT_LIGAND_ELEMENTS)
     )
     groups = {"slab": host, "ligand": list(DEFAULT_LIGAND_ELEMENTS)}
+    # Zero at each system's host VBM: VASP puts E_F of a gapped slab at the VBM but GPAW's
+    # Fermi-Dirac E_F sits mid-gap (and a radical adsorbate's hole moves it to the VBM), so E_F
+    # is no common zero; the -5..-3 eV overlap window needs one. All systems or none (fermi).
+    align = "vbm"
+    try:
+        for _, doc in systems:
+            host_vbm_eV(doc.directory)
+    except DftflowError:
+        align = "fermi"
     curves = []
     for label, doc in systems:
+        kw = {"label": label, "sigma_eV": 0.05, "align": align}
         try:
-            curves.append(dos_curves(doc.directory, label=label, sigma_eV=0.05, groups=groups))
+            curves.append(dos_curves(doc.directory, groups=groups, **kw))
         except InputError as exc:  # no projections: the total DOS is still worth showing
             try:
-                curves.append(dos_curves(doc.directory, label=label, sigma_eV=0.05))
+                curves.append(dos_curves(doc.directory, **kw))
                 missing.append(f"{label}: total DOS only ({exc})")
             except DftflowError as exc2:
                 missing.append(f"{label}: {exc2}")
         except DftflowError as exc:
             missing.append(f"{label}: {exc}")
     if not curves:
-        return None, [], {}
+        return None, [], {}, align
     overlaps = {c.label: group_overlap(c) for c in curves}
     projected = sorted({e for c in curves for g in c.group_elements.values() for e in g})
     png = plot_dos_panels(curves, output, dpi=dpi)
-    return png, projected, {k: v for k, v in overlaps.items() if v is not None}
+    return png, projected, {k: v for k, v in overlaps.items() if v is not None}, align
 
 
 def ligand_chgdiff(study_dir: Path, lig: LigandResult, out: Path, *, dpi: int = 150):
@@ -350,8 +361,14 @@ def _dos_section(
     from dftflow.analysis.midgap import DEFAULT_LIGAND_ELEMENTS
 
     md: list[str] = []
-    png, projected, overlaps = dos_figure(systems, out / "dos.png", missing)
+    png, projected, overlaps, align = dos_figure(systems, out / "dos.png", missing)
     facts["overlap"] = overlaps
+    zero = (
+        "host valence-band maximum (GPAW's and VASP's Fermi levels of a gapped slab differ: "
+        "one sits mid-gap, the other at the VBM)"
+        if align == "vbm"
+        else "Fermi level (no valence-band maximum found in every system)"
+    )
     if png is not None:
         host = [e for e in projected if e not in DEFAULT_LIGAND_ELEMENTS]
         lig = [e for e in projected if e in DEFAULT_LIGAND_ELEMENTS]
@@ -363,14 +380,24 @@ def _dos_section(
         md += [
             f"![DOS panels]({_rel(png, out)})",
             "",
-            f"Zero at each system's Fermi level; grey: total DOS; {lines}; spin down (if any) "
+            f"Zero at each system's {zero}; grey: total DOS; {lines}; spin down (if any) "
             "mirrored below zero.",
             "",
         ]
+    n_lig = {
+        label: sum(
+            1 for site in doc.final_structure() if site.specie.symbol in DEFAULT_LIGAND_ELEMENTS
+        )
+        for label, doc in systems
+    }
     if overlaps:
         md.append(
-            "Ligand–slab PDOS overlap between −5 and −3 eV (∫ min(ligand, slab) dE, states): "
-            + ", ".join(f"{k} {v:.3f}" for k, v in overlaps.items())
+            "Ligand–slab PDOS overlap between −5 and −3 eV (∫ min(ligand, slab) dE, states; it "
+            "grows with the ligand's size, so compare ligands of similar size): "
+            + ", ".join(
+                f"{k} {v:.3f}" + (f" ({n_lig[k]} ligand atoms)" if k in n_lig else "")
+                for k, v in overlaps.items()
+            )
             + "."
         )
         md.append("")
@@ -474,6 +501,14 @@ def _paper_comparison(facts: dict) -> list[str]:
             f"- Paper: the OA surface shows mid-gap states. Here: "
             f"{'mid-gap states found' if oa else 'no mid-gap states found'} for OA."
         )
+        if not oa:
+            md.append(
+                "  - Likely reasons: mid-gap states of a CsPbBr3 surface come from under-"
+                "coordinated Pb or Br (vacancies, Pb-rich or defective surfaces); this slab is "
+                "stoichiometric and complete, and the molecular acid bound through its carbonyl O "
+                "leaves it gap-clean. The paper's OA surface model (binding mode, coverage, "
+                "defects) is not reproduced here."
+            )
         for lig, ans in removes.items():
             txt = {
                 True: "removes them (as in the paper)" if oa else "n/a",
