@@ -124,3 +124,35 @@ def test_new_embedded_defaults_change_every_digest(monkeypatch, tmp_path):
     after = digests()
     assert set(after) == set(before)
     assert all(after[name] != before[name] for name in before)
+
+
+def test_relaxations_have_priority_in_the_workflow():
+    from dftflow.workflows.flows import RELAX_PRIORITY, build_workflow
+    from dftflow.workflows.spec import load_study
+
+    wf = build_workflow(
+        load_study(Path(__file__).parents[1] / "workflows" / "test_mock_small.yaml"), Path("x")
+    )
+    prio = {fw.name.split("/", 1)[1]: fw.spec.get("_priority") for fw in wf.fws}
+    relax = {k for k in prio if "relax" in k}
+    assert {"bulk/relax", "slab/relax", "AcO/molecule_relax"} <= relax
+    assert any(k.startswith("AcO/complex_relax/") for k in relax)
+    assert all(prio[k] == RELAX_PRIORITY for k in relax)
+    assert all(v is None for k, v in prio.items() if k not in relax)  # statics, analysis
+
+
+def test_local_runner_takes_the_highest_priority_ready_firework_first(embedded_store, tmp_path):
+    from dftflow.testing.launchpad import sleep_fireworks
+
+    study = embedded_store.directory.parent
+    fws = sleep_fireworks(study, 3, 0.0, tmp_path / "ran.log")
+    fws[2].spec["_priority"] = 1
+    with embedded_store.session() as lp:
+        for fw in fws:
+            lp.add_wf(fw)
+    handle = runner.open_launchpad(study)
+    first = runner._first_ready(handle, handle.launchpad(), {})
+    assert first["name"] == "fw2"  # priority beats the lower fw_id
+    assert runner.run_local(handle, study, {}) == 3
+    order = [line.split()[0] for line in (tmp_path / "ran.log").read_text().splitlines()]
+    assert order == ["fw2", "fw0", "fw1"]

@@ -27,6 +27,9 @@ from dftflow.inputs import params
 from dftflow.workflows import firetasks as ft
 from dftflow.workflows.spec import StudySpec, digest_of
 
+#: FireWorks ``_priority`` of relaxation Fireworks (others have none: lowest).
+RELAX_PRIORITY = 1
+
 
 def required_vacuum_A(spec: StudySpec) -> float:
     """Vacuum (Angstrom) so that every system of the study fits one cell.
@@ -87,6 +90,11 @@ class _Builder:
         }
         if allow_fizzled_parents:
             fw_spec["_allow_fizzled_parents"] = True
+        if "relax" in role:
+            # relaxations gate every single point: run them first when several Fireworks are
+            # READY, so parallel workers (and queue jobs) are not left with one long relax chain
+            # at the end. FireWorks' own launcher honours _priority; dftflow's local runner too.
+            fw_spec["_priority"] = RELAX_PRIORITY
         fw = Firework([task], spec=fw_spec, name=f"{study}/{role}", fw_id=self._next_id)
         self._next_id -= 1
         self.fws[role] = fw

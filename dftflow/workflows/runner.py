@@ -465,7 +465,9 @@ def _first_ready(
     guard = handle.store.operation() if handle.store is not None else contextlib.nullcontext()
     with guard:
         return lp.fireworks.find_one(
-            {**query, "state": "READY"}, {"fw_id": 1, "name": 1}, sort=[("fw_id", 1)]
+            {**query, "state": "READY"},
+            {"fw_id": 1, "name": 1},
+            sort=[("spec._priority", -1), ("fw_id", 1)],
         )
 
 
