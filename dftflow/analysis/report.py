@@ -503,11 +503,11 @@ def _paper_comparison(facts: dict) -> list[str]:
         )
         if not oa:
             md.append(
-                "  - Likely reasons: mid-gap states of a CsPbBr3 surface come from under-"
-                "coordinated Pb or Br (vacancies, Pb-rich or defective surfaces); this slab is "
-                "stoichiometric and complete, and the molecular acid bound through its carbonyl O "
-                "leaves it gap-clean. The paper's OA surface model (binding mode, coverage, "
-                "defects) is not reproduced here."
+                "  - Likely reasons: surface trap states of lead halides come from under-"
+                "coordinated Pb or halide (vacancies, Pb-rich or defective surfaces); a slab "
+                "without such defects, with the OA binding mode modelled here, stays gap-clean. "
+                "The paper's OA surface model (binding mode, coverage, defects) is not reproduced "
+                "here."
             )
         for lig, ans in removes.items():
             txt = {
