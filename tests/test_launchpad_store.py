@@ -226,3 +226,32 @@ def test_killed_worker_is_detected_as_lost_and_rerun(embedded_store, tmp_path, c
     assert '"lost": [\n    {\n      "fw_id": 1' in capsys.readouterr().out
     assert main(["rerun", "-o", str(study)]) == 0
     assert _states(embedded_store) == Counter({"READY": 1})
+
+
+def test_stopping_run_workers_stops_its_workers_cleanly(embedded_store, tmp_path):
+    """SIGTERM to the parent of `run_workers`: every worker stops, running Fireworks FIZZLE."""
+    study = embedded_store.directory.parent
+    log = tmp_path / "ran.log"
+    with embedded_store.session() as lp:
+        for fw in sleep_fireworks(study, 4, 60.0, log, prefix="slow"):
+            lp.add_wf(fw)
+    code = (
+        "import sys; from dftflow.workflows import runner; "
+        "h = runner.open_launchpad(sys.argv[1]); runner.run_workers(h, sys.argv[1], 2)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code, str(study)])
+    end = time.monotonic() + 60
+    while time.monotonic() < end and _states(embedded_store)["RUNNING"] < 2:
+        time.sleep(0.1)
+    assert _states(embedded_store)["RUNNING"] == 2  # two workers side by side
+    parent.send_signal(signal.SIGTERM)
+    assert parent.wait(timeout=60) == 128 + signal.SIGTERM
+    assert _states(embedded_store) == Counter({"FIZZLED": 2, "READY": 2})
+    assert sorted(p.name for p in (study / "logs").glob("worker-*.log")) == [
+        "worker-1.log",
+        "worker-2.log",
+    ]
+    with embedded_store.read_only() as lp:
+        pids = {int(d["fworker"]["name"].rsplit(":", 1)[1]) for d in lp.launches.find({})}
+    assert len(pids) == 2 and not any(runner._pid_alive(p) for p in pids)  # no worker left
+    assert not log.exists()  # nothing ran to completion
