@@ -504,3 +504,15 @@ def test_isosurface_window_frames_the_interface():
     assert _interface_window(z, is_lig, reach_A=20.0) == (12.0, 32.0)
     assert _interface_window(z[::-1] * -1 + 40, is_lig[::-1]) == (12.0, 28.0)  # ligand below
     assert _interface_window(z[:5], is_lig[:5]) == (7.0, 21.0)  # clean slab: all atoms +- 3 A
+
+
+def test_isosurface_centres_a_ligand_split_across_the_cell_boundary():
+    from dftflow.analysis.chgdiff import _anchor_centring_steps
+
+    # slab atoms at z 10-12; ligand anchor O at x = 0.02 and 0.96 (split), tail at x = 0.3
+    frac = np.array([[0.1, 0.2, 0], [0.6, 0.7, 0], [0.02, 0.25, 0], [0.96, 0.25, 0], [0.3, 0.3, 0]])
+    z = np.array([10.0, 12.0, 14.0, 14.2, 20.0])
+    is_lig = np.array([False, False, True, True, True])
+    sx, sy = _anchor_centring_steps(frac, z, is_lig, (100, 100))
+    assert (sx, sy) == (51, 25)  # anchor centre x = -0.01 (0.99), y = 0.25 -> both to 0.5
+    assert _anchor_centring_steps(frac, z, np.zeros(5, bool), (100, 100)) == (0, 0)

@@ -345,6 +345,27 @@ def _interface_window(
     return float(bottom), float(slab.min() + below_A)
 
 
+def _anchor_centring_steps(
+    frac: np.ndarray, z_rel: np.ndarray, is_ligand: np.ndarray, shape_xy
+) -> tuple[int, int]:
+    """Grid steps along x and y that move the ligand's anchor atoms to the cell's middle.
+
+    Anchor atoms: the ligand atoms within 2.5 A (in z) of the ligand atom closest to the slab;
+    their centre is the periodic (circular) mean, so a ligand split across the cell boundary is
+    found whole. (0, 0) without a ligand or without a slab.
+    """
+    if not is_ligand.any() or is_ligand.all():
+        return 0, 0
+    dist = np.abs(z_rel - z_rel[~is_ligand].mean())
+    near = is_ligand & (dist <= dist[is_ligand].min() + 2.5)
+    steps = []
+    for ax in (0, 1):
+        angle = 2 * np.pi * frac[near, ax]
+        centre = np.arctan2(np.sin(angle).mean(), np.cos(angle).mean()) / (2 * np.pi)
+        steps.append(int(round((0.5 - centre) * shape_xy[ax])))
+    return steps[0], steps[1]
+
+
 def plot_isosurface(
     delta_rho: np.ndarray,
     structure,
@@ -359,7 +380,8 @@ def plot_isosurface(
 ) -> Path:
     """3D isosurfaces of Δρ at +iso (yellow, accumulation) and −iso (cyan, depletion) with atoms.
 
-    The cell is unwrapped along z from the middle of the vacuum, and only the interface is drawn:
+    The cell is unwrapped along z from the middle of the vacuum and shifted in x, y so that the
+    ligand's anchor atoms sit in the middle of the drawing; only the interface is drawn:
     from 6 A below the slab's outer layer to 2 A above the ligand, at most 10 A above the slab
     (``z_window_A`` overrides it, in A from the vacuum origin). The automatic isovalue is
     :func:`default_isovalue` of Δρ inside that window; atoms are coloured by element with a
@@ -382,6 +404,9 @@ def plot_isosurface(
     z_rel = frac[:, 2] * c_height
     lig_set = set(ligand_elements)
     is_lig = np.array([s.specie.symbol in lig_set for s in structure])
+    for ax, step in enumerate(_anchor_centring_steps(frac, z_rel, is_lig, shape[:2])):
+        field_all = np.roll(field_all, step, axis=ax)
+        frac[:, ax] = np.mod(frac[:, ax] + step / shape[ax], 1.0)
     zmin, zmax = z_window_A if z_window_A is not None else _interface_window(z_rel, is_lig)
     zmin, zmax = max(zmin, 0.0), min(zmax, c_height)
     if zmax <= zmin:
