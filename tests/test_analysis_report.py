@@ -88,7 +88,7 @@ def test_report_written_with_sections(study, capsys):
     gap = vacuum_origin_fraction(st, 2)[1]
     assert f"clean slab: cell {st.lattice.a:.2f} × {st.lattice.b:.2f}" in text
     assert f"vacuum (widest atom-free gap along z) {gap:.1f} Å" in text
-    assert "| OA | molecular | neutral acid | -0.850 | -0.33 |" in text
+    assert "| OA | molecular | neutral acid | -0.850 | -0.33 | all (1) |" in text
     assert "OA: E_ads -0.85 eV vs paper -0.33 eV — differs by -0.52 eV" in text
     assert "AcO: E_ads -1.70 eV vs paper -1.77 eV — agrees" in text
     # OA keeps the surface trap, AcO has none: the detector answers yes for AcO
@@ -163,3 +163,29 @@ def test_settings_lines_state_the_embedded_settings(study):
     assert "GPAW lcao PAW-PBE, basis szp(dzp), grid spacing 0.25 Å (48×48×176 points)" in text
     assert "k-mesh 2×2×1" in text and "fermi-dirac smearing 0.05 eV" in text
     assert "CHGNet 0.3.0 (FIRE) to 0.02 eV/Å" in text
+
+
+def test_adsorption_table_lists_only_what_did_not_converge():
+    from dftflow.analysis.adsorption import AdsorptionRow, adsorption_table_markdown
+
+    rows = [
+        AdsorptionRow(
+            ligand="A",
+            reference_species="acid",
+            model="m",
+            e_ads_eV=-1.0,
+            converged={"complex": True, "slab": True},
+            engine="mock",
+        ),
+        AdsorptionRow(
+            ligand="B",
+            reference_species="acid",
+            model="m",
+            e_ads_eV=-0.5,
+            converged={"complex": False, "slab": True},
+            engine="mock",
+        ),
+    ]
+    text = adsorption_table_markdown(rows)
+    assert "| A | m | acid | -1.000 |" in text and "all (2)" in text
+    assert "complex=NO, slab=yes" in text

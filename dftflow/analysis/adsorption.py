@@ -176,7 +176,10 @@ def adsorption_table_markdown(rows: Sequence[AdsorptionRow]) -> str:
     for r in rows:
         e = "n/a" if r.e_ads_eV is None else f"{r.e_ads_eV:+.3f}"
         p = "n/a" if r.paper_e_ads_eV is None else f"{r.paper_e_ads_eV:+.2f}"
-        conv = ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in r.converged.items()) or "n/a"
+        if r.converged and all(r.converged.values()):
+            conv = f"all ({len(r.converged)})"
+        else:
+            conv = ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in r.converged.items()) or "n/a"
         lines.append(
             f"| {r.ligand} | {r.model or 'n/a'} | {r.reference_species} | {e} | {p} | {conv} | "
             f"{r.engine or 'n/a'} |"

@@ -231,6 +231,7 @@ def plot_planar_average(
             ha="right",
             va="bottom" if result.charge_transfer_e >= 0 else "top",
             fontsize=8,
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1.5},
         )
     ax2.set_xlim(z_unwrapped[0], z_unwrapped[-1])
     ax1.set_title(title or "charge density difference, planar average")
