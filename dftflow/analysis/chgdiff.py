@@ -223,15 +223,10 @@ def plot_planar_average(
             zp -= height
         for ax in (ax1, ax2):
             ax.axvline(zp, color="black", ls="--", lw=0.8)
-        ax2.text(
-            0.98,
-            0.05 if result.charge_transfer_e >= 0 else 0.92,
-            f"Δq at the ligand/surface plane = {result.charge_transfer_e:+.3f} e",
-            transform=ax2.transAxes,
-            ha="right",
-            va="bottom" if result.charge_transfer_e >= 0 else "top",
+        ax2.set_title(  # above the panel: never on the curve
+            f"Δq at the ligand/surface plane (dashed) = {result.charge_transfer_e:+.3f} e",
+            loc="right",
             fontsize=8,
-            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1.5},
         )
     ax2.set_xlim(z_unwrapped[0], z_unwrapped[-1])
     ax1.set_title(title or "charge density difference, planar average")
