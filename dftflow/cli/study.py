@@ -186,14 +186,22 @@ def register(app: typer.Typer) -> None:
         )
         n_workers = workers or runner.default_workers(spec.engine.name)
         exits: list[runner.WorkerExit] = []
-        with Progress(*columns, console=console, transient=False) as progress:
-            overall = progress.add_task("study", total=before["total"], completed=done0)
-            if n_workers > 1:
-                exits = _run_workers(
-                    progress, overall, handle, study_dir, sub.study_query, n_workers
-                )
-            else:
-                _run_here(progress, overall, handle, study_dir, sub.study_query)
+        try:
+            with Progress(*columns, console=console, transient=False) as progress:
+                overall = progress.add_task("study", total=before["total"], completed=done0)
+                if n_workers > 1:
+                    exits = _run_workers(
+                        progress, overall, handle, study_dir, sub.study_query, n_workers
+                    )
+                else:
+                    _run_here(progress, overall, handle, study_dir, sub.study_query)
+        except KeyboardInterrupt:
+            typer.echo(
+                "interrupted: finished calculations are kept, the running ones were stopped; "
+                f"run the same command again to resume ({study_dir})",
+                err=True,
+            )
+            raise typer.Exit(130) from None
         status = runner.study_status(handle, sub.study_query)
         if json_out:
             echo_json(status)
