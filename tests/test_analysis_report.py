@@ -159,7 +159,7 @@ def test_settings_lines_state_the_embedded_settings(study):
             },
         }
     )
-    text = "\n".join(settings_lines([("clean slab", doc)], study, summary))
+    text = "\n".join(settings_lines([("clean slab", doc)]))
     assert "GPAW lcao PAW-PBE, basis szp(dzp), grid spacing 0.25 Å (48×48×176 points)" in text
     assert "k-mesh 2×2×1" in text and "fermi-dirac smearing 0.05 eV" in text
     assert "CHGNet 0.3.0 (FIRE) to 0.02 eV/Å" in text

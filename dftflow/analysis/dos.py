@@ -112,6 +112,7 @@ def dos_curves(
     window_eV: tuple[float, float] = (-6.0, 4.0),
     sigma_eV: float = 0.0,
     label: str | None = None,
+    vbm_eV: float | None = None,
 ) -> DosCurves:
     """DOS of one run, shifted and cut to ``window_eV``.
 
@@ -130,6 +131,9 @@ def dos_curves(
         Energy window relative to the zero, eV.
     sigma_eV
         Extra Gaussian broadening, eV (0: none).
+    vbm_eV
+        The run's host VBM when the caller already has it (:func:`host_vbm_eV`); with
+        ``align="vbm"`` it is used instead of being found again.
     """
     if align not in ("fermi", "vbm"):
         raise InputError(f"unknown alignment {align!r}: use fermi or vbm")
@@ -149,7 +153,10 @@ def dos_curves(
             f"{path}: no projected DOS (run with LORBIT >= 10) but groups/elements were asked for"
         )
     efermi = float(cdos.efermi)
-    zero = efermi if align == "fermi" else host_vbm_eV(path)
+    if align == "fermi":
+        zero = efermi
+    else:
+        zero = vbm_eV if vbm_eV is not None else host_vbm_eV(path)
     energies = np.asarray(cdos.energies, dtype=float) - zero
     mask = (energies >= lo) & (energies <= hi)
     if not mask.any():

@@ -160,7 +160,7 @@ def write_report(study_dir: str | Path, summary: StudySummary) -> Path:
     systems, missing = study_systems(study_dir, summary)
     # ---- settings -------------------------------------------------------------------
     md += ["", "## Calculation settings", ""]
-    md += settings_lines(systems, study_dir, summary)
+    md += settings_lines(systems)
 
     # ---- DOS ------------------------------------------------------------------------
     md += ["", "## Densities of states", ""]
@@ -207,9 +207,7 @@ def _cell_and_vacuum(doc: TaskDoc) -> str:
     return f"cell {a:.2f} × {b:.2f} × {c:.2f} Å, vacuum (widest atom-free gap along z) {gap:.1f} Å"
 
 
-def settings_lines(
-    systems: list[tuple[str, TaskDoc]], study_dir: Path, summary: StudySummary
-) -> list[str]:
+def settings_lines(systems: list[tuple[str, TaskDoc]]) -> list[str]:
     """Markdown bullets stating the settings of the single points and relaxations actually run.
 
     Read from the static TaskDocs (embedded: GPAW basis, grid spacing and points, k-mesh, smearing,
@@ -297,15 +295,14 @@ def dos_figure(
     # Zero at each system's host VBM: VASP puts E_F of a gapped slab at the VBM but GPAW's
     # Fermi-Dirac E_F sits mid-gap (and a radical adsorbate's hole moves it to the VBM), so E_F
     # is no common zero; the -5..-3 eV overlap window needs one. All systems or none (fermi).
-    align = "vbm"
     try:
-        for _, doc in systems:
-            host_vbm_eV(doc.directory)
+        vbms = {label: host_vbm_eV(doc.directory) for label, doc in systems}
+        align = "vbm"
     except DftflowError:
-        align = "fermi"
+        vbms, align = {}, "fermi"
     curves = []
     for label, doc in systems:
-        kw = {"label": label, "sigma_eV": 0.05, "align": align}
+        kw = {"label": label, "sigma_eV": 0.05, "align": align, "vbm_eV": vbms.get(label)}
         try:
             curves.append(dos_curves(doc.directory, groups=groups, **kw))
         except InputError as exc:  # no projections: the total DOS is still worth showing

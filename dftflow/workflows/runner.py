@@ -359,20 +359,20 @@ def default_workers(engine: str) -> int:
     """
     if engine != "embedded":
         return 1
+    return max(1, min(usable_cores(), 4))
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity on Linux, else the CPU count)."""
     try:
-        cores = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 4))
+        return os.cpu_count() or 1
 
 
 def thread_env(workers: int) -> dict[str, str]:
     """Thread-count variables that share the cores among ``workers`` processes."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    n = str(max(1, cores // max(workers, 1)))
+    n = str(max(1, usable_cores() // max(workers, 1)))
     return {k: n for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
