@@ -21,7 +21,7 @@ from dftflow.cli import main
 from dftflow.errors import OutputError
 from dftflow.parse.vasp import parse_directory
 
-TEXT = Path(__file__).parent / "fixtures" / "vasp_text"
+TEXT = Path(__file__).parents[1] / "fixtures" / "vasp_text"
 NACL = TEXT / "v544_nacl_ispin1_static"
 TRUNCATED = TEXT / "v535_truncated_vasprun"
 BLOB_IDS = {

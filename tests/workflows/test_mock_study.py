@@ -14,7 +14,7 @@ from dftflow.workflows import runner
 from dftflow.workflows.flows import build_workflow, count_engine_runs
 from dftflow.workflows.spec import load_study
 
-WORKFLOWS = Path(__file__).parents[1] / "workflows"
+WORKFLOWS = Path(__file__).parents[2] / "workflows"
 SMALL = WORKFLOWS / "test_mock_small.yaml"
 
 

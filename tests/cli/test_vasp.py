@@ -12,7 +12,7 @@ from pymatgen.io.vasp import Incar, Kpoints
 
 from dftflow.cli import main
 
-VASP_TEXT = Path(__file__).parent / "fixtures" / "vasp_text"  # committed real VASP text
+VASP_TEXT = Path(__file__).parents[1] / "fixtures" / "vasp_text"  # committed real VASP text
 
 
 @pytest.fixture

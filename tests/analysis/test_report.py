@@ -113,7 +113,7 @@ def test_paper_figures_script(study):
     import sys
     from pathlib import Path
 
-    script = Path(__file__).parents[1] / "analysis" / "paper_figures.py"
+    script = Path(__file__).parents[2] / "analysis" / "paper_figures.py"
     proc = subprocess.run(
         [sys.executable, str(script), str(study), "--dpi", "80"],
         capture_output=True,

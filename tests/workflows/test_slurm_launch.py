@@ -13,7 +13,7 @@ from dftflow.cli import main
 from dftflow.testing.launchpad import sleep_fireworks
 from dftflow.workflows import runner
 
-LAUNCHERS = Path(__file__).parents[1] / "launchers"
+LAUNCHERS = Path(__file__).parents[2] / "launchers"
 
 
 def _test_qadapter(tmp_path: Path) -> Path:
@@ -106,7 +106,7 @@ def test_mock_study_through_slurm(slurm_cluster, tmp_path):
     from dftflow.schemas import StudySummary
 
     study = tmp_path / "study"
-    spec = Path(__file__).parents[1] / "workflows" / "test_mock_small.yaml"
+    spec = Path(__file__).parents[2] / "workflows" / "test_mock_small.yaml"
     assert main(["submit", str(spec), "-o", str(study)]) == 0
     qadapter = _test_qadapter(tmp_path)
     assert main(["launch", "-o", str(study), "--queue", str(qadapter), "--nlaunches", "2"]) == 0

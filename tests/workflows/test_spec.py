@@ -12,7 +12,7 @@ from dftflow.errors import EngineError, InputError
 from dftflow.inputs import params
 from dftflow.workflows.spec import Parameters, StudySpec, digest_of, load_study, safe_name
 
-WORKFLOWS = Path(__file__).parents[1] / "workflows"
+WORKFLOWS = Path(__file__).parents[2] / "workflows"
 
 MINIMAL = """\
 study: t
@@ -136,7 +136,7 @@ def test_engine_registry_errors(monkeypatch):
 def test_submit_with_the_embedded_launchpad_file(tmp_path, capsys):
     import json
 
-    lpad = Path(__file__).parents[1] / "launchers" / "my_launchpad.yaml"
+    lpad = Path(__file__).parents[2] / "launchers" / "my_launchpad.yaml"
     study = tmp_path / "study"
     spec = WORKFLOWS / "test_mock_small.yaml"
     assert main(["submit", str(spec), "-o", str(study), "-l", str(lpad), "--json"]) == 0

@@ -202,7 +202,7 @@ def test_launchpad_file_mistakes(tmp_path, capsys, content, message):
 def test_unreachable_mongodb_is_one_line_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("DFTFLOW_MONGO_HOST", "127.0.0.1")
     monkeypatch.setenv("DFTFLOW_MONGO_PORT", "1")  # nothing listens on port 1
-    lpad = Path(__file__).parents[1] / "launchers" / "my_launchpad_mongodb.yaml"
+    lpad = Path(__file__).parents[2] / "launchers" / "my_launchpad_mongodb.yaml"
     t0 = time.monotonic()
     assert main(["status", "-o", str(tmp_path), "-l", str(lpad)]) == 2
     err = capsys.readouterr().err

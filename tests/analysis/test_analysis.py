@@ -26,7 +26,7 @@ from dftflow.testing.real_vasp import real_vasp_dir
 
 K4SN4O6 = "v541_ispin2_static_lorbit_quirk"
 # Committed real VASP text (custodian, MIT; obtained through the file index, see its README):
-VASP_TEXT = Path(__file__).parent / "fixtures" / "vasp_text"
+VASP_TEXT = Path(__file__).parents[1] / "fixtures" / "vasp_text"
 NACL = VASP_TEXT / "v544_nacl_ispin1_static"  # VASP 5.4.4, ISPIN 1, NaCl, complete
 TRUNCATED = VASP_TEXT / "v535_truncated_vasprun"  # VASP 5.3.5, stops after <parameters>
 

@@ -110,7 +110,7 @@ def test_new_embedded_defaults_change_every_digest(monkeypatch, tmp_path):
     from dftflow.workflows.flows import build_workflow
     from dftflow.workflows.spec import load_study
 
-    spec = load_study(Path(__file__).parents[1] / "workflows" / "test_mock_small.yaml")
+    spec = load_study(Path(__file__).parents[2] / "workflows" / "test_mock_small.yaml")
     spec = spec.with_engine("embedded")
 
     def digests():
@@ -131,7 +131,7 @@ def test_relaxations_have_priority_in_the_workflow():
     from dftflow.workflows.spec import load_study
 
     wf = build_workflow(
-        load_study(Path(__file__).parents[1] / "workflows" / "test_mock_small.yaml"), Path("x")
+        load_study(Path(__file__).parents[2] / "workflows" / "test_mock_small.yaml"), Path("x")
     )
     prio = {fw.name.split("/", 1)[1]: fw.spec.get("_priority") for fw in wf.fws}
     relax = {k for k in prio if "relax" in k}
