@@ -8,6 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+#: File name of a run's TaskDoc inside its run directory (every engine writes it).
+TASKDOC_FILE = "taskdoc.json"
+
 
 class Stage(str, Enum):
     """Calculation stages understood by every engine."""

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from dftflow.analysis.vaspio import as_taskdoc
 from dftflow.errors import InputError
+from dftflow.parse.run import as_taskdoc
 from dftflow.schemas import TaskDoc
 
 #: Relative tolerance on in-plane lattice vectors when comparing the slab and complex cells.

@@ -1,6 +1,8 @@
 """Total, element-projected and group-projected densities of states, and multi-system DOS panels.
 
-Reads pymatgen's ``CompleteDos`` from vasprun.xml (projections need LORBIT >= 10). Energies are
+Reads the run's pymatgen ``CompleteDos`` (:func:`dftflow.parse.run.load_complete_dos`: the
+embedded engine's ``dos.json.gz`` or VASP's vasprun.xml, whose projections need LORBIT >= 10).
+Energies are
 shifted so that zero is the Fermi level (``align="fermi"``) or the host valence-band maximum
 (``align="vbm"``, the delocalised-state VBM of :mod:`dftflow.analysis.midgap`, so that a trap state
 does not become the zero). Spin-down DOS is returned and drawn negative (mirrored). Optional
@@ -15,10 +17,11 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
+from pymatgen.electronic_structure.core import Spin
 
 from dftflow.analysis.midgap import DEFAULT_LIGAND_ELEMENTS
-from dftflow.analysis.vaspio import read_vasprun, run_directory
 from dftflow.errors import InputError, OutputError
+from dftflow.parse.run import load_complete_dos, run_directory
 
 GROUP_COLOURS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
 
@@ -119,7 +122,7 @@ def dos_curves(
     Parameters
     ----------
     directory
-        Run directory (vasprun.xml plain or gzipped), the file itself or a TaskDoc.
+        Run directory of any engine, a TaskDoc or a TaskDoc JSON path.
     groups
         ``{name: [elements]}`` to project on; ``None`` gives :func:`default_groups` when the run
         has projections, nothing otherwise. Asking for groups without projections is an error.
@@ -143,10 +146,9 @@ def dos_curves(
     if sigma_eV < 0:
         raise InputError(f"broadening must be >= 0 eV, got {sigma_eV}")
     path = run_directory(directory)
-    vr = read_vasprun(path)
-    cdos = vr.complete_dos
+    cdos = load_complete_dos(directory)
     if cdos is None or len(cdos.energies) == 0:
-        raise OutputError(f"{path}: vasprun.xml holds no DOS")
+        raise OutputError(f"{path}: the run holds no DOS")
     has_proj = bool(cdos.pdos)
     if (groups or elements) and not has_proj:
         raise InputError(
@@ -173,7 +175,7 @@ def dos_curves(
         energies_eV=energies[mask].tolist(),
         total=_spin_arrays(cdos, mask, energies, sigma_eV),
         sigma_eV=sigma_eV,
-        ispin=2 if vr.is_spin else 1,
+        ispin=2 if Spin.down in cdos.densities else 1,
         has_projections=has_proj,
     )
     if has_proj:
@@ -307,12 +309,11 @@ def common_groups(directories: Sequence[str | Path]) -> dict[str, list[str]]:
     """
     elements: set[str] = set()
     for d in directories:
-        vr = read_vasprun(run_directory(d))
-        elements |= {el.symbol for el in vr.final_structure.composition}
+        elements |= {el.symbol for el in load_complete_dos(d).structure.composition}
     return default_groups(sorted(elements))
 
 
 def dos_has_projections(directory: str | Path) -> bool:
-    """Whether the run's vasprun.xml holds a projected DOS."""
-    cdos = read_vasprun(run_directory(directory)).complete_dos
+    """Whether the run's DOS has site projections."""
+    cdos = load_complete_dos(directory)
     return cdos is not None and bool(cdos.pdos)

@@ -51,8 +51,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from dftflow.analysis.vaspio import read_vasprun, run_directory
 from dftflow.errors import InputError, OutputError
+from dftflow.parse.run import load_bands, run_directory
 
 #: Elements counted as "ligand" when characterising states (organic ligands).
 DEFAULT_LIGAND_ELEMENTS = ("C", "H", "O")
@@ -138,27 +138,21 @@ class _Bands:
     """Eigenvalues, occupations, k-weights and per-atom projections of one run."""
 
     def __init__(self, directory: str | Path) -> None:
-        from pymatgen.electronic_structure.core import Spin
-
-        vr = read_vasprun(directory, projections=True)
+        structure, bands = load_bands(directory)
         self.directory = str(directory)
-        self.structure = vr.final_structure
-        self.efermi = None if vr.efermi is None else float(vr.efermi)
-        self.ispin = 2 if vr.is_spin else 1
-        weights = np.asarray(vr.actual_kpoints_weights, dtype=float)
-        self.kweights = weights / weights.sum()
+        self.structure = structure
+        self.efermi = bands.efermi_eV
+        self.ispin = bands.nspin
+        self.kweights = bands.kweights
         self.spins: dict[str, dict[str, np.ndarray | None]] = {}
-        if not vr.eigenvalues:
-            raise OutputError(f"{directory}: vasprun.xml has no eigenvalues")
-        for spin, label in ((Spin.up, "up"), (Spin.down, "down")):
-            if spin not in vr.eigenvalues:
-                continue
-            eig = np.asarray(vr.eigenvalues[spin], dtype=float)
-            proj = None
-            if vr.projected_eigenvalues and spin in vr.projected_eigenvalues:
-                proj = np.asarray(vr.projected_eigenvalues[spin], dtype=float).sum(axis=3)
-            self.spins[label] = {"e": eig[..., 0], "occ": eig[..., 1], "w": proj}
-        self.has_projections = all(v["w"] is not None for v in self.spins.values())
+        atom_w = bands.atom_projections
+        for i, label in enumerate(("up", "down")[: bands.nspin]):
+            self.spins[label] = {
+                "e": bands.eigenvalues_eV[i],
+                "occ": bands.occupations[i],
+                "w": None if atom_w is None else atom_w[i],
+            }
+        self.has_projections = atom_w is not None
 
 
 def _participation(w: np.ndarray) -> np.ndarray:
@@ -370,7 +364,7 @@ def find_midgap_states(
             ref_info["anchor_element"] = anchor
         elif align == "fermi":
             if bands.efermi is None or ref.efermi is None:
-                raise OutputError("Fermi-level alignment needs E_F in both vasprun.xml files")
+                raise OutputError("Fermi-level alignment needs E_F in both runs")
             shift = bands.efermi - ref.efermi
         else:
             shift = 0.0

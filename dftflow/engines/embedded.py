@@ -1,10 +1,20 @@
 """The embedded engine: CHGNet relaxations and GPAW (PAW-PBE, LCAO) single points, no VASP needed.
 
-``EmbeddedEngine(**settings).run(structure, stage, directory)`` runs one stage and writes the files
-a VASP run writes (INCAR, KPOINTS, POSCAR, POTCAR.spec as a record of what ran; vasprun.xml, OUTCAR,
-OSZICAR, CONTCAR, DOSCAR, CHGCAR through :func:`dftflow.io.vasp_writer.write_vasp_outputs`), then
-returns the TaskDoc of :func:`dftflow.parse.vasp.parse_directory` -- the same parser as for VASP --
-with ``engine="embedded"`` and the engine details in ``TaskDoc.metadata``.
+``EmbeddedEngine(**settings).run(structure, stage, directory)`` runs one stage and builds its
+:class:`~dftflow.schemas.TaskDoc` directly from the ASE/CHGNet/GPAW objects, with the numbers the
+codes computed (CHGNet steps and forces; GPAW energies, SCF iterations, Fermi level, eigenvalues).
+It writes only its own records in ``directory``:
+
+* ``POSCAR`` (the input structure, selective dynamics = fixed atoms) and, for relaxations,
+  ``CONTCAR`` (the final structure) -- generic structure files;
+* relaxations: ``relax.traj`` (ASE trajectory: every step's structure, CHGNet energy and forces);
+* statics: ``gpaw.txt`` (GPAW's log), ``bands.npz`` (:class:`dftflow.electronic.BandData`:
+  eigenvalues, occupations, k-weights, Loewdin projections), ``dos.json.gz`` (a pymatgen
+  ``CompleteDos`` with site/orbital projections) and ``CHGCAR`` (GPAW's pseudo valence density in
+  CHGCAR format, the generic grid VESTA reads; its title line names GPAW);
+* ``taskdoc.json``, the TaskDoc itself.
+
+No VASP-specific file (vasprun.xml, OUTCAR, OSZICAR, DOSCAR, INCAR, KPOINTS, POTCAR) is written.
 
 Stages
 ------
@@ -17,47 +27,50 @@ Stages
   correction along z for slab-like cells, spin polarisation only for odd electron counts.
 
 Relaxation energies are CHGNet's (``metadata["energy_source"]``); adsorption energies must use the
-statics. Settings: :mod:`dftflow.engines.embedded_settings`.
+statics. A CHGNet step has no SCF, so ``converged_electronic`` is True for relaxations (there is no
+electronic loop that could fail) and ``free_energy_eV`` is None. Settings:
+:mod:`dftflow.engines.embedded_settings`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
 from typing import Any
 
+import ase
 import numpy as np
 from ase import Atoms
 from pymatgen.core import Structure
+from pymatgen.io.vasp import Poscar
 
+from dftflow.electronic import BANDS_FILE, DOS_FILE, BandData, complete_dos, write_complete_dos
 from dftflow.engines.base import prepare_run
 from dftflow.engines.embedded_settings import DEFAULT_SETTINGS, merge_settings, validate_settings
 from dftflow.errors import EngineError, InputError
-from dftflow.schemas import Stage, TaskDoc
+from dftflow.io.chgcar import write_chgcar
+from dftflow.schemas import TASKDOC_FILE, Stage, TaskDoc
+from dftflow.structures.convert import to_structure
 
-#: kB*T-free constant: plane-wave cutoff (eV) equivalent to a real-space grid spacing h (Angstrom).
-_HBAR2_2M_EV_A2 = 3.80998212
-
-
-def equivalent_cutoff_eV(grid_spacing_A: float) -> float:
-    """Plane-wave cutoff (eV) whose shortest wavelength the grid resolves: hbar^2/2m (pi/h)^2."""
-    return _HBAR2_2M_EV_A2 * (np.pi / grid_spacing_A) ** 2
+#: Records of an earlier run in the same directory, removed before a new run (never parsed stale).
+STALE_RECORDS = (
+    TASKDOC_FILE,
+    "CONTCAR",
+    "relax.traj",
+    "gpaw.txt",
+    BANDS_FILE,
+    DOS_FILE,
+    "CHGCAR",
+)
 
 
 def engine_version() -> str:
     """'chgnet X; gpaw Y; ase Z' (empty parts for what is missing)."""
     from dftflow.engines.embedded_chgnet import chgnet_version
 
-    try:
-        import gpaw
-
-        gv = gpaw.__version__
-    except ImportError:
-        gv = ""
-    import ase
-
-    return f"chgnet {chgnet_version()}; gpaw {gv}; ase {ase.__version__}"
+    return f"chgnet {chgnet_version()}; gpaw {gpaw_version()}; ase {ase.__version__}"
 
 
 def _to_atoms(structure: Atoms | Structure) -> Atoms:
@@ -75,7 +88,7 @@ def _to_atoms(structure: Atoms | Structure) -> Atoms:
 
 
 class EmbeddedEngine:
-    """CHGNet relaxations + GPAW LCAO statics, writing VASP-format outputs.
+    """CHGNet relaxations + GPAW LCAO statics; TaskDocs built from what the codes computed.
 
     Parameters
     ----------
@@ -103,7 +116,7 @@ class EmbeddedEngine:
         overrides: dict[str, Any] | None = None,
         label: str = "",
     ) -> TaskDoc:
-        """Run ``stage`` on ``structure`` in ``directory`` and return its TaskDoc.
+        """Run ``stage`` on ``structure`` in ``directory``; write and return its TaskDoc.
 
         Raises
         ------
@@ -117,14 +130,68 @@ class EmbeddedEngine:
         if len(atoms) == 0:
             raise InputError("embedded engine: the structure has no atoms")
         settings, warnings = self.effective_settings(overrides)
+        for name in STALE_RECORDS:
+            (directory / name).unlink(missing_ok=True)
+        Poscar(to_structure(atoms), comment=f"{label or stage.value} input").write_file(
+            directory / "POSCAR"
+        )
         t0 = time.perf_counter()
         cpu0 = time.process_time()
         if stage.is_relax:
-            from dftflow.engines.embedded_chgnet import run_chgnet_relax
+            fields = self._relax(atoms, stage, directory, settings)
+        else:
+            fields = self._static(atoms, directory, settings)
+        elapsed = time.perf_counter() - t0
+        # CPU seconds of this process (all its threads): comparable across machine loads
+        fields["metadata"]["cpu_time_s"] = round(time.process_time() - cpu0, 2)
+        fields["metadata"]["settings"] = _jsonable(settings)
+        doc = TaskDoc(
+            label=label,
+            stage=stage,
+            engine=self.name,
+            engine_version=engine_version(),
+            directory=str(directory.resolve()),
+            parameters={"embedded": _jsonable(settings)},
+            overrides=dict(overrides or {}),
+            inputs_digest=_inputs_digest(atoms, stage, settings),
+            wall_time_s=elapsed,
+            warnings=[*fields.pop("warnings", []), *warnings],
+            **fields,
+        )
+        doc.to_json_file(directory / TASKDOC_FILE)
+        return doc
 
-            run = run_chgnet_relax(atoms, settings, relax_cell=stage is Stage.bulk_relax)
-            result = run.result
-            metadata = {
+    # ------------------------------------------------------------------------------------------
+    @staticmethod
+    def _relax(
+        atoms: Atoms, stage: Stage, directory: Path, settings: dict[str, Any]
+    ) -> dict[str, Any]:
+        """CHGNet relaxation; TaskDoc fields from its steps (trajectory and CONTCAR written)."""
+        from dftflow.engines.embedded_chgnet import max_free_force, run_chgnet_relax
+
+        run = run_chgnet_relax(atoms, settings, relax_cell=stage is Stage.bulk_relax)
+        result = run.result
+        _write_trajectory(directory / "relax.traj", result.ionic_steps)
+        final = to_structure(result.atoms)
+        Poscar(final, comment=f"CHGNet {stage.value} final").write_file(directory / "CONTCAR")
+        notes = []
+        if not result.converged_ionic:
+            notes.append(
+                f"CHGNet relaxation stopped at the step cap ({settings['max_relax_steps']}) "
+                f"before fmax {run.fmax_eV_per_A} eV/A"
+            )
+        return {
+            "formula": final.composition.formula.replace(" ", ""),
+            "n_atoms": len(final),
+            "energy_eV": float(result.energy_eV),
+            "free_energy_eV": None,
+            "max_force_eV_per_A": max_free_force(result.atoms, result.forces_eV_per_A),
+            "converged_electronic": True,
+            "converged_ionic": bool(result.converged_ionic),
+            "n_ionic_steps": run.n_steps,
+            "structure": final.as_dict(),
+            "warnings": notes,
+            "metadata": {
                 "energy_source": "CHGNet (machine-learned potential; geometry only, not for E_ads)",
                 "relax": {
                     "calculator": f"CHGNet {settings['chgnet_model']}",
@@ -134,18 +201,73 @@ class EmbeddedEngine:
                     "max_steps": settings["max_relax_steps"],
                     "cell_filter": "FrechetCellFilter" if stage is Stage.bulk_relax else None,
                     "wall_time_s": round(run.wall_time_s, 3),
+                    "trajectory": "relax.traj",
                 },
-            }
-            incar = self._relax_incar(settings, stage, run.n_steps, result.converged_ionic)
-            kpoints = None
-            zvals = None
-        else:
-            from dftflow.engines.embedded_gpaw import run_gpaw_static
+            },
+        }
 
-            charge = float(atoms.info.get("charge", 0.0))
-            grun = run_gpaw_static(atoms, settings, directory, charge=charge)
-            result = grun.result
-            metadata = {
+    @staticmethod
+    def _static(atoms: Atoms, directory: Path, settings: dict[str, Any]) -> dict[str, Any]:
+        """GPAW single point; TaskDoc fields, band record, CompleteDos and CHGCAR written."""
+        from dftflow.engines.embedded_chgnet import max_free_force
+        from dftflow.engines.embedded_gpaw import run_gpaw_static
+
+        charge = float(atoms.info.get("charge", 0.0))
+        grun = run_gpaw_static(atoms, settings, directory, charge=charge)
+        result = grun.result
+        final = to_structure(result.atoms)
+        bands = BandData(
+            eigenvalues_eV=result.eigenvalues_eV,
+            occupations=result.occupations,
+            kweights=result.kweights,
+            efermi_eV=result.efermi_eV,
+            kpoints=result.kpoints,
+            projections=result.projections,
+        )
+        bands.save(directory / BANDS_FILE)
+        plain = Structure.from_sites(final.sites)
+        for prop in list(plain.site_properties):
+            plain.remove_site_property(prop)
+        cdos = complete_dos(
+            plain,
+            bands,
+            sigma_eV=float(settings["smearing_width_eV"]),
+            nedos=int(settings["nedos"]),
+        )
+        dos_path = write_complete_dos(directory / DOS_FILE, cdos)
+        volumetric: dict[str, str] = {}
+        if result.density is not None:
+            volume = plain.volume
+            mag = None if result.magnetization_density is None else result.magnetization_density
+            chg = write_chgcar(
+                directory / "CHGCAR",
+                plain,
+                np.asarray(result.density) * volume,
+                None if mag is None else np.asarray(mag) * volume,
+                comment=f"{plain.composition.reduced_formula} GPAW {gpaw_version()} pseudo "
+                "valence density (rho*V)",
+            )
+            volumetric["CHGCAR"] = str(chg.resolve())
+        return {
+            "formula": final.composition.formula.replace(" ", ""),
+            "n_atoms": len(final),
+            "energy_eV": float(result.energy_eV),
+            "free_energy_eV": float(result.free_energy_eV),
+            "max_force_eV_per_A": max_free_force(result.atoms, result.forces_eV_per_A),
+            "converged_electronic": True,  # GPAW raised EngineError otherwise
+            "converged_ionic": True,  # a single point has no ionic loop
+            "n_ionic_steps": 1,
+            "efermi_eV": None if result.efermi_eV is None else float(result.efermi_eV),
+            "ispin": 2 if grun.spin_polarized else 1,
+            "nelect": float(grun.nelect),
+            "structure": final.as_dict(),
+            "has_dos": True,
+            "has_projected_dos": result.projections is not None,
+            "dos_file": str(dos_path.resolve()),
+            "volumetric_files": volumetric,
+            "fft_grid": [int(n) for n in grun.gpts],
+            "kpoints": [int(k) for k in grun.kpts],
+            "metadata": {
                 "energy_source": "GPAW PAW-PBE LCAO single point; energy_eV is GPAW's energy "
                 "extrapolated to zero smearing width (e_0), free_energy_eV its free energy",
                 "gpaw": {
@@ -157,132 +279,49 @@ class EmbeddedEngine:
                     "wall_time_s": round(grun.wall_time_s, 3),
                     "charge_e": charge,
                     "valence_electrons": grun.zvals,
+                    "log": "gpaw.txt",
                 },
+                "bands_file": BANDS_FILE,
                 "projections": "Loewdin populations in the LCAO basis, LORBIT=11 order, f dropped",
                 "density": "GPAW pseudo valence density (no AECCAR); integrates to nelect",
                 "reference_energy": "GPAW energies are relative to GPAW's isolated atoms",
-            }
-            incar = self._static_incar(settings, grun)
-            kpoints = list(grun.kpts)
-            zvals = grun.zvals
-        elapsed = time.perf_counter() - t0
-        # CPU seconds of this process (all its threads): comparable across machine loads
-        metadata["cpu_time_s"] = round(time.process_time() - cpu0, 2)
-        self._write_inputs(directory, atoms, incar, kpoints, zvals, settings)
-        from dftflow.io.vasp_writer import write_vasp_outputs
-
-        write_vasp_outputs(
-            directory,
-            result,
-            incar=incar,
-            kpoints=kpoints,
-            zvals=zvals,
-            potcar_symbols=None,
-            generator="dftflow-embedded",
-            elapsed_s=elapsed,
-        )
-        from dftflow.parse.vasp import parse_directory
-
-        doc = parse_directory(directory, label=label, stage=stage)
-        metadata["settings"] = _jsonable(settings)
-        metadata["potcar_symbols_note"] = (
-            "vasprun.xml names VASP POTCARs for the element blocks; the run used GPAW PBE setups "
-            "with the same valence counts"
-        )
-        return doc.model_copy(
-            update={
-                "engine": self.name,
-                "engine_version": engine_version(),
-                "label": label,
-                "stage": stage,
-                "overrides": dict(overrides or {}),
-                "wall_time_s": elapsed,
-                "warnings": [*doc.warnings, *warnings],
-                "parameters": {**doc.parameters, "embedded": _jsonable(settings)},
-                "metadata": {**doc.metadata, **metadata},
-            }
-        )
-
-    # ------------------------------------------------------------------------------------------
-    @staticmethod
-    def _relax_incar(
-        settings: dict[str, Any], stage: Stage, n_steps: int, converged: bool
-    ) -> dict[str, Any]:
-        """VASP-tag record of a CHGNet relaxation.
-
-        NSW is chosen so that pymatgen's ``converged_ionic`` (fewer ionic steps than NSW) tells the
-        truth: the step cap when converged, the number of steps taken when not.
-        """
-        cap = int(settings["max_relax_steps"])
-        nsw = max(cap, n_steps + 1) if converged else n_steps
-        return {
-            "SYSTEM": f"dftflow embedded {stage.value} (CHGNet)",
-            "IBRION": 3,
-            "NSW": nsw,
-            "ISIF": 3 if stage is Stage.bulk_relax else 2,
-            "EDIFFG": -float(settings["fmax_eV_per_A"]),
-            "NELM": 60,  # no SCF in a CHGNet step: one "electronic step" each, far below NELM
-            "ISMEAR": 0,
-            "SIGMA": float(settings["smearing_width_eV"]),
-            "LCHARG": False,
-            "LWAVE": False,
+            },
         }
 
-    @staticmethod
-    def _static_incar(settings: dict[str, Any], grun) -> dict[str, Any]:
-        """VASP-tag record of a GPAW static (ENCUT: the cutoff equivalent to the grid spacing)."""
-        incar: dict[str, Any] = {
-            "SYSTEM": "dftflow embedded static (GPAW LCAO)",
-            "GGA": "PE",
-            "ENCUT": round(equivalent_cutoff_eV(float(settings["grid_spacing_A"])), 1),
-            "ISMEAR": -1 if settings["smearing"] == "fermi-dirac" else 1,
-            "SIGMA": float(settings["smearing_width_eV"]),
-            "ISPIN": 2 if grun.spin_polarized else 1,
-            "NELM": int(settings["scf_maxiter"]),
-            "EDIFF": float(settings["scf_energy_eV"] or settings["scf_energy_eV_per_electron"]),
-            "NSW": 0,
-            "IBRION": -1,
-            "LORBIT": 11,
-            "NEDOS": int(settings["nedos"]),
-            "LCHARG": bool(settings["write_density"]),
-            "LWAVE": False,
-            "NGXF": int(grun.gpts[0]),
-            "NGYF": int(grun.gpts[1]),
-            "NGZF": int(grun.gpts[2]),
-        }
-        if "poissonsolver" in grun.gpaw_parameters:
-            incar.update({"LDIPOL": True, "IDIPOL": 3})
-        return incar
 
-    @staticmethod
-    def _write_inputs(
-        directory: Path,
-        atoms: Atoms,
-        incar: dict[str, Any],
-        kpoints: list[int] | None,
-        zvals: dict[str, float] | None,
-        settings: dict[str, Any],
-    ) -> None:
-        """INCAR/KPOINTS/POSCAR/POTCAR.spec recording what ran, and embedded_settings.json."""
-        from pymatgen.io.vasp import Incar, Kpoints, Poscar
+def _write_trajectory(path: Path, steps: list[dict[str, Any]]) -> None:
+    """Every relaxation step as an ASE trajectory (structure, energy, forces)."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import Trajectory
 
-        from dftflow.io.vasp_writer import selective_dynamics, species_blocks, to_structure
+    tmp = path.with_name(f".{path.name}.tmp")
+    with Trajectory(str(tmp), "w") as traj:
+        for step in steps:
+            frame = step["structure"].copy()
+            frame.calc = SinglePointCalculator(
+                frame, energy=float(step["e_0_eV"]), forces=np.asarray(step["forces_eV_per_A"])
+            )
+            traj.write(frame)
+    tmp.replace(path)
 
-        structure = to_structure(atoms)
-        sd = selective_dynamics(atoms)
-        Poscar(structure, selective_dynamics=sd).write_file(directory / "POSCAR")
-        Incar(incar).write_file(directory / "INCAR")
-        if kpoints is not None:
-            Kpoints.monkhorst_automatic(tuple(kpoints)).write_file(directory / "KPOINTS")
-        symbols, _ = species_blocks(structure)
-        lines = []
-        for s in symbols:
-            nv = "" if zvals is None else f" {zvals[s]:g}"
-            lines.append(f"{s} GPAW-{settings['xc']}{nv}" if zvals else f"{s} CHGNet")
-        (directory / "POTCAR.spec").write_text("\n".join(lines) + "\n")
-        (directory / "embedded_settings.json").write_text(
-            json.dumps(_jsonable(settings), indent=2, sort_keys=True)
-        )
+
+def _inputs_digest(atoms: Atoms, stage: Stage, settings: dict[str, Any]) -> str:
+    """sha256 over the input structure, the stage and the effective settings."""
+    data = {
+        "structure": to_structure(atoms).as_dict(),
+        "stage": stage.value,
+        "settings": _jsonable(settings),
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def gpaw_version() -> str:
+    """Installed GPAW version ('' when missing)."""
+    try:
+        import gpaw
+    except ImportError:
+        return ""
+    return str(gpaw.__version__)
 
 
 def _jsonable(obj: Any) -> Any:

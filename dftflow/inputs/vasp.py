@@ -107,7 +107,7 @@ STAGE_SYSTEM = {
 # -------------------------------------------------------------------------------------------------
 def as_structure(structure: Atoms | Structure) -> Structure:
     """Pymatgen Structure (selective dynamics from ASE FixAtoms/FixCartesian kept)."""
-    from dftflow.io.vasp_writer import to_structure
+    from dftflow.structures.convert import to_structure
 
     if not isinstance(structure, (Atoms, Structure)):
         raise InputError(
@@ -191,7 +191,7 @@ def dipol_for_slab(structure: Structure) -> list[float]:
 
 def potcar_symbols_for(structure: Structure, custom: Mapping[str, str] | None = None) -> list[str]:
     """POTCAR symbol per species block of the POSCAR (defaults: params.POTCAR_SYMBOLS)."""
-    from dftflow.io.vasp_writer import species_blocks
+    from dftflow.structures.convert import species_blocks
 
     table = {**params.POTCAR_SYMBOLS, **(custom or {})}
     symbols, _ = species_blocks(structure)
@@ -205,7 +205,7 @@ def potcar_symbols_for(structure: Structure, custom: Mapping[str, str] | None = 
 
 def valence_electrons(structure: Structure, potcar_symbols: Sequence[str]) -> float:
     """Sum of POTCAR valences (ZVAL) for the structure (neutral)."""
-    from dftflow.io.vasp_writer import species_blocks
+    from dftflow.structures.convert import species_blocks
 
     _, counts = species_blocks(structure)
     total = 0.0

@@ -23,27 +23,20 @@ import hashlib
 import json
 import re
 import warnings
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dftflow.electronic import BandData
 from dftflow.errors import OutputError
+from dftflow.parse.files import find_file
 from dftflow.schemas import Correction, Stage, TaskDoc
 
 VOLUMETRIC_KINDS = ("CHGCAR", "LOCPOT", "AECCAR0", "AECCAR1", "AECCAR2", "ELFCAR", "CHG")
 INPUT_FILES = ("INCAR", "KPOINTS", "POSCAR", "POTCAR")
 _SUFFIXES = ("", ".gz", ".bz2", ".xz", ".GZ", ".relax2", ".relax2.gz", ".relax1", ".relax1.gz")
-
-
-def find_file(directory: str | Path, name: str) -> Path | None:
-    """The path of ``name`` in ``directory``, plain or compressed, or None."""
-    directory = Path(directory)
-    for suffix in ("", ".gz", ".bz2", ".xz", ".GZ"):
-        path = directory / f"{name}{suffix}"
-        if path.is_file() and path.stat().st_size > 0:
-            return path
-    return None
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -102,8 +95,19 @@ def read_corrections(directory: str | Path) -> list[Correction]:
 
 
 def _load_vasprun(path: Path, parse_projected_eigen: bool = False):
+    """(Vasprun, warnings) of ``path``, cached on path, size and mtime.
+
+    The report reads a run's DOS and bands several times; the file is parsed once.
+    """
+    stat = path.stat()
+    return _cached_vasprun(str(path.resolve()), stat.st_size, stat.st_mtime, parse_projected_eigen)
+
+
+@lru_cache(maxsize=4)
+def _cached_vasprun(path_str: str, size: int, mtime: float, parse_projected_eigen: bool):  # noqa: ARG001
     from pymatgen.io.vasp import Vasprun
 
+    path = Path(path_str)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -213,6 +217,40 @@ def complete_dos(directory: str | Path):
     return CompleteDos(vr.final_structure, vr.tdos, pdoss)
 
 
+def band_data(directory: str | Path):
+    """(final Structure, :class:`~dftflow.electronic.BandData`) from a VASP run's vasprun.xml.
+
+    Projections (LORBIT >= 10) are included when the file has them.
+
+    Raises
+    ------
+    OutputError
+        No vasprun.xml, no eigenvalues, or a truncated/corrupt file.
+    """
+    from pymatgen.electronic_structure.core import Spin
+
+    path = find_file(directory, "vasprun.xml")
+    if path is None:
+        raise OutputError(f"no vasprun.xml in {directory}")
+    vr, _ = _load_vasprun(path, parse_projected_eigen=True)
+    if not vr.eigenvalues:
+        raise OutputError(f"{directory}: vasprun.xml has no eigenvalues")
+    spins = [s for s in (Spin.up, Spin.down) if s in vr.eigenvalues]
+    eig = np.stack([np.asarray(vr.eigenvalues[s], dtype=float) for s in spins])
+    proj = None
+    if vr.projected_eigenvalues and all(s in vr.projected_eigenvalues for s in spins):
+        proj = np.stack([np.asarray(vr.projected_eigenvalues[s], dtype=float) for s in spins])
+    bands = BandData(
+        eigenvalues_eV=eig[..., 0],
+        occupations=eig[..., 1],
+        kweights=np.asarray(vr.actual_kpoints_weights, dtype=float),
+        efermi_eV=None if vr.efermi is None else float(vr.efermi),
+        kpoints=np.asarray(vr.actual_kpoints, dtype=float),
+        projections=proj,
+    )
+    return vr.final_structure, bands
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -248,15 +286,6 @@ _PARAM_KEYS = (
     "GGA",
     "PREC",
 )
-
-
-def _engine_from_generator(program: str) -> str:
-    program = program.strip().lower()
-    if "mock" in program:
-        return "mock"
-    if program.startswith("vasp") or not program:
-        return "vasp"
-    return program
 
 
 def _fft_grid(vr, outcar, directory: Path) -> list[int] | None:
@@ -387,8 +416,8 @@ def parse_directory(
     return TaskDoc(
         label=label,
         stage=stage_value,
-        engine=_engine_from_generator(program),
-        engine_version=str(vr.vasp_version).strip(),
+        engine="vasp",  # the engine that ran it sets its own name (e.g. "mock") in its TaskDoc
+        engine_version=f"{program} {str(vr.vasp_version).strip()}".strip(),
         directory=str(directory.resolve()),
         formula=final.composition.formula.replace(" ", ""),
         n_atoms=len(final),

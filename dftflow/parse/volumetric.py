@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dftflow.errors import InputError, OutputError
+from dftflow.errors import DftflowError, InputError, OutputError
+from dftflow.parse.files import find_output
+from dftflow.parse.run import load_taskdoc
 
 AXES = {"x": 0, "y": 1, "z": 2, "a": 0, "b": 1, "c": 2, "0": 0, "1": 1, "2": 2}
-COMPRESSED_SUFFIXES = ("", ".gz", ".bz2", ".xz", ".lzma")
 #: Lattice vectors of two grids must agree to this, Angstrom.
 LATTICE_ATOL_A = 1e-4
 
@@ -35,16 +36,7 @@ def axis_index(axis: int | str) -> int:
 
 def volumetric_path(path: str | Path, kind: str = "CHGCAR") -> Path:
     """The file itself, or ``kind`` (plain or compressed) inside the directory ``path``."""
-    path = Path(path)
-    if path.is_file():
-        return path
-    if not path.exists():
-        raise OutputError(f"{path} does not exist")
-    for suffix in COMPRESSED_SUFFIXES:
-        candidate = path / f"{kind}{suffix}"
-        if candidate.is_file():
-            return candidate
-    raise OutputError(f"no {kind} (plain or compressed) in {path}")
+    return find_output(path, kind)
 
 
 def read_volumetric(path: str | Path, kind: str = "CHGCAR"):
@@ -196,11 +188,9 @@ def locpot_profile(path: str | Path, axis: int | str = 2, efermi_eV: float | Non
 
 
 def _efermi_next_to(path: str | Path) -> float | None:
+    """E_F of the run the LOCPOT belongs to (its TaskDoc or vasprun.xml), or None."""
     directory = Path(path) if Path(path).is_dir() else Path(path).parent
     try:
-        from dftflow.analysis.vaspio import read_vasprun
-
-        vr = read_vasprun(directory)
-    except Exception:  # no vasprun next to the LOCPOT: the work function is then not reported
+        return load_taskdoc(directory).efermi_eV
+    except DftflowError:  # no run record next to the LOCPOT: the work function is not reported
         return None
-    return None if vr.efermi is None else float(vr.efermi)

@@ -45,8 +45,8 @@ class MockVasp:
         self._mp = monkeypatch
 
     def fail(self, plan: Mapping[int, str]) -> None:
-        """Inject failures: attempt number -> kind (see ``dftflow.engines.mock_vasp.FAILURES``)."""
-        from dftflow.engines.mock_vasp import ENV_FAILURES, FAILURES
+        """Inject failures: attempt number -> kind (see ``dftflow.testing.mock_vasp.FAILURES``)."""
+        from dftflow.testing.mock_vasp import ENV_FAILURES, FAILURES
 
         for kind in plan.values():
             if kind not in FAILURES:
@@ -63,7 +63,7 @@ class MockVasp:
 @pytest.fixture
 def mock_vasp(monkeypatch: pytest.MonkeyPatch) -> Iterator[MockVasp]:
     """Run the mock VASP wherever a test would run VASP."""
-    from dftflow.engines.mock_vasp import ENV_FAILURES
+    from dftflow.testing.mock_vasp import ENV_FAILURES
 
     monkeypatch.setenv("DFTFLOW_VASP_CMD", MockVasp.command)
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")

@@ -19,7 +19,7 @@ from dftflow.analysis import testdata
 from dftflow.analysis.adsorption import adsorption_energy
 from dftflow.analysis.chgdiff import charge_density_difference
 from dftflow.analysis.midgap import compare_midgap, find_midgap_states
-from dftflow.analysis.vaspio import taskdoc_from_directory
+from dftflow.parse.run import load_taskdoc as taskdoc_from_directory
 from dftflow.cli import main
 from dftflow.io.chgcar import write_chgcar
 from dftflow.testing.real_vasp import real_vasp_dir

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from dftflow.analysis import testdata
-from dftflow.analysis.vaspio import taskdoc_from_directory
+from dftflow.parse.run import load_taskdoc as taskdoc_from_directory
 from dftflow.cli import main
 from dftflow.schemas import LigandResult, StudySummary
 

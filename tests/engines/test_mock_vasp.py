@@ -11,7 +11,7 @@ from pymatgen.electronic_structure.core import Spin
 from pymatgen.io.vasp import Chgcar, Incar, Poscar, Vasprun
 
 from dftflow.engines import mock_vasp
-from dftflow.engines.mock_vasp import FAILURES, failure_plan, kpoint_set
+from dftflow.testing.mock_vasp import FAILURES, failure_plan, kpoint_set
 from dftflow.inputs.vasp import write_inputs
 from dftflow.parse.vasp import parse_directory
 
@@ -175,7 +175,7 @@ def test_injected_message_is_vasp_text(slab, tmp_path, monkeypatch, capsys, mock
 def test_console_script_runs(slab, tmp_path, mock_vasp):
     write_inputs(slab, "molecule_relax" if False else "slab_relax", tmp_path, potcar_spec=True)
     proc = subprocess.run(
-        [sys.executable, "-m", "dftflow.engines.mock_vasp"],
+        [sys.executable, "-m", "dftflow.testing.mock_vasp"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -227,7 +227,7 @@ def acetate_trio():
 
 
 def test_atomic_density_integral_exact_on_any_grid(acetate_trio):
-    from dftflow.engines.mock_vasp_physics import atomic_density
+    from dftflow.testing.mock_vasp_physics import atomic_density
 
     atoms = acetate_trio["complex"]
     frac = atoms.get_scaled_positions(wrap=False)

@@ -1,10 +1,10 @@
 """Write an :class:`~dftflow.engines.base.ElectronicResult` as the files a VASP run leaves behind.
 
-Used by the mock VASP executable and by the embedded engine, so that one parser
-(:func:`dftflow.parse.vasp.parse_directory`, built on pymatgen's ``Vasprun``/``Outcar``) serves
-every engine. Files: ``vasprun.xml`` (parameters incl. NGXF/NGYF/NGZF, k-points and weights,
-ionic and electronic steps, eigenvalues and occupations, total and l/m-projected DOS, projected
-eigenvalues),
+Test equipment: used by the mock VASP executable (which stands in for VASP in tests, so it writes
+what VASP writes) and by the synthetic runs of :mod:`dftflow.testing.synthetic_runs`. No production
+engine writes VASP files it did not compute with VASP. Files: ``vasprun.xml`` (parameters incl.
+NGXF/NGYF/NGZF, k-points and weights, ionic and electronic steps, eigenvalues and occupations,
+total and l/m-projected DOS, projected eigenvalues),
 ``OUTCAR`` (the lines pymatgen's ``Outcar`` and custodian's handlers read), ``OSZICAR``, ``CONTCAR``
 (selective dynamics kept), ``DOSCAR`` and, when a density is given, ``CHGCAR``.
 
@@ -23,153 +23,21 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 import numpy as np
-from ase import Atoms
-from ase.constraints import FixAtoms, FixCartesian
 from pymatgen.core import Element, Structure
-from pymatgen.io.ase import AseAtomsAdaptor
 from pymatgen.io.vasp import Poscar
 
+#: LORBIT = 11 orbital order (VASP 5.4.4+ names ``x2-y2``; older ``dx2``; pymatgen reads both).
+from dftflow.electronic import (
+    LM_ORBITALS,
+    dos_energy_grid,
+    gaussian_dos,
+)
 from dftflow.engines.base import ElectronicResult
 from dftflow.io.chgcar import write_chgcar
+from dftflow.structures.convert import species_blocks, to_structure
 
-#: LORBIT = 11 orbital order (VASP 5.4.4+ names ``x2-y2``; older ``dx2``; pymatgen reads both).
-LM_ORBITALS = ("s", "py", "pz", "px", "dxy", "dyz", "dz2", "dxz", "x2-y2")
 VASP_VERSION = "6.4.2"
 DEFAULT_ELECTRONIC_STEPS = 8
-
-
-# -------------------------------------------------------------------------------------------------
-# structures
-# -------------------------------------------------------------------------------------------------
-def selective_dynamics(atoms: Atoms) -> list[list[bool]] | None:
-    """Selective-dynamics flags (True = free) from ASE constraints, or None when nothing is fixed.
-
-    ``FixAtoms`` fixes all three directions of its atoms, ``FixCartesian`` the masked directions;
-    a pymatgen-style ``atoms.arrays["selective_dynamics"]`` is honoured too.
-    """
-    flags = np.ones((len(atoms), 3), dtype=bool)
-    if "selective_dynamics" in atoms.arrays:
-        flags &= np.asarray(atoms.arrays["selective_dynamics"], dtype=bool)
-    for constraint in atoms.constraints:
-        if isinstance(constraint, FixAtoms):
-            flags[constraint.index] = False
-        elif isinstance(constraint, FixCartesian):
-            flags[constraint.index] &= ~np.asarray(constraint.mask, dtype=bool)
-    if flags.all():
-        return None
-    return flags.tolist()
-
-
-def to_structure(atoms_or_structure: Atoms | Structure) -> Structure:
-    """A pymatgen Structure with ``selective_dynamics`` site property when atoms are fixed."""
-    if isinstance(atoms_or_structure, Structure):
-        return atoms_or_structure.copy()
-    atoms = atoms_or_structure
-    plain = Atoms(
-        atoms.get_chemical_symbols(), positions=atoms.positions, cell=atoms.cell, pbc=True
-    )
-    structure = AseAtomsAdaptor.get_structure(plain)
-    flags = selective_dynamics(atoms)
-    if flags is not None:
-        structure.add_site_property("selective_dynamics", flags)
-    return structure
-
-
-def to_atoms(structure: Atoms | Structure) -> Atoms:
-    """ASE Atoms with a FixAtoms constraint for sites fixed in all directions."""
-    if isinstance(structure, Atoms):
-        return structure.copy()
-    atoms = AseAtomsAdaptor.get_atoms(Structure.from_sites(structure.sites))
-    atoms.set_constraint()
-    sd = structure.site_properties.get("selective_dynamics")
-    if sd is not None:
-        fixed = [i for i, f in enumerate(sd) if not any(f)]
-        if fixed:
-            atoms.set_constraint(FixAtoms(indices=fixed))
-    for key in list(atoms.arrays):
-        if key not in ("numbers", "positions"):
-            del atoms.arrays[key]
-    return atoms
-
-
-def species_blocks(structure: Structure) -> tuple[list[str], list[int]]:
-    """Element symbols and counts of consecutive blocks, in POSCAR order."""
-    symbols: list[str] = []
-    counts: list[int] = []
-    for site in structure:
-        sym = site.specie.symbol
-        if symbols and symbols[-1] == sym:
-            counts[-1] += 1
-        else:
-            symbols.append(sym)
-            counts.append(1)
-    return symbols, counts
-
-
-# -------------------------------------------------------------------------------------------------
-# DOS
-# -------------------------------------------------------------------------------------------------
-def gaussian_dos(
-    eigenvalues_eV: np.ndarray,
-    kweights: np.ndarray,
-    energies_eV: np.ndarray,
-    sigma_eV: float,
-    weights: np.ndarray | None = None,
-) -> np.ndarray:
-    """Gaussian-broadened DOS (states/eV per spin channel, x2 for ISPIN=1 is applied by callers).
-
-    Each state's weight is split linearly between its two neighbouring grid points, then the
-    histogram is convolved with a normalised Gaussian (O(nedos) per column; the integral of every
-    column is exact).
-
-    Parameters
-    ----------
-    eigenvalues_eV
-        (nspin, nkpts, nbands).
-    kweights
-        (nkpts,) summing to 1.
-    energies_eV
-        (nedos,) uniform grid.
-    sigma_eV
-        Gaussian width.
-    weights
-        Optional (nspin, nkpts, nbands, ncol) projections; then the result is (nspin, nedos, ncol).
-
-    Returns
-    -------
-    np.ndarray
-        (nspin, nedos) or (nspin, nedos, ncol).
-    """
-    energies_eV = np.asarray(energies_eV, float)
-    n = len(energies_eV)
-    de = energies_eV[1] - energies_eV[0]
-    sigma = max(float(sigma_eV), 1e-3)
-    half = int(np.ceil(6 * sigma / de))
-    xk = np.arange(-half, half + 1) * de
-    kernel = np.exp(-0.5 * (xk / sigma) ** 2)
-    kernel /= kernel.sum() * de
-    out = []
-    nk, nb = eigenvalues_eV.shape[1], eigenvalues_eV.shape[2]
-    w_state = np.repeat(np.asarray(kweights, float), nb)
-    for s in range(eigenvalues_eV.shape[0]):
-        pos = (eigenvalues_eV[s].reshape(-1) - energies_eV[0]) / de
-        lo = np.clip(np.floor(pos).astype(int), 0, n - 2)
-        frac = np.clip(pos - lo, 0.0, 1.0)
-        cols = np.ones((nk * nb, 1)) if weights is None else weights[s].reshape(nk * nb, -1)
-        hist = np.zeros((n, cols.shape[1]))
-        np.add.at(hist, lo, (w_state * (1 - frac))[:, None] * cols)
-        np.add.at(hist, lo + 1, (w_state * frac)[:, None] * cols)
-        dens = np.stack(
-            [np.convolve(hist[:, c], kernel, mode="same") for c in range(hist.shape[1])], axis=1
-        )
-        out.append(dens[:, 0] if weights is None else dens)
-    return np.asarray(out)
-
-
-def _dos_grid(eigenvalues_eV: np.ndarray, nedos: int, sigma_eV: float) -> np.ndarray:
-    lo = float(eigenvalues_eV.min()) - 5 * sigma_eV - 1.0
-    hi = float(eigenvalues_eV.max()) + 5 * sigma_eV + 1.0
-    return np.linspace(lo, hi, int(nedos))
 
 
 # -------------------------------------------------------------------------------------------------
@@ -618,7 +486,7 @@ def _eigen_xml(eig: np.ndarray, occ: np.ndarray | None, ind: str) -> str:
 
 
 def _dos_arrays(eig, kw, projections, nedos, sigma, ispin):
-    energies = _dos_grid(eig, nedos, sigma)
+    energies = dos_energy_grid(eig, nedos, sigma)
     factor = 2.0 / ispin
     total = gaussian_dos(eig, kw, energies, sigma) * factor  # (nspin, nedos)
     de = energies[1] - energies[0]

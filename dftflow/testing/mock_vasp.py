@@ -9,7 +9,7 @@ What it does, like VASP, in the current directory:
    legitimately change (:data:`CUSTODIAN_MUTABLE`; EDIFF may only get tighter; the k-mesh may switch
    between Monkhorst-Pack and Gamma-centred); a violation prints a message on stderr and exits 1,
    like a crashed VASP;
-3. energies and forces from :class:`~dftflow.engines.mock_vasp_physics.PairPotential`; when NSW > 0
+3. energies and forces from :class:`~dftflow.testing.mock_vasp_physics.PairPotential`; when NSW > 0
 a
    real relaxation (ASE BFGS; FrechetCellFilter for ISIF = 3) honouring selective dynamics, up to
    NSW
@@ -18,7 +18,7 @@ a
    CHGCAR (and AECCAR0/AECCAR2 with LAECHG) on the NGXF grid from Mulliken-weighted atomic
    densities;
 5. writes vasprun.xml, OUTCAR, OSZICAR, CONTCAR, DOSCAR (+ CHGCAR) with
-   :func:`dftflow.io.vasp_writer.write_vasp_outputs`.
+   :func:`dftflow.testing.vasp_writer.write_vasp_outputs`.
 
 Failure injection (so custodian's handlers fire and correct): the environment variable
 ``DFTFLOW_MOCK_VASP_FAILURES`` or a file ``MOCK_VASP_FAILURES`` in the run directory maps attempt
@@ -309,7 +309,7 @@ def kpoint_set(divisions, style: str) -> tuple[np.ndarray, np.ndarray]:
 # running
 # -------------------------------------------------------------------------------------------------
 def _atoms_with_constraints(structure):
-    from dftflow.io.vasp_writer import to_atoms
+    from dftflow.structures.convert import to_atoms
 
     atoms = to_atoms(structure)
     sd = structure.site_properties.get("selective_dynamics")
@@ -329,7 +329,7 @@ def relax(atoms, *, nsw: int, fmax: float, isif: int) -> list[dict[str, Any]]:
     from ase.filters import FrechetCellFilter
     from ase.optimize import BFGS
 
-    from dftflow.engines.mock_vasp_physics import PairPotential
+    from dftflow.testing.mock_vasp_physics import PairPotential
 
     atoms.calc = PairPotential()
     steps: list[dict[str, Any]] = []
@@ -358,7 +358,7 @@ def relax(atoms, *, nsw: int, fmax: float, isif: int) -> list[dict[str, Any]]:
 
 
 def _max_free_force(step, atoms) -> float:
-    from dftflow.io.vasp_writer import selective_dynamics
+    from dftflow.testing.vasp_writer import selective_dynamics
 
     f = np.asarray(step["forces_eV_per_A"])
     sd = selective_dynamics(atoms)
@@ -370,9 +370,9 @@ def _max_free_force(step, atoms) -> float:
 def run_mock(directory: Path, attempt: int, failure: str | None) -> int:
     """Do one mock VASP run in ``directory``; returns the process exit code."""
     from dftflow.engines.base import ElectronicResult
-    from dftflow.engines.mock_vasp_physics import atomic_density, tight_binding
     from dftflow.inputs.vasp import POTCAR_ZVAL
-    from dftflow.io.vasp_writer import write_vasp_outputs
+    from dftflow.testing.mock_vasp_physics import atomic_density, tight_binding
+    from dftflow.testing.vasp_writer import write_vasp_outputs
 
     t0 = time.time()
     inp = check_inputs(directory)
@@ -385,7 +385,7 @@ def run_mock(directory: Path, attempt: int, failure: str | None) -> int:
     spec = FAILURES.get(failure or "", {})
     atoms = _atoms_with_constraints(structure)
     zval = {**POTCAR_ZVAL}
-    from dftflow.io.vasp_writer import species_blocks
+    from dftflow.testing.vasp_writer import species_blocks
 
     _, counts = species_blocks(structure)
     nelect = float(
@@ -498,8 +498,8 @@ def run_mock(directory: Path, attempt: int, failure: str | None) -> int:
 
 
 def _core_density(atoms, grid, potcar_symbols, counts) -> np.ndarray:
-    from dftflow.engines.mock_vasp_physics import atomic_density
     from dftflow.inputs.vasp import POTCAR_ZVAL
+    from dftflow.testing.mock_vasp_physics import atomic_density
 
     core = []
     for sym, n in zip(potcar_symbols, counts, strict=True):
@@ -541,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("OPENBLAS_NUM_THREADS") is None:
         # one BLAS thread: 10x faster eigensolvers for these small matrices on a shared machine
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-        os.execve(sys.executable, [sys.executable, "-m", "dftflow.engines.mock_vasp"], env)
+        os.execve(sys.executable, [sys.executable, "-m", "dftflow.testing.mock_vasp"], env)
     directory = Path.cwd()
     try:
         plan = failure_plan(directory)

@@ -133,12 +133,12 @@ def write_synthetic_run(
     atoms; ligand atoms get their own localised bands at -4 eV), conduction bands from ``gap_eV``,
     and, when ``trap_atom`` is given, one band at ``trap_energy_eV`` localised on that atom (a trap)
     with occupation ``trap_occupation`` (a smeared, partly filled trap when 0 < occupation < 1).
-    Eigenvalues are written by :func:`dftflow.io.vasp_writer.write_vasp_outputs`.
+    Eigenvalues are written by :func:`dftflow.testing.vasp_writer.write_vasp_outputs`.
     """
     from pymatgen.io.ase import AseAtomsAdaptor
 
     from dftflow.engines.base import ElectronicResult
-    from dftflow.io.vasp_writer import write_vasp_outputs
+    from dftflow.testing.vasp_writer import write_vasp_outputs
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
