@@ -13,9 +13,8 @@ from typing import Annotated
 import click
 import typer
 
+from dftflow.engines import engine_entry
 from dftflow.errors import InputError
-
-_ENGINES = ("embedded", "vasp", "mock")
 
 
 class StudyIncomplete(click.ClickException):
@@ -31,9 +30,7 @@ _LaunchpadOption = Annotated[
 
 
 def _check_engine(engine: str | None) -> str | None:
-    if engine is not None and engine not in _ENGINES:
-        raise InputError(f"unknown engine {engine!r}; choose one of {', '.join(_ENGINES)}")
-    return engine
+    return None if engine is None else engine_entry(engine).name
 
 
 def _load(study: Path, engine: str | None):

@@ -3,7 +3,7 @@
 
 * ``dftflow inputs STRUCTURE --stage slab_relax -o DIR [--potcar-spec] [--set KEY=VALUE ...]``
   writes INCAR, KPOINTS, POSCAR and POTCAR (or POTCAR.spec) for one stage of the paper's protocol;
-* ``dftflow calc STRUCTURE --stage static --engine mock|vasp|embedded -d DIR [--json]`` runs one
+* ``dftflow calc STRUCTURE --stage static [--engine NAME] -d DIR [--json]`` runs one
   calculation (VASP and the mock under custodian) and stores ``DIR/taskdoc.json``;
 * ``dftflow parse DIR [--json]`` prints the TaskDoc of a finished directory.
 
@@ -20,6 +20,7 @@ from typing import Any
 import typer
 
 from dftflow.cli.common import echo_json
+from dftflow.engines import DEFAULT_ENGINE, engine_names
 from dftflow.errors import InputError
 
 STAGE_HELP = "bulk_relax, slab_relax, molecule_relax, complex_relax or static"
@@ -72,23 +73,15 @@ def _stage(stage: str):
 
 
 def _get_engine(name: str, potcar_spec: bool):
-    key = name.strip().lower()
-    try:
-        from dftflow.engines import get_engine
-    except ImportError:  # registry not available: the VASP engines are ours
-        get_engine = None
-    if get_engine is not None:
-        config: dict[str, Any] = {}
-        if key == "vasp" and potcar_spec:
-            config["potcar_spec"] = True
-        return get_engine(key, **config)
-    from dftflow.engines.vasp import MockVaspEngine, VaspEngine
+    from dftflow.engines import engine_entry
 
-    if key == "mock":
-        return MockVaspEngine()
-    if key == "vasp":
-        return VaspEngine(potcar_spec=potcar_spec)
-    raise InputError(f"unknown engine {name!r}; choose mock or vasp")
+    entry = engine_entry(name)
+    config: dict[str, Any] = {}
+    if potcar_spec:
+        if "potcar_spec" not in entry.settings_model.model_fields:
+            raise InputError(f"--potcar-spec has no meaning for the {entry.name} engine")
+        config["potcar_spec"] = True
+    return entry.create(**config)
 
 
 def inputs_cmd(
@@ -135,7 +128,9 @@ def inputs_cmd(
 def calc_cmd(
     structure: Path = typer.Argument(..., help="Structure file."),
     stage: str = typer.Option(..., "--stage", "-s", help=STAGE_HELP),
-    engine: str = typer.Option("mock", "--engine", "-e", help="mock, vasp or embedded."),
+    engine: str = typer.Option(
+        DEFAULT_ENGINE, "--engine", "-e", help=f"One of {', '.join(engine_names())}."
+    ),
     directory: Path = typer.Option(..., "--dir", "-d", help="Run directory."),
     settings: list[str] = typer.Option(None, "--set", help="Override: KEY=VALUE."),
     potcar_spec: bool = typer.Option(False, "--potcar-spec", help="POTCAR.spec for --engine vasp."),

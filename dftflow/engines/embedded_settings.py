@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dftflow.errors import EngineError
 from dftflow.inputs import params
@@ -58,13 +60,6 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     # 5-80x slower per step than 1, 0.07 s vs 0.4-6 s for 8 atoms); null = torch's default
 }
 
-#: Settings whose value must be one of these.
-_CHOICES: dict[str, tuple[Any, ...]] = {
-    "optimizer": ("FIRE", "BFGS"),
-    "smearing": ("fermi-dirac", "marzari-vanderbilt", "methfessel-paxton"),
-    "spin_polarized": ("auto", True, False),
-}
-
 #: VASP tags of a study's overrides with a meaning for this engine -> setting name.
 VASP_TAG_TO_SETTING: dict[str, str] = {
     "EDIFFG": "fmax_eV_per_A",
@@ -73,21 +68,47 @@ VASP_TAG_TO_SETTING: dict[str, str] = {
     "EDIFF": "scf_energy_eV",
 }
 
+PositiveFloat = Annotated[float, Field(gt=0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+Kpts = tuple[PositiveInt, PositiveInt, PositiveInt]
 
-def _as_kpts(value: Any, key: str) -> tuple[int, int, int]:
-    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 3:
-        raise EngineError(f"embedded engine: {key} must be three integers, got {value!r}")
-    try:
-        kpts = tuple(int(v) for v in value)
-    except (TypeError, ValueError) as exc:
-        raise EngineError(f"embedded engine: {key} must be three integers, got {value!r}") from exc
-    if min(kpts) < 1:
-        raise EngineError(f"embedded engine: {key} entries must be >= 1, got {value!r}")
-    return kpts  # type: ignore[return-value]
+
+class EmbeddedSettings(BaseModel):
+    """Typed settings of the embedded engine (defaults: :data:`DEFAULT_SETTINGS`)."""
+
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+    fmax_eV_per_A: PositiveFloat = DEFAULT_SETTINGS["fmax_eV_per_A"]
+    max_relax_steps: PositiveInt = DEFAULT_SETTINGS["max_relax_steps"]
+    optimizer: Literal["FIRE", "BFGS"] = DEFAULT_SETTINGS["optimizer"]
+    chgnet_model: str = DEFAULT_SETTINGS["chgnet_model"]
+    xc: str = DEFAULT_SETTINGS["xc"]
+    basis: str = DEFAULT_SETTINGS["basis"]
+    grid_spacing_A: PositiveFloat = DEFAULT_SETTINGS["grid_spacing_A"]
+    kpts_slab: Kpts = DEFAULT_SETTINGS["kpts_slab"]
+    kpts_bulk: Kpts = DEFAULT_SETTINGS["kpts_bulk"]
+    smearing: Literal["fermi-dirac", "marzari-vanderbilt", "methfessel-paxton"] = DEFAULT_SETTINGS[
+        "smearing"
+    ]
+    smearing_width_eV: PositiveFloat = DEFAULT_SETTINGS["smearing_width_eV"]
+    scf_energy_eV_per_electron: PositiveFloat = DEFAULT_SETTINGS["scf_energy_eV_per_electron"]
+    scf_energy_eV: PositiveFloat | None = DEFAULT_SETTINGS["scf_energy_eV"]
+    scf_density: PositiveFloat = DEFAULT_SETTINGS["scf_density"]
+    scf_eigenstates: PositiveFloat = DEFAULT_SETTINGS["scf_eigenstates"]
+    scf_maxiter: PositiveInt = DEFAULT_SETTINGS["scf_maxiter"]
+    mixer: dict[str, Any] | None = DEFAULT_SETTINGS["mixer"]
+    dipole_correction: bool = DEFAULT_SETTINGS["dipole_correction"]
+    spin_polarized: Literal["auto"] | bool = DEFAULT_SETTINGS["spin_polarized"]
+    symmetry: bool = DEFAULT_SETTINGS["symmetry"]
+    nedos: PositiveInt = DEFAULT_SETTINGS["nedos"]
+    write_density: bool = DEFAULT_SETTINGS["write_density"]
+    torch_threads: PositiveInt | None = DEFAULT_SETTINGS["torch_threads"]
 
 
 def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     """Check names, types and ranges of engine settings; return a normalised copy.
+
+    Validation is :class:`EmbeddedSettings` (pydantic); its first error becomes one line.
 
     Raises
     ------
@@ -101,41 +122,16 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
             f"embedded engine: unknown setting(s) {', '.join(unknown)}; "
             f"known: {', '.join(sorted(DEFAULT_SETTINGS))}"
         )
-    for key, choices in _CHOICES.items():
-        if key in out and out[key] not in choices:
-            raise EngineError(f"embedded engine: {key} must be one of {choices}, got {out[key]!r}")
-    for key in ("kpts_slab", "kpts_bulk"):
-        if key in out:
-            out[key] = _as_kpts(out[key], key)
-    positive = (
-        "fmax_eV_per_A",
-        "grid_spacing_A",
-        "smearing_width_eV",
-        "scf_energy_eV_per_electron",
-        "scf_density",
-        "scf_eigenstates",
-    )
-    for key in positive:
-        if key in out:
-            try:
-                out[key] = float(out[key])
-            except (TypeError, ValueError) as exc:
-                raise EngineError(f"embedded engine: {key} must be a number") from exc
-            if not out[key] > 0:
-                raise EngineError(f"embedded engine: {key} must be > 0, got {out[key]}")
-    if out.get("scf_energy_eV") is not None and not float(out["scf_energy_eV"]) > 0:
-        raise EngineError("embedded engine: scf_energy_eV must be > 0 or null")
-    for key in ("max_relax_steps", "scf_maxiter", "nedos"):
-        if key in out and (not isinstance(out[key], int) or out[key] < 1):
-            raise EngineError(f"embedded engine: {key} must be a positive integer")
-    if out.get("mixer") is not None and not isinstance(out["mixer"], dict):
-        raise EngineError("embedded engine: mixer must be a GPAW mixer dict or null")
-    threads = out.get("torch_threads")
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise EngineError("embedded engine: torch_threads must be a positive integer or null")
-    if "basis" in out and not isinstance(out["basis"], str):
-        raise EngineError("embedded engine: basis must be a GPAW basis name such as dzp")
-    return out
+    try:
+        model = EmbeddedSettings.model_validate(out)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        raise EngineError(
+            f"embedded engine: {key}: {err['msg']} (got {err.get('input')!r})"
+        ) from None
+    data = model.model_dump()
+    return {key: data[key] for key in out}
 
 
 def merge_settings(

@@ -1,22 +1,12 @@
 """Run VASP under custodian: write the paper's inputs, run with error handlers, parse to a TaskDoc.
 
 The fixed pipeline is ``write inputs -> custodian(VaspJob, handlers, validators) -> parse``; the
-physics
-(which INCAR tags) lives in :mod:`dftflow.inputs.vasp`. Every correction custodian made is read back
-from ``custodian.json`` into ``TaskDoc.corrections``.
+physics (which INCAR tags) lives in :mod:`dftflow.inputs.vasp`. Every correction custodian made is
+read back from ``custodian.json`` into ``TaskDoc.corrections``. The TaskDoc is written as
+``taskdoc.json`` in the run directory.
 
-Configuration (``get_engine("vasp", **settings)`` or a study YAML's ``engine.settings``):
-
-``vasp_cmd``
-    e.g. ``"srun vasp_std"`` (string, split like a shell) or a list.
-``gamma_cmd``
-    command for Gamma-only runs (molecules), e.g. ``"srun vasp_gam"``; used when found on PATH.
-``potcar_spec``
-    write ``POTCAR.spec`` instead of a POTCAR (no licence needed; the mock VASP reads it).
-``max_errors``
-    custodian's total correction budget.
-``handlers``
-    names from :data:`HANDLERS` (default: all of them).
+Configuration: :class:`VaspSettings` (``get_engine("vasp", **settings)`` or a study YAML's
+``engine.settings``).
 """
 
 from __future__ import annotations
@@ -32,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from ase import Atoms
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pymatgen.core import Structure
 
 from dftflow.engines.base import prepare_run
 from dftflow.errors import EngineError
-from dftflow.schemas import Stage, TaskDoc
+from dftflow.schemas import TASKDOC_FILE, Stage, TaskDoc
 
 #: Handler names accepted in the ``handlers`` setting (the ones that matter for surfaces/molecules).
 HANDLERS = (
@@ -71,9 +62,8 @@ STALE_OUTPUTS = (
     "vasp.out",
     "std_err.txt",
     "custodian.json",
-    ".mock_vasp_attempts",
+    ".mock_vasp_attempts",  # the mock VASP's attempt counter (it injects errors per attempt)
 )
-MOCK_COMMAND = "dftflow-mock-vasp"
 
 
 def _split(cmd: str | Sequence[str] | None) -> list[str] | None:
@@ -115,66 +105,66 @@ def _tail(path: Path, n: int = 3) -> str:
     return " | ".join(lines[-n:])
 
 
+class VaspSettings(BaseModel):
+    """Typed settings of the VASP engine (a study YAML's ``engine.settings``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    vasp_cmd: str | list[str] = Field(
+        default="vasp_std",
+        description="VASP command: 'srun vasp_std', 'mpirun -np 32 vasp_std'",
+    )
+    gamma_cmd: str | list[str] | None = Field(
+        default="vasp_gam", description="command for Gamma-only meshes; vasp_cmd when not on PATH"
+    )
+    potcar_spec: bool = Field(default=False, description="write POTCAR.spec instead of POTCAR")
+    max_errors: int = Field(default=5, ge=1, description="custodian's correction budget")
+    handlers: list[str] | None = Field(default=None, description=f"subset of {HANDLERS}")
+    polling_time_step: float = Field(default=10.0, gt=0, description="custodian poll period, s")
+    monitor_freq: int = Field(default=30, ge=1, description="polls between handler checks")
+    frozen_timeout_s: float = Field(default=21600.0, gt=0, description="FrozenJob timeout, s")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="environment variables set for the VASP process"
+    )
+
+
 class VaspEngine:
-    """VASP (or the mock VASP) under custodian; implements the Engine protocol.
+    """VASP under custodian; implements the Engine protocol.
+
+    The executable is configuration: the mock VASP of the tests is this same engine running
+    ``dftflow-mock-vasp`` (see the ``mock`` entry of :mod:`dftflow.engines.registry`).
 
     Parameters
     ----------
-    vasp_cmd
-        VASP command (``"vasp_std"``, ``"srun vasp_std"``, or ``"dftflow-mock-vasp"``).
-    gamma_cmd
-        Command for Gamma-only k-meshes (``"vasp_gam"``); falls back to ``vasp_cmd`` if not on PATH.
-    potcar_spec
-        Write POTCAR.spec instead of POTCAR.
-    max_errors
-        custodian's maximum number of corrections.
-    handlers
-        Handler names (see :data:`HANDLERS`).
-    polling_time_step, monitor_freq
-        custodian polling (s) and monitor frequency (polls); defaults 10 s / 30 for real VASP and
-        fast values for the mock.
-    frozen_timeout_s
-        FrozenJobErrorHandler timeout (s).
     name
-        Engine name stored in TaskDocs (default ``"mock"`` for the mock command, else ``"vasp"``).
+        Engine name stored in TaskDocs (the registry passes its entry's name).
+    **settings
+        :class:`VaspSettings` fields.
     """
 
-    def __init__(
-        self,
-        vasp_cmd: str | Sequence[str] = "vasp_std",
-        gamma_cmd: str | Sequence[str] | None = "vasp_gam",
-        potcar_spec: bool = False,
-        max_errors: int = 5,
-        handlers: Sequence[str] | None = None,
-        polling_time_step: float | None = None,
-        monitor_freq: int | None = None,
-        frozen_timeout_s: float = 21600.0,
-        name: str | None = None,
-    ) -> None:
-        self.vasp_cmd = _locate_mock(_split(vasp_cmd))
-        self.gamma_cmd = _locate_mock(_split(gamma_cmd))
-        self.potcar_spec = bool(potcar_spec)
-        self.max_errors = int(max_errors)
-        self.handler_names = list(handlers or HANDLERS)
+    def __init__(self, name: str = "vasp", **settings: Any) -> None:
+        try:
+            cfg = VaspSettings(**settings)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            key = ".".join(str(p) for p in err["loc"]) or "settings"
+            raise EngineError(f"{name} engine: {key}: {err['msg']}") from None
+        self.name = name
+        self.settings = cfg
+        self.vasp_cmd = _locate(_split(cfg.vasp_cmd))
+        self.gamma_cmd = _locate(_split(cfg.gamma_cmd))
+        self.potcar_spec = cfg.potcar_spec
+        self.max_errors = cfg.max_errors
+        self.handler_names = list(cfg.handlers or HANDLERS)
         make_handlers(self.handler_names)  # validate names now: one-line error at configuration
-        self.is_mock = any(MOCK_COMMAND in part for part in self.vasp_cmd)
-        gamma_is_mock = self.gamma_cmd is not None and MOCK_COMMAND in " ".join(self.gamma_cmd)
-        if self.is_mock and self.gamma_cmd is not None and not gamma_is_mock:
-            self.gamma_cmd = None  # never switch a mock run to a real Gamma-only VASP
-        self.polling_time_step = (
-            polling_time_step if polling_time_step is not None else (0.1 if self.is_mock else 10.0)
-        )
-        # the mock finishes in seconds: a monitor poll would only see the previous attempt's files
-        self.monitor_freq = (
-            monitor_freq if monitor_freq is not None else (600 if self.is_mock else 30)
-        )
-        self.frozen_timeout_s = float(frozen_timeout_s)
-        self.name = name or ("mock" if self.is_mock else "vasp")
+        self.polling_time_step = cfg.polling_time_step
+        self.monitor_freq = cfg.monitor_freq
+        self.frozen_timeout_s = cfg.frozen_timeout_s
 
     def command(self) -> list[str]:
-        """The command custodian runs (the mock gets one BLAS thread: faster on small matrices)."""
-        if self.is_mock:
-            return ["env", "OPENBLAS_NUM_THREADS=1", "OMP_NUM_THREADS=1", *self.vasp_cmd]
+        """The command custodian runs (``env K=V ...`` prefix when ``env`` is set)."""
+        if self.settings.env:
+            return ["env", *(f"{k}={v}" for k, v in self.settings.env.items()), *self.vasp_cmd]
         return list(self.vasp_cmd)
 
     def run(
@@ -202,7 +192,7 @@ class VaspEngine:
         exe = self.vasp_cmd[-1]
         if shutil.which(exe) is None and not Path(exe).is_file():
             raise EngineError(f"VASP command {exe!r} not found on PATH; set vasp_cmd")
-        for name in STALE_OUTPUTS:
+        for name in (*STALE_OUTPUTS, TASKDOC_FILE):
             (directory / name).unlink(missing_ok=True)
         inputs = write_inputs(
             structure, stage, directory, overrides=overrides, potcar_spec=self.potcar_spec
@@ -217,7 +207,7 @@ class VaspEngine:
                 f"custodian made {len(doc.corrections)} correction(s): "
                 + ", ".join(f"{c.handler}({'/'.join(c.errors)})" for c in doc.corrections)
             )
-        return doc.model_copy(
+        doc = doc.model_copy(
             update={
                 "engine": self.name,
                 "overrides": inputs.overrides,
@@ -231,6 +221,8 @@ class VaspEngine:
                 },
             }
         )
+        doc.to_json_file(directory / TASKDOC_FILE)
+        return doc
 
     def _run_custodian(self, directory: Path) -> None:
         from custodian import Custodian
@@ -275,28 +267,18 @@ class VaspEngine:
                 lg.setLevel(lvl)
 
 
-def _locate_mock(cmd: list[str] | None) -> list[str] | None:
-    """Full path of ``dftflow-mock-vasp`` when the venv's ``bin`` is not on PATH.
+def _locate(cmd: list[str] | None) -> list[str] | None:
+    """The command with its executable found next to the running Python when not on PATH.
 
     ``.venv/bin/python -m pytest`` (no activated venv, as in CI) or a queue job started by a login
-    shell would otherwise not find the console script installed next to the running Python.
+    shell would otherwise not find console scripts (``dftflow-mock-vasp``) installed in the venv.
     """
     if cmd is None:
         return None
     out = []
     for part in cmd:
-        if part == MOCK_COMMAND and shutil.which(part) is None:
-            candidate = Path(sys.executable).parent / MOCK_COMMAND
+        if "/" not in part and shutil.which(part) is None:
+            candidate = Path(sys.executable).parent / part
             part = str(candidate) if candidate.exists() else part
         out.append(part)
     return out
-
-
-class MockVaspEngine(VaspEngine):
-    """The VaspEngine running ``dftflow-mock-vasp`` with POTCAR.spec files (tests, mock studies)."""
-
-    def __init__(self, **config: Any) -> None:
-        config.setdefault("vasp_cmd", MOCK_COMMAND)
-        config.setdefault("gamma_cmd", None)
-        config.setdefault("potcar_spec", True)
-        super().__init__(**config)

@@ -1,8 +1,8 @@
 """Pytest fixtures for VASP-engine tests: the mock VASP on the command, and a real-VASP guard.
 
 * ``mock_vasp`` - puts ``dftflow-mock-vasp`` on the VASP command for one test (``DFTFLOW_VASP_CMD``,
-  read by the workflows; ``mock_vasp.engine()`` gives a ready :class:`MockVaspEngine`) and lets the
-  test inject failures: ``mock_vasp.fail({1: "zbrent"})``.
+  read by the workflows; ``mock_vasp.engine()`` gives the registry's ``mock`` engine) and lets
+  the test inject failures: ``mock_vasp.fail({1: "zbrent"})``.
 * ``no_real_vasp`` (autouse) - fails any test that would launch a real ``vasp_std``/``vasp_gam``/
   ``vasp_ncl`` (directly, through ``srun``/``mpirun``, or through custodian).
 """
@@ -54,10 +54,10 @@ class MockVasp:
         self._mp.setenv(ENV_FAILURES, ",".join(f"{n}:{k}" for n, k in sorted(plan.items())))
 
     def engine(self, **config: Any):
-        """A :class:`~dftflow.engines.vasp.MockVaspEngine` (custodian + mock VASP + POTCAR.spec)."""
-        from dftflow.engines.vasp import MockVaspEngine
+        """The registry's ``mock`` engine (VaspEngine + custodian + mock VASP + POTCAR.spec)."""
+        from dftflow.engines import get_engine
 
-        return MockVaspEngine(**config)
+        return get_engine("mock", **config)
 
 
 @pytest.fixture

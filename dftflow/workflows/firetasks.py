@@ -21,6 +21,7 @@ from typing import Any
 from fireworks import FiretaskBase, FWAction, explicit_serialize
 from fireworks.features.dupefinder import DupeFinderBase
 
+from dftflow.engines.registry import engine_entry
 from dftflow.errors import DftflowError, InputError
 from dftflow.schemas import LigandResult, PlacementResult, Stage, StudySummary, TaskDoc
 from dftflow.workflows.spec import LigandEntry, SlabSpec, digest_of, safe_name
@@ -87,17 +88,17 @@ def _atoms_of(doc: TaskDoc):  # -> ase.Atoms
 
 
 def _engine_for(fw_spec: dict[str, Any]):
-    from dftflow.engines import get_engine
-
     engine = dict(_config(fw_spec)["engine"])
     settings = dict(engine.get("settings") or {})
     env = fw_spec.get("_fw_env") or {}
-    if engine["name"] == "vasp" and "vasp_cmd" not in settings:
+    entry = engine_entry(engine["name"])
+    takes_cmd = "vasp_cmd" in entry.settings_model.model_fields and "vasp_cmd" not in entry.presets
+    if takes_cmd and "vasp_cmd" not in settings:
         # the worker's command (FWorker env, or DFTFLOW_VASP_CMD set by the queue script)
         cmd = env.get("vasp_cmd") or os.environ.get("DFTFLOW_VASP_CMD")
         if cmd:
             settings["vasp_cmd"] = cmd
-    return get_engine(engine["name"], **settings)
+    return entry.create(**settings)
 
 
 def _overrides(fw_spec: dict[str, Any], kind: str = "slab") -> dict[str, Any]:

@@ -23,6 +23,7 @@ from typing import Any
 
 from fireworks import Firework, Workflow
 
+from dftflow.engines.registry import engine_entry
 from dftflow.inputs import params
 from dftflow.workflows import firetasks as ft
 from dftflow.workflows.spec import StudySpec, digest_of
@@ -114,28 +115,8 @@ class _Builder:
 
 
 def engine_fingerprint(engine_name: str) -> dict[str, Any]:
-    """What an engine's results depend on beyond the study spec: its defaults and versions.
-
-    Part of every Firework digest, so that new engine defaults or a new code version never reuse
-    results computed with the old ones (the embedded engine's defaults live in code, not in the
-    study YAML).
-    """
-    from importlib import metadata
-
-    def version(dist: str) -> str:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return "not installed"
-
-    if engine_name == "embedded":
-        from dftflow.engines.embedded_settings import DEFAULT_SETTINGS
-
-        return {
-            "defaults": DEFAULT_SETTINGS,
-            "versions": {d: version(d) for d in ("dftflow", "chgnet", "gpaw", "ase")},
-        }
-    return {"versions": {d: version(d) for d in ("dftflow", "pymatgen", "custodian")}}
+    """What an engine's results depend on beyond the study spec (the registry's fingerprint)."""
+    return engine_entry(engine_name).fingerprint()
 
 
 def study_config(spec: StudySpec, study_dir: Path) -> dict[str, Any]:

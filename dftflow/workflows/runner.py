@@ -26,6 +26,7 @@ import yaml
 from fireworks import FWorker, LaunchPad
 from fireworks.core.rocket_launcher import launch_rocket
 
+from dftflow.engines.registry import engine_entry, usable_cores
 from dftflow.errors import InputError
 from dftflow.workflows.spec import StudySpec
 from dftflow.workflows.store import EmbeddedStore, terminate_gracefully, termination_requested
@@ -350,24 +351,8 @@ def run_local(
 
 
 def default_workers(engine: str) -> int:
-    """Worker processes ``dftflow run`` starts when not told: one per core for the embedded engine.
-
-    GPAW (built without MPI) and CHGNet use one core per calculation, and a study has up to ten
-    independent single points, so the embedded engine runs one worker per core (at most 4: each
-    GPAW single point of the 2x2 slab holds ~2 GB). VASP and the mock VASP run one at a time
-    (VASP parallelises itself through MPI).
-    """
-    if engine != "embedded":
-        return 1
-    return max(1, min(usable_cores(), 4))
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity on Linux, else the CPU count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    """Worker processes ``dftflow run`` starts when not told (the engine's registry entry says)."""
+    return engine_entry(engine).default_workers()
 
 
 def thread_env(workers: int) -> dict[str, str]:

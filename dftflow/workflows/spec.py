@@ -18,7 +18,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from dftflow.errors import InputError
+from dftflow.engines.registry import DEFAULT_ENGINE, engine_entry
+from dftflow.errors import EngineError, InputError
 from dftflow.inputs import params
 
 _SAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -48,8 +49,16 @@ class _Strict(BaseModel):
 class EngineSpec(_Strict):
     """Which engine runs the calculations, and its settings (passed to ``get_engine``)."""
 
-    name: Literal["embedded", "vasp", "mock"] = "embedded"
+    name: str = DEFAULT_ENGINE
     settings: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        try:
+            return engine_entry(value).name
+        except EngineError as exc:
+            raise ValueError(str(exc)) from None
 
 
 class Parameters(_Strict):

@@ -90,45 +90,60 @@ def test_trio_shares_one_grid_and_chgcar_counts_electrons(trio):
         assert np.allclose(chg.structure.lattice.abc, CELL)
 
 
+#: Files only VASP writes: an embedded run must never pretend to be VASP.
+VASP_ONLY_FILES = {
+    "vasprun.xml",
+    "OUTCAR",
+    "OSZICAR",
+    "DOSCAR",
+    "INCAR",
+    "KPOINTS",
+    "POTCAR",
+    "POTCAR.spec",
+    "EIGENVAL",
+    "PROCAR",
+}
+
+
 @pytest.mark.slow
-def test_static_taskdoc_matches_vasp_parse_fields(trio):
+def test_static_writes_its_own_records_and_no_vasp_file(trio):
     from pathlib import Path
 
-    from pymatgen.io.vasp import Vasprun
+    from dftflow.parse.run import load_bands, load_complete_dos, load_taskdoc
 
-    from dftflow.parse.vasp import parse_directory
-    from dftflow.testing.real_vasp import real_vasp_dir
-
-    fixture = real_vasp_dir("custodian/v544_ispin1_static")
-    vasp = parse_directory(fixture)
     doc = trio["complex"]
+    directory = Path(doc.directory)
+    names = {p.name for p in directory.iterdir()}
+    assert not names & VASP_ONLY_FILES, names & VASP_ONLY_FILES
+    assert {"taskdoc.json", "POSCAR", "gpaw.txt", "bands.npz", "dos.json.gz", "CHGCAR"} <= names
+    assert "GPAW" in (directory / "CHGCAR").read_text().splitlines()[0]
+    on_disk = load_taskdoc(directory).model_dump(mode="json")
+    assert on_disk == doc.model_dump(mode="json")  # the TaskDoc on disk is the one returned
     assert doc.engine == "embedded" and "gpaw" in doc.engine_version
-    assert set(doc.model_dump()) == set(vasp.model_dump())
-    for field in (
-        "efermi_eV",
-        "nelect",
-        "fft_grid",
-        "kpoints",
-        "max_force_eV_per_A",
-        "free_energy_eV",
-    ):
-        assert (getattr(doc, field) is None) == (getattr(vasp, field) is None), field
     assert doc.has_dos and doc.has_projected_dos and "CHGCAR" in doc.volumetric_files
     assert doc.converged_electronic and doc.converged_ionic and doc.n_ionic_steps == 1
     assert doc.ispin == 1  # even electron count: spin-paired
-    vr = Vasprun(Path(doc.directory) / "vasprun.xml", parse_projected_eigen=True)
+    assert doc.metadata["gpaw"]["scf_iterations"] > 1  # a real SCF ran and was counted
+    structure, bands = load_bands(directory)
     # LORBIT=11 layout: 9 orbitals per atom; Loewdin weights of each band sum to one
-    proj = vr.projected_eigenvalues
-    (spin,) = proj
-    nk, nb, nat, norb = proj[spin].shape
-    assert (nat, norb) == (6, 9)
-    assert np.allclose(proj[spin].sum(axis=(2, 3)), 1.0, atol=2e-3)
-    # Pb d (5d semicore) states sit far below the Fermi level and belong to Pb
-    cdos = vr.complete_dos
+    nspin, nk, nb, nat, norb = bands.projections.shape
+    assert (nspin, nat, norb) == (1, 6, 9) and len(structure) == 6
+    assert np.allclose(bands.projections.sum(axis=(3, 4)), 1.0, atol=2e-3)
+    assert bands.efermi_eV == pytest.approx(doc.efermi_eV)
+    # electrons from the occupations (0..1 per spin orbital, x2 for one channel) = nelect
+    electrons = 2 * np.einsum("k,skb->", bands.kweights, bands.occupations)
+    assert electrons == pytest.approx(doc.nelect, abs=1e-3)
+    # the CompleteDos integrates to 2 x nbands states and its Pb d sits far below E_F
+    cdos = load_complete_dos(directory)
     assert abs(cdos.efermi - doc.efermi_eV) < 1e-3
-    eig = vr.eigenvalues[spin][0][:, 0]
-    pb_d = proj[spin][0, :, 0, 4:9].sum(axis=1)
+    from pymatgen.electronic_structure.core import Spin
+
+    total = np.trapezoid(cdos.densities[Spin.up], cdos.energies)
+    assert total == pytest.approx(2 * nb, rel=1e-3)
+    eig = bands.eigenvalues_eV[0, 0]
+    pb_d = bands.projections[0, 0, :, 0, 4:9].sum(axis=1)
     assert eig[np.argmax(pb_d)] < doc.efermi_eV - 10.0
+    assert len(cdos.pdos) == 6
 
 
 @pytest.mark.slow
@@ -151,6 +166,14 @@ def test_molecule_relax_converges_to_fmax(engine, tmp_path):
     assert doc.metadata["energy_source"].startswith("CHGNet")
     oh = doc.final_structure().get_distance(0, 1)
     assert 0.93 < oh < 1.02  # O-H bond of water (PBE ~0.97 A)
+    from ase.io import read
+
+    frames = read(tmp_path / "h2o" / "relax.traj", index=":")
+    assert len(frames) == doc.n_ionic_steps  # every CHGNet step recorded, none invented
+    assert frames[-1].get_potential_energy() == pytest.approx(doc.energy_eV)
+    names = {p.name for p in (tmp_path / "h2o").iterdir()}
+    assert not names & VASP_ONLY_FILES and {"POSCAR", "CONTCAR", "taskdoc.json"} <= names
+    assert doc.free_energy_eV is None  # no smearing in CHGNet: nothing to report
 
 
 def test_slab_relax_keeps_fixed_atoms(engine, tmp_path):

@@ -11,7 +11,8 @@ from pymatgen.io.vasp import Chgcar, Incar
 
 from dftflow.engines import get_engine
 from dftflow.engines.base import Engine
-from dftflow.engines.vasp import MockVaspEngine, VaspEngine
+from dftflow.engines import get_engine
+from dftflow.engines.vasp import VaspEngine
 from dftflow.errors import EngineError, InputError
 from dftflow.inputs.vasp import shared_fft_grid
 
@@ -136,11 +137,11 @@ def test_engine_errors_are_one_line(slab, tmp_path, mock_vasp):
     with pytest.raises(EngineError, match="not found on PATH"):
         VaspEngine(vasp_cmd="no-such-vasp-binary").run(slab, "static", tmp_path)
     with pytest.raises(InputError, match="unknown stage"):
-        MockVaspEngine().run(slab, "relaxx", tmp_path)
+        get_engine("mock").run(slab, "relaxx", tmp_path)
     with pytest.raises(EngineError, match="unknown custodian handler"):
         VaspEngine(handlers=["NoSuchHandler"])
     with pytest.raises(InputError, match="unknown INCAR tag"):
-        MockVaspEngine().run(slab, "static", tmp_path, overrides={"ENCUTT": 3})
+        get_engine("mock").run(slab, "static", tmp_path, overrides={"ENCUTT": 3})
 
 
 def test_guard_blocks_real_vasp(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 from pymatgen.electronic_structure.core import Spin
 from pymatgen.io.vasp import Chgcar, Incar, Poscar, Vasprun
 
-from dftflow.engines import mock_vasp
+from dftflow.testing import mock_vasp
 from dftflow.testing.mock_vasp import FAILURES, failure_plan, kpoint_set
 from dftflow.inputs.vasp import write_inputs
 from dftflow.parse.vasp import parse_directory
