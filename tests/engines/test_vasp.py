@@ -11,7 +11,6 @@ from pymatgen.io.vasp import Chgcar, Incar
 
 from dftflow.engines import get_engine
 from dftflow.engines.base import Engine
-from dftflow.engines import get_engine
 from dftflow.engines.vasp import VaspEngine
 from dftflow.errors import EngineError, InputError
 from dftflow.inputs.vasp import shared_fft_grid

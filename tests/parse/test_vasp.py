@@ -16,9 +16,9 @@ from pymatgen.io.vasp import Chgcar, Oszicar, Outcar, Vasprun
 
 from dftflow.engines.base import ElectronicResult
 from dftflow.errors import OutputError
-from dftflow.testing.vasp_writer import write_vasp_outputs
 from dftflow.parse.vasp import complete_dos, inputs_digest, parse_directory
 from dftflow.testing.real_vasp import real_vasp_dir
+from dftflow.testing.vasp_writer import write_vasp_outputs
 
 
 def fix(folder: str) -> Path:

@@ -10,10 +10,10 @@ import pytest
 from pymatgen.electronic_structure.core import Spin
 from pymatgen.io.vasp import Chgcar, Incar, Poscar, Vasprun
 
-from dftflow.testing import mock_vasp
-from dftflow.testing.mock_vasp import FAILURES, failure_plan, kpoint_set
 from dftflow.inputs.vasp import write_inputs
 from dftflow.parse.vasp import parse_directory
+from dftflow.testing import mock_vasp
+from dftflow.testing.mock_vasp import FAILURES, failure_plan, kpoint_set
 
 
 @pytest.fixture(scope="module")
