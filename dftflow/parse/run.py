@@ -48,9 +48,7 @@ def load_taskdoc(path: str | Path) -> TaskDoc:
     if path.is_file() and path.suffix == ".json":
         return read_taskdoc_file(path)
     if not path.is_dir():
-        if not path.exists():
-            raise OutputError(f"{path} does not exist")
-        raise InputError(f"{path} is not a run directory or a TaskDoc JSON file")
+        raise InputError(f"{path} is not a directory (a run directory or a TaskDoc JSON file)")
     if (path / TASKDOC_FILE).is_file():
         doc = read_taskdoc_file(path / TASKDOC_FILE)
         if Path(doc.directory).resolve() != path.resolve():  # the directory was moved or copied

@@ -411,13 +411,12 @@ def parse_directory(
         notes.append("electronic SCF did not converge in the last ionic step (NELM reached)")
     if not converged_i:
         notes.append("ionic relaxation did not converge within NSW steps")
-    program = str(vr.generator.get("program", "vasp"))
     stage_value = Stage(stage) if stage is not None else None
     return TaskDoc(
         label=label,
         stage=stage_value,
         engine="vasp",  # the engine that ran it sets its own name (e.g. "mock") in its TaskDoc
-        engine_version=f"{program} {str(vr.vasp_version).strip()}".strip(),
+        engine_version=str(vr.vasp_version).strip(),
         directory=str(directory.resolve()),
         formula=final.composition.formula.replace(" ", ""),
         n_atoms=len(final),

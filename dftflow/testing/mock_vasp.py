@@ -358,7 +358,7 @@ def relax(atoms, *, nsw: int, fmax: float, isif: int) -> list[dict[str, Any]]:
 
 
 def _max_free_force(step, atoms) -> float:
-    from dftflow.testing.vasp_writer import selective_dynamics
+    from dftflow.structures.convert import selective_dynamics
 
     f = np.asarray(step["forces_eV_per_A"])
     sd = selective_dynamics(atoms)
@@ -385,7 +385,7 @@ def run_mock(directory: Path, attempt: int, failure: str | None) -> int:
     spec = FAILURES.get(failure or "", {})
     atoms = _atoms_with_constraints(structure)
     zval = {**POTCAR_ZVAL}
-    from dftflow.testing.vasp_writer import species_blocks
+    from dftflow.structures.convert import species_blocks
 
     _, counts = species_blocks(structure)
     nelect = float(

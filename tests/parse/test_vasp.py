@@ -170,7 +170,7 @@ def test_parse_directory_written(written):
     assert doc.has_dos and doc.has_projected_dos
     assert "CHGCAR" in doc.volumetric_files
     assert doc.formula == "Na4Cl4"
-    assert doc.engine == "dftflow-test"
+    assert doc.engine == "vasp"  # VASP-format files: the engine that ran them names itself
 
 
 def test_unconverged_is_marked_not_error(tmp_path):
