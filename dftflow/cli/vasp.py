@@ -148,13 +148,13 @@ def calc_cmd(
 
 
 def parse_cmd(
-    directory: Path = typer.Argument(..., help="A finished VASP run directory."),
+    directory: Path = typer.Argument(..., help="A finished run directory (any engine)."),
     as_json: bool = typer.Option(False, "--json", help="Print the TaskDoc as JSON."),
 ) -> None:
-    """Print the TaskDoc of a finished VASP directory (plain or gzipped files)."""
-    from dftflow.parse.vasp import parse_directory
+    """Print the TaskDoc of a finished run (its taskdoc.json, or VASP files parsed on the fly)."""
+    from dftflow.parse.run import load_taskdoc
 
-    doc = parse_directory(directory)
+    doc = load_taskdoc(directory)
     _print_doc(doc, as_json)
 
 
