@@ -29,8 +29,9 @@ LM_ORBITALS = ("s", "py", "pz", "px", "dxy", "dyz", "dz2", "dxz", "x2-y2")
 BANDS_FILE = "bands.npz"
 #: File name of the pymatgen CompleteDos (JSON, gzipped) in a run directory (embedded engine).
 DOS_FILE = "dos.json.gz"
-#: Significant digits kept for DOS values in ``dos.json.gz`` (the DOS is a broadened curve).
-DOS_DIGITS = 7
+#: Decimals kept for DOS curves and energies in ``dos.json.gz`` (states/eV and eV: 1e-6 is far
+#: below anything a broadened DOS resolves; measured: 3x faster to write than full repr).
+DOS_DECIMALS = 6
 
 
 @dataclass
@@ -207,29 +208,29 @@ def complete_dos(structure, bands: BandData, *, sigma_eV: float, nedos: int):
     return CompleteDos(structure, tdos, pdoss)
 
 
-def _round_floats(obj, digits: int):
-    if isinstance(obj, float):
-        return float(f"{obj:.{digits}g}")
+def _rounded(obj, decimals: int):
+    """Long float lists (DOS curves, energies) rounded to ``decimals`` with numpy; rest as is."""
+    if isinstance(obj, list) and len(obj) > 64 and isinstance(obj[0], float):
+        return np.round(np.asarray(obj, dtype=float), decimals).tolist()
     if isinstance(obj, list):
-        return [_round_floats(v, digits) for v in obj]
+        return [_rounded(v, decimals) for v in obj]
     if isinstance(obj, dict):
-        return {k: _round_floats(v, digits) for k, v in obj.items()}
+        return {k: _rounded(v, decimals) for k, v in obj.items()}
     return obj
 
 
-def write_complete_dos(path: str | Path, cdos, digits: int = DOS_DIGITS) -> Path:
+def write_complete_dos(path: str | Path, cdos, decimals: int = DOS_DECIMALS) -> Path:
     """Write a pymatgen ``CompleteDos`` as gzipped JSON (``CompleteDos.as_dict``), atomically.
 
-    DOS values, energies and coordinates are kept to ``digits`` significant digits (a DOS is a
-    broadened curve; 7 digits keep every integral to better than 1e-6 relative).
+    DOS curves and their energy grid are kept to ``decimals`` decimals (states/eV, eV).
     """
     import gzip
     import json
 
     path = Path(path)
-    data = _round_floats(cdos.as_dict(), digits)
+    data = _rounded(cdos.as_dict(), decimals)
     tmp = path.with_name(f".{path.name}.tmp")
-    with gzip.open(tmp, "wt", compresslevel=6) as fh:
+    with gzip.open(tmp, "wt", compresslevel=3) as fh:
         json.dump(data, fh, separators=(",", ":"))
     tmp.replace(path)
     return path
