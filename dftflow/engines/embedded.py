@@ -48,6 +48,8 @@ from pymatgen.io.vasp import Poscar
 
 from dftflow.electronic import BANDS_FILE, DOS_FILE, BandData, complete_dos, write_complete_dos
 from dftflow.engines.base import prepare_run
+from dftflow.engines.embedded_chgnet import chgnet_version, max_free_force, run_chgnet_relax
+from dftflow.engines.embedded_gpaw import run_gpaw_static
 from dftflow.engines.embedded_settings import DEFAULT_SETTINGS, merge_settings, validate_settings
 from dftflow.errors import EngineError, InputError
 from dftflow.io.chgcar import write_chgcar
@@ -68,8 +70,6 @@ STALE_RECORDS = (
 
 def engine_version() -> str:
     """'chgnet X; gpaw Y; ase Z' (empty parts for what is missing)."""
-    from dftflow.engines.embedded_chgnet import chgnet_version
-
     return f"chgnet {chgnet_version()}; gpaw {gpaw_version()}; ase {ase.__version__}"
 
 
@@ -167,8 +167,6 @@ class EmbeddedEngine:
         atoms: Atoms, stage: Stage, directory: Path, settings: dict[str, Any]
     ) -> dict[str, Any]:
         """CHGNet relaxation; TaskDoc fields from its steps (trajectory and CONTCAR written)."""
-        from dftflow.engines.embedded_chgnet import max_free_force, run_chgnet_relax
-
         run = run_chgnet_relax(atoms, settings, relax_cell=stage is Stage.bulk_relax)
         result = run.result
         _write_trajectory(directory / "relax.traj", result.ionic_steps)
@@ -209,9 +207,6 @@ class EmbeddedEngine:
     @staticmethod
     def _static(atoms: Atoms, directory: Path, settings: dict[str, Any]) -> dict[str, Any]:
         """GPAW single point; TaskDoc fields, band record, CompleteDos and CHGCAR written."""
-        from dftflow.engines.embedded_chgnet import max_free_force
-        from dftflow.engines.embedded_gpaw import run_gpaw_static
-
         charge = float(atoms.info.get("charge", 0.0))
         grun = run_gpaw_static(atoms, settings, directory, charge=charge)
         result = grun.result

@@ -27,6 +27,8 @@ from pymatgen.core import Structure
 
 from dftflow.engines.base import prepare_run
 from dftflow.errors import EngineError
+from dftflow.inputs.vasp import write_inputs
+from dftflow.parse.vasp import parse_directory
 from dftflow.schemas import TASKDOC_FILE, Stage, TaskDoc
 
 #: Handler names accepted in the ``handlers`` setting (the ones that matter for surfaces/molecules).
@@ -185,9 +187,6 @@ class VaspEngine:
         EngineError
             POTCARs unavailable, VASP command missing, or custodian gave up (one line).
         """
-        from dftflow.inputs.vasp import write_inputs
-        from dftflow.parse.vasp import parse_directory
-
         stage, directory = prepare_run(stage, directory)
         exe = self.vasp_cmd[-1]
         if shutil.which(exe) is None and not Path(exe).is_file():
