@@ -269,7 +269,9 @@ def test_lorbit_quirk_rebuilds_pdos_from_projections(tmp_path):
 
 def test_truncated_vasprun_is_one_line_error():
     with pytest.raises(OutputError, match="truncated or corrupt") as exc:
-        parse_directory(Path(__file__).parents[1] / "fixtures" / "vasp_text" / "v535_truncated_vasprun")
+        parse_directory(
+            Path(__file__).parents[1] / "fixtures" / "vasp_text" / "v535_truncated_vasprun"
+        )
     assert "\n" not in str(exc.value)
 
 
