@@ -98,7 +98,9 @@ def _interface_plane(structure, axis: int, origin: float, is_lig: np.ndarray):
     return 0.5 * (slab.min() + lig.max()), "below"
 
 
-def fragment_atoms(complex_structure, fragment_structure, tol_A: float = FRAGMENT_MATCH_A):
+def fragment_atoms(
+    complex_structure, fragment_structure, tol_A: float = FRAGMENT_MATCH_A
+) -> list[int] | None:
     """0-based atoms of the complex that coincide (periodically, same element) with the fragment's.
 
     ``None`` unless every fragment atom has its partner in the complex.

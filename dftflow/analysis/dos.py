@@ -202,7 +202,9 @@ def dos_curves(
     if has_proj:
         el_dos = {el.symbol: d for el, d in cdos.get_element_dos().items()}
         if groups is None or groups == LIGAND_SLAB:
-            split = run_ligand_split(directory, ligand_indices)
+            if ligand_indices is None:
+                ligand_indices = ligand_indices_of_run(directory)
+            split = ligand_split(cdos.structure, ligand_indices)
             if groups == LIGAND_SLAB or split.ligand_indices:
                 curves.ligand_atoms_from = split.ligand_atoms_from
                 for name, idx in _site_groups(split).items():

@@ -6,7 +6,9 @@ From the Kohn-Sham eigenvalues, occupations, k-point weights and (LORBIT >= 10) 
 VASP run, find the host band edges per spin and report every state that lies inside that gap, with
 its energy, spin, occupation, distance to both edges, the number of k-points where it is in the gap
 and its character (element weights, the atoms that carry it, surface vs interior layer, ligand vs
-slab).
+slab). Ligand atoms are the builder's (the run's ``TaskDoc.ligand_indices``); only a run that
+records none falls back to the element rule of :mod:`dftflow.analysis.ligand_split`, stated in
+``ligand_atoms_from``.
 
 How the host band edges are found (the documented choice)
 ---------------------------------------------------------
