@@ -472,7 +472,8 @@ def _chgdiff_section(study_dir: Path, summary: StudySummary, out: Path, facts: d
             f"### {lig.ligand}",
             "",
             f"∫Δρ dV = {res.total_charge_e:+.4f} e; charge transfer across the ligand/surface "
-            f"plane (z = {plane} Å; electrons gained on the slab side, + = ligand → slab): {ct}.",
+            f"plane (z = {plane} Å; electrons gained on the slab side, + = ligand → slab): {ct}; "
+            f"ligand atoms: {res.ligand_atoms_from} ({len(res.ligand_indices)} atoms).",
             "",
             f"![planar average]({_rel(res.files['planar_average'], out)}) "
             f"![isosurface]({_rel(res.files['isosurface'], out)})",
