@@ -6,7 +6,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 #: File name of a run's TaskDoc inside its run directory (every engine writes it).
 TASKDOC_FILE = "taskdoc.json"
@@ -62,6 +62,12 @@ class TaskDoc(BaseModel):
     ispin: int = 1
     nelect: float | None = None
     structure: dict[str, Any] = Field(description="final structure, pymatgen Structure.as_dict()")
+    ligand_indices: list[int] | None = Field(
+        default=None,
+        description="0-based indices (structure order, kept by every engine) of the atoms the "
+        "builder added as the ligand; [] = no ligand atom; None = unknown (a run dftflow did "
+        "not build), where analysis falls back to an element rule and says so",
+    )
     has_dos: bool = False
     has_projected_dos: bool = False
     dos_file: str | None = None
@@ -79,6 +85,21 @@ class TaskDoc(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     wall_time_s: float | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _ligand_indices_in_range(self) -> TaskDoc:
+        """Ligand indices are sorted, unique and inside ``range(n_atoms)``."""
+        if self.ligand_indices is not None:
+            idx = self.ligand_indices
+            if idx != sorted(set(idx)) or (idx and not 0 <= idx[0] <= idx[-1] < self.n_atoms):
+                raise ValueError(
+                    f"ligand_indices must be sorted, unique and in 0..{self.n_atoms - 1}"
+                )
+        return self
+
+    def with_ligand_indices(self, indices: list[int] | None) -> TaskDoc:
+        """A validated copy whose ``ligand_indices`` are ``indices`` (e.g. from the input atoms)."""
+        return type(self).model_validate({**self.model_dump(), "ligand_indices": indices})
 
     def to_json_file(self, path: str | Path) -> None:
         """Write this document as JSON (atomic: temp file + rename)."""

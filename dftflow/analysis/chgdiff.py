@@ -15,17 +15,23 @@ Definitions (units in names)
   midway between the outermost slab atom layer facing the ligand and the closest ligand atom,
   counted on the slab side. Positive: the slab side gained electrons (ligand → slab donation);
   negative: the ligand side gained electrons.
+
+Ligand atoms (for the plane, the plot window and the anchor centring) are the builder's indices
+(``ligand_indices``, or those recorded in the complex's ``taskdoc.json``); without them, the atoms
+of the complex that coincide with the ligand fragment B's atoms (the fragments are cut from the
+complex); the element rule of :mod:`dftflow.analysis.ligand_split` only when neither is known.
+``ligand_atoms_from`` says which.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from dftflow.analysis.midgap import DEFAULT_LIGAND_ELEMENTS
+from dftflow.analysis.ligand_split import LigandSplit, ligand_indices_of_run, ligand_split
 from dftflow.analysis.plotting import (
     ACCUMULATION_COLOUR,
     ATOM_COLOURS,
@@ -47,6 +53,10 @@ from dftflow.parse.volumetric import (
 
 #: |∫Δρ dV| above this (electrons) means the fragments' electron counts do not add up.
 TOTAL_CHARGE_WARN_E = 0.05
+#: An atom of the complex and one of fragment B closer than this are the same atom, Angstrom.
+FRAGMENT_MATCH_A = 0.05
+#: ``ligand_atoms_from`` when the ligand atoms are those of fragment B.
+FROM_FRAGMENT = "ligand fragment (B) atoms"
 
 
 class ChgDiffResult(BaseModel):
@@ -63,6 +73,12 @@ class ChgDiffResult(BaseModel):
     charge_transfer_e: float | None
     plane_z_A: float | None = Field(description="position of the ligand/surface plane, A")
     ligand_side: str | None = Field(description="'above' or 'below' the slab along the axis")
+    ligand_indices: list[int] = Field(
+        default_factory=list, description="0-based atoms of the complex taken as ligand"
+    )
+    ligand_atoms_from: str | None = Field(
+        default=None, description="builder indices, ligand fragment (B) atoms, or element rule"
+    )
     max_accumulation_e_per_A3: float
     max_depletion_e_per_A3: float
     output: str | None = None
@@ -70,17 +86,57 @@ class ChgDiffResult(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-def _interface_plane(structure, axis: int, origin: float, ligand_elements: set[str]):
+def _interface_plane(structure, axis: int, origin: float, is_lig: np.ndarray):
     """Plane between the slab's outer layer and the nearest ligand atom (A from the start)."""
     height = axis_height_A(structure, axis)
     rel = np.mod(structure.frac_coords[:, axis] - origin, 1.0) * height
-    is_lig = np.array([s.specie.symbol in ligand_elements for s in structure])
     if not is_lig.any() or is_lig.all():
         return None, None
     lig, slab = rel[is_lig], rel[~is_lig]
     if lig.mean() >= slab.mean():
         return 0.5 * (slab.max() + lig.min()), "above"
     return 0.5 * (slab.min() + lig.max()), "below"
+
+
+def fragment_atoms(
+    complex_structure, fragment_structure, tol_A: float = FRAGMENT_MATCH_A
+) -> list[int] | None:
+    """0-based atoms of the complex that coincide (periodically, same element) with the fragment's.
+
+    ``None`` unless every fragment atom has its partner in the complex.
+    """
+    if len(fragment_structure) == 0 or len(fragment_structure) >= len(complex_structure):
+        return None
+    dist = complex_structure.lattice.get_all_distances(
+        complex_structure.frac_coords, fragment_structure.frac_coords
+    )
+    found = []
+    for j, site in enumerate(fragment_structure):
+        i = int(np.argmin(dist[:, j]))
+        if dist[i, j] > tol_A or complex_structure[i].specie != site.specie:
+            return None
+        found.append(i)
+    return sorted(set(found)) if len(set(found)) == len(found) else None
+
+
+def complex_ligand_split(
+    complex_structure,
+    ligand_indices: Sequence[int] | None,
+    ab: str | Path | None = None,
+    fragment_structure=None,
+) -> LigandSplit:
+    """Ligand atoms of the complex: given indices, the run's TaskDoc, fragment B, element rule."""
+    if ligand_indices is None and ab is not None:
+        ligand_indices = ligand_indices_of_run(ab)
+    if ligand_indices is None and fragment_structure is not None:
+        matched = fragment_atoms(complex_structure, fragment_structure)
+        if matched is not None:
+            return LigandSplit(
+                ligand_indices=matched,
+                n_atoms=len(complex_structure),
+                ligand_atoms_from=FROM_FRAGMENT,
+            )
+    return ligand_split(complex_structure, ligand_indices)
 
 
 def charge_density_difference(
@@ -90,7 +146,7 @@ def charge_density_difference(
     axis: int | str = 2,
     output: str | Path | None = None,
     *,
-    ligand_elements: Iterable[str] = DEFAULT_LIGAND_ELEMENTS,
+    ligand_indices: Sequence[int] | None = None,
     return_grid: bool = False,
 ):
     """Δρ = ρ_AB − ρ_A − ρ_B from three CHGCARs (files or run directories, plain or .gz).
@@ -103,8 +159,10 @@ def charge_density_difference(
         Axis of the planar average (``2``/``"z"`` for slabs).
     output
         Write Δρ here as a CHGCAR (ρ·V convention, opens in VESTA).
-    ligand_elements
-        Elements of the ligand (to place the ligand/surface plane).
+    ligand_indices
+        0-based ligand atoms of the complex (the builder's, ``TaskDoc.ligand_indices``), to place
+        the ligand/surface plane. ``None``: those recorded in the complex's ``taskdoc.json``,
+        else the atoms of fragment B, else the element rule (see the module docstring).
     return_grid
         Also return ``(result, delta_rho_e_per_A3, structure)``.
 
@@ -140,7 +198,8 @@ def charge_density_difference(
     height = axis_height_A(structure, ax)
     start_A = start * height / n_axis
     total = float(delta_rho_v.sum() / delta_rho_v.size)
-    plane, side = _interface_plane(structure, ax, start / n_axis, set(ligand_elements))
+    split = complex_ligand_split(structure, ligand_indices, ab, data["B"].structure)
+    plane, side = _interface_plane(structure, ax, start / n_axis, split.mask)
     transfer = None
     notes: list[str] = []
     if abs(total) > TOTAL_CHARGE_WARN_E:
@@ -149,7 +208,10 @@ def charge_density_difference(
             "(check NELECT of the fragments); the charge transfer is then not meaningful"
         )
     if plane is None:
-        notes.append("no ligand/slab split by element: charge_transfer_e not defined")
+        notes.append(
+            f"no ligand/slab split ({split.ligand_atoms_from}: {len(split.ligand_indices)} "
+            f"ligand atoms of {split.n_atoms}): charge_transfer_e not defined"
+        )
         plane_abs = None
     else:
         z_rel = (np.arange(n_axis) + 1) * height / n_axis  # top of each rolled plane
@@ -172,6 +234,8 @@ def charge_density_difference(
         charge_transfer_e=transfer,
         plane_z_A=plane_abs,
         ligand_side=side,
+        ligand_indices=split.ligand_indices,
+        ligand_atoms_from=split.ligand_atoms_from,
         max_accumulation_e_per_A3=float(delta_rho.max()),
         max_depletion_e_per_A3=float(delta_rho.min()),
         output=written,
@@ -372,7 +436,7 @@ def plot_isosurface(
     max_faces: int = 60000,
     title: str | None = None,
     z_window_A: tuple[float, float] | None = None,
-    ligand_elements: Iterable[str] = DEFAULT_LIGAND_ELEMENTS,
+    ligand_indices: Sequence[int] | None = None,
 ) -> Path:
     """3D isosurfaces of Δρ at +iso (yellow, accumulation) and −iso (cyan, depletion) with atoms.
 
@@ -381,7 +445,8 @@ def plot_isosurface(
     from 6 A below the slab's outer layer to 2 A above the ligand, at most 10 A above the slab
     (``z_window_A`` overrides it, in A from the vacuum origin). The automatic isovalue is
     :func:`default_isovalue` of Δρ inside that window; atoms are coloured by element with a
-    legend.
+    legend. ``ligand_indices``: 0-based ligand atoms of ``structure`` (``None``: the element rule
+    of :mod:`dftflow.analysis.ligand_split`; :func:`chgdiff_plots` passes the result's).
     """
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -398,8 +463,7 @@ def plot_isosurface(
     frac[:, 2] = np.mod(frac[:, 2] - shift / nz, 1.0)
     c_height = axis_height_A(structure, 2)
     z_rel = frac[:, 2] * c_height
-    lig_set = set(ligand_elements)
-    is_lig = np.array([s.specie.symbol in lig_set for s in structure])
+    is_lig = ligand_split(structure, ligand_indices).mask
     for ax, step in enumerate(_anchor_centring_steps(frac, z_rel, is_lig, shape[:2])):
         field_all = np.roll(field_all, step, axis=ax)
         frac[:, ax] = np.mod(frac[:, ax] + step / shape[ax], 1.0)
@@ -500,15 +564,19 @@ def chgdiff_plots(
     dpi: int = 150,
     prefix: str = "chgdiff",
     output: str | Path | None = None,
+    ligand_indices: Sequence[int] | None = None,
 ) -> ChgDiffResult:
-    """Compute Δρ and write the planar-average, slice and isosurface plots into ``plot_dir``."""
+    """Compute Δρ and write the planar-average, slice and isosurface plots into ``plot_dir``.
+
+    ``ligand_indices`` as in :func:`charge_density_difference`.
+    """
     plot_dir = Path(plot_dir)
     if not plot_dir.is_dir():
         if not plot_dir.parent.is_dir():
             raise InputError(f"cannot create plot directory {plot_dir}: parent does not exist")
         plot_dir.mkdir()
     result, delta_rho, structure = charge_density_difference(
-        ab, a, b, axis=axis, output=output, return_grid=True
+        ab, a, b, axis=axis, output=output, ligand_indices=ligand_indices, return_grid=True
     )
     files = {
         "planar_average": str(
@@ -522,6 +590,7 @@ def chgdiff_plots(
                 plot_dir / f"{prefix}_iso.png",
                 iso_e_per_A3=iso_e_per_A3,
                 dpi=dpi,
+                ligand_indices=result.ligand_indices,
             )
         ),
     }

@@ -2,7 +2,11 @@
 
 Reads the run's pymatgen ``CompleteDos`` (:func:`dftflow.parse.run.load_complete_dos`: the
 embedded engine's ``dos.json.gz`` or VASP's vasprun.xml, whose projections need LORBIT >= 10).
-Energies are
+The default groups are ``"ligand"`` (the atoms the builder added: the run's ``TaskDoc.ligand_indices``, an N, S
+or P anchor included) and ``"slab"`` (every other atom), summed site by site; a run that records no
+ligand indices falls back to the element rule of :mod:`dftflow.analysis.ligand_split`, stated in
+``ligand_atoms_from``. Groups given as element lists (``--groups NAME=El1,El2``) are the user's
+own definition and are summed element by element. Energies are
 shifted so that zero is the Fermi level (``align="fermi"``) or the host valence-band maximum
 (``align="vbm"``, the delocalised-state VBM of :mod:`dftflow.analysis.midgap`, so that a trap state
 does not become the zero). Spin-down DOS is returned and drawn negative (mirrored). Optional
@@ -19,10 +23,12 @@ import numpy as np
 from pydantic import BaseModel, Field
 from pymatgen.electronic_structure.core import Spin
 
-from dftflow.analysis.midgap import DEFAULT_LIGAND_ELEMENTS
+from dftflow.analysis.ligand_split import LigandSplit, ligand_indices_of_run, ligand_split
 from dftflow.errors import InputError, OutputError
 from dftflow.parse.run import load_complete_dos, run_directory
 
+#: ``groups`` value: the ligand atoms vs all other atoms, by site (see the module docstring).
+LIGAND_SLAB = "ligand/slab"
 GROUP_COLOURS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
 
 
@@ -38,6 +44,12 @@ class DosCurves(BaseModel):
     total: dict[str, list[float]]
     groups: dict[str, dict[str, list[float]]] = Field(default_factory=dict)
     group_elements: dict[str, list[str]] = Field(default_factory=dict)
+    group_atoms: dict[str, list[int]] = Field(
+        default_factory=dict, description="0-based atoms of each by-site group (ligand, slab)"
+    )
+    ligand_atoms_from: str | None = Field(
+        default=None, description="where the ligand atoms of the by-site groups came from"
+    )
     elements: dict[str, dict[str, list[float]]] = Field(default_factory=dict)
     sigma_eV: float
     ispin: int
@@ -59,20 +71,24 @@ def parse_groups(specs: Sequence[str] | None) -> dict[str, list[str]] | None:
 
 
 def default_groups(elements: Sequence[str]) -> dict[str, list[str]]:
-    """Ligand (C, H, O) vs slab (everything else) when the system holds C or H, else per element.
+    """One group per element: the default of a system without ligand atoms."""
+    return {e: [e] for e in elements}
 
-    O alone does not make a ligand: in an oxide it is part of the host.
-    """
-    if not any(e in ("C", "H") for e in elements):
-        return {e: [e] for e in elements}
-    lig = [e for e in elements if e in DEFAULT_LIGAND_ELEMENTS]
-    slab = [e for e in elements if e not in DEFAULT_LIGAND_ELEMENTS]
-    groups = {}
-    if slab:
-        groups["slab"] = slab
-    if lig:
-        groups["ligand"] = lig
-    return groups
+
+def run_ligand_split(
+    directory: str | Path, ligand_indices: Sequence[int] | None = None
+) -> LigandSplit:
+    """Ligand atoms of a run: ``ligand_indices``, else its recorded ones, else the element rule."""
+    path = run_directory(directory)
+    if ligand_indices is None:
+        ligand_indices = ligand_indices_of_run(directory)
+    return ligand_split(load_complete_dos(path).structure, ligand_indices)
+
+
+def _site_groups(split: LigandSplit) -> dict[str, list[int]]:
+    """``{"slab": [...], "ligand": [...]}`` without empty groups."""
+    groups = {"slab": split.slab_indices, "ligand": split.ligand_indices}
+    return {name: idx for name, idx in groups.items() if idx}
 
 
 def _broaden(values: np.ndarray, energies: np.ndarray, sigma_eV: float) -> np.ndarray:
@@ -109,13 +125,14 @@ def host_vbm_eV(directory: str | Path) -> float:
 def dos_curves(
     directory: str | Path,
     *,
-    groups: Mapping[str, Sequence[str]] | None = None,
+    groups: Mapping[str, Sequence[str]] | str | None = None,
     elements: bool = False,
     align: str = "fermi",
     window_eV: tuple[float, float] = (-6.0, 4.0),
     sigma_eV: float = 0.0,
     label: str | None = None,
     vbm_eV: float | None = None,
+    ligand_indices: Sequence[int] | None = None,
 ) -> DosCurves:
     """DOS of one run, shifted and cut to ``window_eV``.
 
@@ -124,8 +141,10 @@ def dos_curves(
     directory
         Run directory of any engine, a TaskDoc or a TaskDoc JSON path.
     groups
-        ``{name: [elements]}`` to project on; ``None`` gives :func:`default_groups` when the run
-        has projections, nothing otherwise. Asking for groups without projections is an error.
+        :data:`LIGAND_SLAB` (ligand atoms vs the rest, by site) or ``{name: [elements]}`` to
+        project on; ``None`` gives :data:`LIGAND_SLAB` when the run has ligand atoms and one group
+        per element otherwise (only when the run has projections). Asking for groups without
+        projections is an error.
     elements
         Also return each element's projected DOS.
     align
@@ -137,6 +156,9 @@ def dos_curves(
     vbm_eV
         The run's host VBM when the caller already has it (:func:`host_vbm_eV`); with
         ``align="vbm"`` it is used instead of being found again.
+    ligand_indices
+        0-based ligand atoms (the builder's, from the run's TaskDoc); ``None``: those recorded
+        for the run (TaskDoc, ``taskdoc.json`` in the directory), else the element rule.
     """
     if align not in ("fermi", "vbm"):
         raise InputError(f"unknown alignment {align!r}: use fermi or vbm")
@@ -180,26 +202,55 @@ def dos_curves(
     )
     if has_proj:
         el_dos = {el.symbol: d for el, d in cdos.get_element_dos().items()}
-        present = sorted(el_dos)
-        use_groups = dict(groups) if groups else default_groups(present)
-        from pymatgen.core.periodic_table import Element
-
-        bad = sorted({e for g in use_groups.values() for e in g if not Element.is_valid_symbol(e)})
-        if bad:
-            raise InputError(f"unknown element symbol(s) in groups: {', '.join(bad)}")
-        for name, members in use_groups.items():
-            dens = None
-            for el in members:
-                if el in el_dos:
-                    dens = el_dos[el] if dens is None else dens + el_dos[el]
-            if dens is not None:
-                curves.groups[name] = _spin_arrays(dens, mask, energies, sigma_eV)
-                curves.group_elements[name] = [e for e in members if e in el_dos]
+        if groups is None or groups == LIGAND_SLAB:
+            if ligand_indices is None:
+                ligand_indices = ligand_indices_of_run(directory)
+            split = ligand_split(cdos.structure, ligand_indices)
+            if groups == LIGAND_SLAB or split.ligand_indices:
+                curves.ligand_atoms_from = split.ligand_atoms_from
+                for name, idx in _site_groups(split).items():
+                    _add_site_group(curves, cdos, name, idx, mask, energies, sigma_eV)
+            else:
+                _add_element_groups(
+                    curves, el_dos, default_groups(sorted(el_dos)), mask, energies, sigma_eV
+                )
+        elif isinstance(groups, str):
+            raise InputError(f"unknown groups {groups!r}: use {LIGAND_SLAB!r} or NAME=El1,El2")
+        else:
+            _add_element_groups(curves, el_dos, dict(groups), mask, energies, sigma_eV)
         if elements:
             curves.elements = {
                 el: _spin_arrays(d, mask, energies, sigma_eV) for el, d in sorted(el_dos.items())
             }
     return curves
+
+
+def _add_site_group(curves, cdos, name, indices, mask, energies, sigma_eV) -> None:
+    """Sum the projected DOS of the sites ``indices`` into group ``name`` of ``curves``."""
+    dens = None
+    for i in indices:
+        site_dos = cdos.get_site_dos(cdos.structure[i])
+        dens = site_dos if dens is None else dens + site_dos
+    curves.groups[name] = _spin_arrays(dens, mask, energies, sigma_eV)
+    curves.group_atoms[name] = list(indices)
+    curves.group_elements[name] = sorted({cdos.structure[i].specie.symbol for i in indices})
+
+
+def _add_element_groups(curves, el_dos, use_groups, mask, energies, sigma_eV) -> None:
+    """Sum element-projected DOS into the user's ``{name: [elements]}`` groups."""
+    from pymatgen.core.periodic_table import Element
+
+    bad = sorted({e for g in use_groups.values() for e in g if not Element.is_valid_symbol(e)})
+    if bad:
+        raise InputError(f"unknown element symbol(s) in groups: {', '.join(bad)}")
+    for name, members in use_groups.items():
+        dens = None
+        for el in members:
+            if el in el_dos:
+                dens = el_dos[el] if dens is None else dens + el_dos[el]
+        if dens is not None:
+            curves.groups[name] = _spin_arrays(dens, mask, energies, sigma_eV)
+            curves.group_elements[name] = [e for e in members if e in el_dos]
 
 
 def plot_dos_panels(
@@ -301,14 +352,17 @@ def group_overlap(
     return total
 
 
-def common_groups(directories: Sequence[str | Path]) -> dict[str, list[str]]:
+def common_groups(directories: Sequence[str | Path]) -> dict[str, list[str]] | str:
     """One default grouping for several systems so that every panel shows the same curves.
 
-    Ligand (C, H, O) vs slab (all other elements of all systems) when any system holds C or H;
-    otherwise one group per element.
+    :data:`LIGAND_SLAB` (each run's own ligand atoms vs the rest) when any system has ligand
+    atoms (:func:`run_ligand_split`); otherwise one group per element of all systems.
     """
     elements: set[str] = set()
     for d in directories:
+        split = run_ligand_split(d)
+        if split.ligand_indices:
+            return LIGAND_SLAB
         elements |= {el.symbol for el in load_complete_dos(d).structure.composition}
     return default_groups(sorted(elements))
 

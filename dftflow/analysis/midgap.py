@@ -6,7 +6,9 @@ From the Kohn-Sham eigenvalues, occupations, k-point weights and (LORBIT >= 10) 
 VASP run, find the host band edges per spin and report every state that lies inside that gap, with
 its energy, spin, occupation, distance to both edges, the number of k-points where it is in the gap
 and its character (element weights, the atoms that carry it, surface vs interior layer, ligand vs
-slab).
+slab). Ligand atoms are the builder's (the run's ``TaskDoc.ligand_indices``); only a run that
+records none falls back to the element rule of :mod:`dftflow.analysis.ligand_split`, stated in
+``ligand_atoms_from``.
 
 How the host band edges are found (the documented choice)
 ---------------------------------------------------------
@@ -44,18 +46,17 @@ is in the gap are reported as one entry (k-weighted mean energy and occupation).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
 
+from dftflow.analysis.ligand_split import ligand_indices_of_run, ligand_split
 from dftflow.errors import InputError, OutputError
 from dftflow.parse.run import load_bands, run_directory
 
-#: Elements counted as "ligand" when characterising states (organic ligands).
-DEFAULT_LIGAND_ELEMENTS = ("C", "H", "O")
 #: A band continuum has at least this many states (per spin and cell, k-weighted) ...
 BAND_MIN_STATES = 3.0
 #: ... within this energy window from its edge, eV.
@@ -113,6 +114,14 @@ class MidgapReport(BaseModel):
     gap_eV: dict[str, float | None]
     efermi_eV: float | None
     reference: dict[str, Any] = Field(description="mode, directory, alignment, shift_eV")
+    ligand_indices: list[int] = Field(
+        default_factory=list, description="0-based atoms counted as ligand in each character"
+    )
+    ligand_atoms_from: str | None = Field(
+        default=None,
+        description="'builder indices' (the run's TaskDoc) or the element rule used when the "
+        "run records none (dftflow.analysis.ligand_split)",
+    )
     tolerance_eV: float
     has_projections: bool
     verdict: str
@@ -233,9 +242,11 @@ def _anchor_element(a: _Bands, b: _Bands) -> str:
     return max(common, key=lambda sp: sp.Z).symbol
 
 
-def _layers(structure, ligand_elements: Iterable[str]) -> tuple[list[str], np.ndarray]:
-    """Label each atom 'surface'/'interior' (slab), 'ligand', or 'bulk' (no vacuum); z in A."""
-    ligand_elements = set(ligand_elements)
+def _layers(structure, is_lig: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Label each atom 'surface'/'interior' (slab), 'ligand', or 'bulk' (no vacuum); z in A.
+
+    ``is_lig`` marks the ligand atoms (:func:`dftflow.analysis.ligand_split.ligand_split`).
+    """
     c = structure.lattice.c
     frac_z = np.mod(structure.frac_coords[:, 2], 1.0)
     order = np.sort(frac_z)
@@ -243,7 +254,6 @@ def _layers(structure, ligand_elements: Iterable[str]) -> tuple[list[str], np.nd
     i_gap = int(np.argmax(gaps))
     origin = order[(i_gap + 1) % len(order)]
     z = np.mod(frac_z - origin, 1.0) * c
-    is_lig = np.array([s.specie.symbol in ligand_elements for s in structure])
     if gaps[i_gap] < SLAB_VACUUM_MIN_A or is_lig.all():
         return ["ligand" if lig else "bulk" for lig in is_lig], z
     slab_z = np.sort(z[~is_lig])
@@ -312,7 +322,7 @@ def find_midgap_states(
     *,
     align: str = "deep",
     tolerance_eV: float = 0.05,
-    ligand_elements: Iterable[str] = DEFAULT_LIGAND_ELEMENTS,
+    ligand_indices: Sequence[int] | None = None,
     n_top_atoms: int = 5,
 ) -> MidgapReport:
     """Find the states inside the host band gap of a VASP run.
@@ -327,8 +337,11 @@ def find_midgap_states(
         Reference alignment: ``"deep"`` (core-like level), ``"fermi"`` or ``"none"``.
     tolerance_eV
         States closer than this to an edge are not counted as in the gap, eV.
-    ligand_elements
-        Elements whose atoms count as ligand in the character analysis.
+    ligand_indices
+        0-based atoms that count as ligand in the character analysis (``ligand_weight``,
+        layers): the builder's indices. ``None``: those recorded for the run (its TaskDoc, or
+        ``taskdoc.json`` in the directory); a run without any falls back to the element rule of
+        :mod:`dftflow.analysis.ligand_split`, stated in ``ligand_atoms_from``.
     n_top_atoms
         How many atoms to list per state.
 
@@ -340,7 +353,9 @@ def find_midgap_states(
     if align not in ("deep", "fermi", "none"):
         raise InputError(f"unknown alignment {align!r}: use deep, fermi or none")
     bands = _Bands(run_directory(directory))
-    ligand_elements = tuple(ligand_elements)
+    if ligand_indices is None:
+        ligand_indices = ligand_indices_of_run(directory)
+    split = ligand_split(bands.structure, ligand_indices)
     ref_info: dict[str, Any] = {
         "mode": "self",
         "directory": None,
@@ -389,7 +404,7 @@ def find_midgap_states(
                 if cbm is None
                 else min(cbm + shift, own_cbm if own_cbm is not None else np.inf),
             )
-    labels, z = _layers(bands.structure, ligand_elements)
+    labels, z = _layers(bands.structure, split.mask)
     states: list[MidgapState] = []
     for spin, data in bands.spins.items():
         vbm, cbm = edges[spin]
@@ -437,6 +452,8 @@ def find_midgap_states(
         reference=ref_info,
         tolerance_eV=tolerance_eV,
         has_projections=bands.has_projections,
+        ligand_indices=split.ligand_indices,
+        ligand_atoms_from=split.ligand_atoms_from,
         verdict="",
     )
     report.verdict = _verdict(report)
@@ -527,22 +544,27 @@ def compare_midgap(
 
 
 def midgap_against(
-    directory: str | Path, reference: str | Path | None
+    directory: str | Path,
+    reference: str | Path | None,
+    ligand_indices: Sequence[int] | None = None,
 ) -> tuple[MidgapReport | None, str]:
     """Mid-gap report of ``directory`` against ``reference`` with a stated alignment fallback.
 
     Deep-level alignment first; when it is impossible (no projections, no core-like states of a
     common element) Fermi-level alignment, and the returned note says so. Returns
-    ``(report, note)`` or ``(None, reason)``.
+    ``(report, note)`` or ``(None, reason)``. ``ligand_indices`` as in
+    :func:`find_midgap_states`.
     """
     try:
-        return find_midgap_states(directory, reference=reference), ""
+        return find_midgap_states(directory, reference=reference, ligand_indices=ligand_indices), ""
     except (InputError, OutputError) as exc:
         first = str(exc)
     if reference is None:
         return None, first
     try:
-        report = find_midgap_states(directory, reference=reference, align="fermi")
+        report = find_midgap_states(
+            directory, reference=reference, align="fermi", ligand_indices=ligand_indices
+        )
     except (InputError, OutputError) as exc:
         return None, f"{first}; with Fermi alignment: {exc}"
     return report, f"aligned at the Fermi level: {first}"

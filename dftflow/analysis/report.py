@@ -276,22 +276,27 @@ def study_systems(
 
 def dos_figure(
     systems: list[tuple[str, TaskDoc]], output: Path, missing: list[str], *, dpi: int = 150
-) -> tuple[Path | None, list[str], dict[str, float], str]:
+) -> tuple[Path | None, dict[str, list[str]], dict[str, float], str]:
     """DOS panels (slab vs ligand projections) of ``systems``; appends failures to ``missing``.
 
-    Returns the PNG (None when no system has a DOS), the elements that were projected on (empty
-    when no run has projections: total DOS only), the ligand-slab PDOS overlap between -5 and
-    -3 eV per system (:func:`dftflow.analysis.dos.group_overlap`, states) and the zero of the
-    energy axis (``"vbm"``: each system's host VBM; ``"fermi"`` when a VBM cannot be found).
-    """
-    from dftflow.analysis.dos import dos_curves, group_overlap, host_vbm_eV, plot_dos_panels
-    from dftflow.analysis.midgap import DEFAULT_LIGAND_ELEMENTS
+    The ligand group of each system is its TaskDoc's ``ligand_indices`` (the atoms the builder
+    added; the element rule only for a TaskDoc without them, see
+    :mod:`dftflow.analysis.ligand_split`), summed site by site; the slab group is every other atom.
 
-    host = sorted(
-        {el.symbol for _, doc in systems for el in doc.final_structure().composition}
-        - set(DEFAULT_LIGAND_ELEMENTS)
+    Returns the PNG (None when no system has a DOS), the elements of each group over all systems
+    (``{"slab": [...], "ligand": [...]}``; empty when no run has projections: total DOS only), the
+    ligand-slab PDOS overlap between -5 and -3 eV per system
+    (:func:`dftflow.analysis.dos.group_overlap`, states) and the zero of the energy axis
+    (``"vbm"``: each system's host VBM; ``"fermi"`` when a VBM cannot be found).
+    """
+    from dftflow.analysis.dos import (
+        LIGAND_SLAB,
+        dos_curves,
+        group_overlap,
+        host_vbm_eV,
+        plot_dos_panels,
     )
-    groups = {"slab": host, "ligand": list(DEFAULT_LIGAND_ELEMENTS)}
+
     # Zero at each system's host VBM: VASP puts E_F of a gapped slab at the VBM but GPAW's
     # Fermi-Dirac E_F sits mid-gap (and a radical adsorbate's hole moves it to the VBM), so E_F
     # is no common zero; the -5..-3 eV overlap window needs one. All systems or none (fermi).
@@ -304,7 +309,11 @@ def dos_figure(
     for label, doc in systems:
         kw = {"label": label, "sigma_eV": 0.05, "align": align, "vbm_eV": vbms.get(label)}
         try:
-            curves.append(dos_curves(doc.directory, groups=groups, **kw))
+            curves.append(
+                dos_curves(
+                    doc.directory, groups=LIGAND_SLAB, ligand_indices=doc.ligand_indices, **kw
+                )
+            )
         except InputError as exc:  # no projections: the total DOS is still worth showing
             try:
                 curves.append(dos_curves(doc.directory, **kw))
@@ -314,9 +323,12 @@ def dos_figure(
         except DftflowError as exc:
             missing.append(f"{label}: {exc}")
     if not curves:
-        return None, [], {}, align
+        return None, {}, {}, align
     overlaps = {c.label: group_overlap(c) for c in curves}
-    projected = sorted({e for c in curves for g in c.group_elements.values() for e in g})
+    projected: dict[str, list[str]] = {}
+    for c in curves:
+        for name, elements in c.group_elements.items():
+            projected[name] = sorted(set(projected.get(name, [])) | set(elements))
     png = plot_dos_panels(curves, output, dpi=dpi)
     return png, projected, {k: v for k, v in overlaps.items() if v is not None}, align
 
@@ -330,11 +342,14 @@ def ligand_chgdiff(study_dir: Path, lig: LigandResult, out: Path, *, dpi: int = 
 
     paths = {}
     reasons = []
+    ligand_indices = None
     for role in ("complex_static", "slab_fragment_static", "ligand_fragment_static"):
         doc, why = _taskdoc(study_dir, lig.taskdocs.get(role))
         if doc is None:
             reasons.append(f"{role}: {why}")
             continue
+        if role == "complex_static":
+            ligand_indices = doc.ligand_indices
         paths[role] = _resolve(study_dir, doc.volumetric_files.get("CHGCAR")) or Path(doc.directory)
     if reasons:
         return None, "; ".join(reasons)
@@ -346,6 +361,7 @@ def ligand_chgdiff(study_dir: Path, lig: LigandResult, out: Path, *, dpi: int = 
             out,
             prefix=f"chgdiff_{_safe(lig.ligand)}",
             dpi=dpi,
+            ligand_indices=ligand_indices,
         )
     except DftflowError as exc:
         return None, str(exc)
@@ -355,7 +371,7 @@ def ligand_chgdiff(study_dir: Path, lig: LigandResult, out: Path, *, dpi: int = 
 def _dos_section(
     systems: list[tuple[str, TaskDoc]], out: Path, missing: list[str], facts: dict
 ) -> list[str]:
-    from dftflow.analysis.midgap import DEFAULT_LIGAND_ELEMENTS
+    from dftflow.analysis.ligand_split import ligand_split
 
     md: list[str] = []
     png, projected, overlaps, align = dos_figure(systems, out / "dos.png", missing)
@@ -366,11 +382,16 @@ def _dos_section(
         if align == "vbm"
         else "Fermi level (no valence-band maximum found in every system)"
     )
+    splits = {
+        label: ligand_split(doc.final_structure(), doc.ligand_indices) for label, doc in systems
+    }
+    sources = sorted({sp.ligand_atoms_from for sp in splits.values() if sp.ligand_indices})
     if png is not None:
-        host = [e for e in projected if e not in DEFAULT_LIGAND_ELEMENTS]
-        lig = [e for e in projected if e in DEFAULT_LIGAND_ELEMENTS]
+        host = projected.get("slab", [])
+        lig = projected.get("ligand", [])
         lines = (
-            f"lines: slab ({', '.join(host)}) and ligand ({', '.join(lig) or 'none'}) projections"
+            f"lines: slab ({', '.join(host)}) and ligand ({', '.join(lig) or 'none'}) projections, "
+            f"summed over atoms (ligand atoms: {'; '.join(sources) or 'none'})"
             if projected
             else "no projections available (total DOS only)"
         )
@@ -381,12 +402,7 @@ def _dos_section(
             "mirrored below zero.",
             "",
         ]
-    n_lig = {
-        label: sum(
-            1 for site in doc.final_structure() if site.specie.symbol in DEFAULT_LIGAND_ELEMENTS
-        )
-        for label, doc in systems
-    }
+    n_lig = {label: len(sp.ligand_indices) for label, sp in splits.items()}
     if overlaps:
         md.append(
             "Ligand–slab PDOS overlap between −5 and −3 eV (∫ min(ligand, slab) dE, states; it "
@@ -417,7 +433,7 @@ def _midgap_section(systems, summary: StudySummary, out: Path, facts: dict) -> l
     clean = next((doc for label, doc in systems if label == "clean slab"), None)
     for label, doc in systems:
         reference = None if clean is None or label == "clean slab" else clean.directory
-        rep, note = midgap_against(doc.directory, reference)
+        rep, note = midgap_against(doc.directory, reference, ligand_indices=doc.ligand_indices)
         if rep is None:
             md.append(f"- {label}: mid-gap analysis not possible — {note}")
             continue
@@ -456,7 +472,8 @@ def _chgdiff_section(study_dir: Path, summary: StudySummary, out: Path, facts: d
             f"### {lig.ligand}",
             "",
             f"∫Δρ dV = {res.total_charge_e:+.4f} e; charge transfer across the ligand/surface "
-            f"plane (z = {plane} Å; electrons gained on the slab side, + = ligand → slab): {ct}.",
+            f"plane (z = {plane} Å; electrons gained on the slab side, + = ligand → slab): {ct}; "
+            f"ligand atoms: {res.ligand_atoms_from} ({len(res.ligand_indices)} atoms).",
             "",
             f"![planar average]({_rel(res.files['planar_average'], out)}) "
             f"![isosurface]({_rel(res.files['isosurface'], out)})",

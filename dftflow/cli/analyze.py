@@ -69,7 +69,12 @@ def eads_cmd(
 @analyze_app.command("dos")
 def dos_cmd(
     directories: list[Path] = typer.Argument(..., help="Run directories (one panel each)."),
-    groups: list[str] = typer.Option(None, "--groups", help="NAME=El1,El2 (repeatable)."),
+    groups: list[str] = typer.Option(
+        None,
+        "--groups",
+        help="NAME=El1,El2, by element (repeatable). Default: ligand (the atoms the builder "
+        "added, from the run's taskdoc.json) vs slab, by atom.",
+    ),
     elements: bool = typer.Option(False, "--elements", help="Plot element projections."),
     align: str = typer.Option("fermi", "--align", help="Zero at fermi or vbm."),
     window: tuple[float, float] = typer.Option((-6.0, 4.0), "--window", help="E range, eV."),
@@ -120,6 +125,7 @@ def dos_cmd(
         [
             f"{c.label}: E_F = {c.efermi_eV:.4f} eV, zero = {c.zero_eV:.4f} eV ({c.align}), "
             f"groups: {', '.join(c.groups) or 'none'}"
+            + (f" (ligand atoms: {c.ligand_atoms_from})" if c.ligand_atoms_from else "")
             for c in curves
         ]
         + ([f"wrote {output}"] if output else []),
@@ -138,7 +144,7 @@ def midgap_cmd(
     from dftflow.analysis.midgap import find_midgap_states
 
     report = find_midgap_states(directory, reference=reference, align=align, tolerance_eV=tolerance)
-    lines = [report.verdict]
+    lines = [report.verdict, f"ligand atoms: {report.ligand_atoms_from}"]
     for s in report.midgap_states:
         lines.append(
             f"  {s.energy_eV:9.4f} eV {s.spin:4s} occ {s.occupation:.3f}  "
@@ -175,7 +181,8 @@ def chgdiff_cmd(
         as_json,
         [
             f"grid {'x'.join(map(str, result.grid))}, ∫Δρ dV = {result.total_charge_e:+.5f} e, "
-            f"charge transfer across the ligand/surface plane = {ct}",
+            f"charge transfer across the ligand/surface plane = {ct} "
+            f"(ligand atoms: {result.ligand_atoms_from})",
             *([f"wrote {result.output}"] if result.output else []),
             *[f"wrote {f}" for f in result.files.values()],
         ],

@@ -5,6 +5,12 @@ Output formats follow the file name: ``POSCAR*``/``CONTCAR*``/``*.vasp`` (VASP 5
 coordinates, selective dynamics from the fixed atoms), ``*.cif``, ``*.extxyz``/``*.xyz`` (extended
 XYZ). Files are written atomically (no partial file on error). User mistakes raise
 :class:`~dftflow.errors.InputError`: one line, exit code 2.
+
+Ligand atoms (the atoms the builder added, :mod:`dftflow.structures.ligand_atoms`) travel with the
+structure: extended XYZ stores them as the per-atom column ``ligand``; POSCAR and CIF cannot, so
+they go to a sidecar ``<file>.ligand.json`` (0-based indices, checked against the structure when it
+is read back by ``dftflow calc``, ``inputs`` or ``build complex --slab``). ``--json`` prints them
+as ``ligand_indices`` too.
 """
 
 from __future__ import annotations
@@ -47,8 +53,15 @@ def structure_format(path: str | Path) -> str:
 
 
 def write_structure(atoms: Atoms, path: str | Path) -> Path:
-    """Write ``atoms`` to ``path`` in the format given by its name, atomically."""
+    """Write ``atoms`` to ``path`` in the format given by its name, atomically.
+
+    Marked ligand atoms go into the extended XYZ column ``ligand``, or for POSCAR/CIF into the
+    sidecar ``<path>.ligand.json``; a sidecar left from an earlier structure at ``path`` is removed
+    when ``atoms`` has no marks (it would label the wrong atoms).
+    """
     from ase.io import write
+
+    from dftflow.structures.ligand_atoms import sidecar_path, write_ligand_sidecar
 
     fmt = structure_format(path)
     out = atoms.copy()
@@ -60,12 +73,19 @@ def write_structure(atoms: Atoms, path: str | Path) -> Path:
             write(tmp, out, format="vasp", direct=True, sort=False)
         else:
             write(tmp, out, format=fmt)
+    if fmt != "extxyz" and write_ligand_sidecar(atoms, path) is None:
+        sidecar_path(path).unlink(missing_ok=True)
     return Path(path)
 
 
 def read_structure(path: str | Path) -> Atoms:
-    """Read a structure file (format from its name); a one-line InputError if it cannot."""
+    """Read a structure file (format from its name); a one-line InputError if it cannot.
+
+    Ligand marks come from the extended XYZ column ``ligand`` or the ``<path>.ligand.json`` sidecar.
+    """
     from ase.io import read
+
+    from dftflow.structures.ligand_atoms import with_ligand_sidecar
 
     path = Path(path)
     if not path.is_file():
@@ -78,7 +98,7 @@ def read_structure(path: str | Path) -> Atoms:
         raise InputError(f"cannot read {path}: {msg}") from None
     if not isinstance(atoms, Atoms) or len(atoms) == 0:
         raise InputError(f"cannot read {path}: no atoms")
-    return atoms
+    return with_ligand_sidecar(atoms, path)
 
 
 def parse_supercell(text: str) -> tuple[int, int]:
@@ -226,6 +246,7 @@ def complex_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Place a ligand on the slab's PbBr2 top face and write the complex."""
+    from dftflow.structures.ligand_atoms import ligand_indices_of
     from dftflow.structures.placement import (
         coverage_placements,
         enumerate_placements,
@@ -272,6 +293,8 @@ def complex_cmd(
         complex_ = place_ligands(slab, [(spec, p) for p in sites], min_distance_A=min_distance)
     write_structure(complex_, output)
     summary = slab_summary(complex_)
+    ligand_indices = ligand_indices_of(complex_)
+    where = _ligand_record(output)
     if as_json:
         echo_json(
             {
@@ -281,6 +304,8 @@ def complex_cmd(
                 "placement": chosen.model_dump(mode="json"),
                 "n_placements": len(cands),
                 "coverage": coverage,
+                "ligand_indices": ligand_indices,
+                "ligand_indices_in": where,
                 "summary": summary,
             }
         )
@@ -289,6 +314,32 @@ def complex_cmd(
         f"{summary.formula}: {spec.name} {chosen.label} ({chosen.model}); slab "
         f"{summary.n_slab_atoms} + ligand {summary.n_adsorbate_atoms} atoms -> {output}"
     )
+    typer.echo(f"  ligand atoms (0-based): {_ranges(ligand_indices)} -> {where}")
+
+
+def _ligand_record(output: Path) -> str:
+    """Where the ligand indices of a written structure are stored (column or sidecar)."""
+    from dftflow.structures.ligand_atoms import sidecar_path
+
+    if structure_format(output) == "extxyz":
+        return f"{output} (per-atom column 'ligand')"
+    return str(sidecar_path(output))
+
+
+def _ranges(indices: list[int] | None) -> str:
+    """``[3, 4, 5, 9]`` -> ``"3-5, 9"``."""
+    if not indices:
+        return "none"
+    parts: list[str] = []
+    start = prev = indices[0]
+    for i in [*indices[1:], None]:
+        if i is not None and i == prev + 1:
+            prev = i
+            continue
+        parts.append(f"{start}" if start == prev else f"{start}-{prev}")
+        if i is not None:
+            start = prev = i
+    return ", ".join(parts)
 
 
 @build_app.command("molecule")

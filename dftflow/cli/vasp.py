@@ -8,6 +8,9 @@
 * ``dftflow parse DIR [--json]`` prints the TaskDoc of a finished directory.
 
 Structures are read with ASE (POSCAR/CONTCAR with selective dynamics, CIF, extended XYZ, ...).
+The ligand atoms a structure carries (extended XYZ column ``ligand`` or the ``<file>.ligand.json``
+sidecar written by ``dftflow build``) are kept: ``inputs`` writes ``DIR/POSCAR.ligand.json`` and
+``calc`` records them as ``ligand_indices`` in ``DIR/taskdoc.json`` (atom order is kept).
 User mistakes (unreadable structure, unknown stage, unknown INCAR tag, missing POTCAR directory or
 element, truncated/corrupt outputs) print one line and exit with code 2.
 """
@@ -27,8 +30,13 @@ STAGE_HELP = "bulk_relax, slab_relax, molecule_relax, complex_relax or static"
 
 
 def read_structure(path: str | Path):  # -> ase.Atoms
-    """Read a structure file with ASE; one-line InputError when it cannot be read."""
+    """Read a structure file with ASE; one-line InputError when it cannot be read.
+
+    Ligand marks come from the extended XYZ column ``ligand`` or the ``<path>.ligand.json`` sidecar.
+    """
     from ase.io import read
+
+    from dftflow.structures.ligand_atoms import with_ligand_sidecar
 
     path = Path(path)
     if not path.is_file():
@@ -44,7 +52,7 @@ def read_structure(path: str | Path):  # -> ase.Atoms
         raise InputError(f"{path} contains no atoms")
     if not atoms.cell.rank == 3:
         raise InputError(f"{path} has no 3D cell; VASP needs a periodic cell (put it in a box)")
-    return atoms
+    return with_ligand_sidecar(atoms, path)
 
 
 def parse_settings(items: list[str] | None) -> dict[str, Any]:
@@ -98,6 +106,7 @@ def inputs_cmd(
 ) -> None:
     """Write the VASP inputs of one stage of the paper's protocol."""
     from dftflow.inputs.vasp import write_inputs
+    from dftflow.structures.ligand_atoms import sidecar_path, write_ligand_sidecar
 
     atoms = read_structure(structure)
     st = _stage(stage)
@@ -105,6 +114,8 @@ def inputs_cmd(
     if output.exists() and not output.is_dir():
         raise InputError(f"{output} exists and is not a directory")
     inputs = write_inputs(atoms, st, output, overrides=overrides, potcar_spec=potcar_spec)
+    if write_ligand_sidecar(atoms, output / "POSCAR") is None:  # same atom order as POSCAR
+        sidecar_path(output / "POSCAR").unlink(missing_ok=True)  # a stale one would mislabel
     data = {
         "directory": str(output),
         "stage": st.value,
@@ -136,13 +147,20 @@ def calc_cmd(
     potcar_spec: bool = typer.Option(False, "--potcar-spec", help="POTCAR.spec for --engine vasp."),
     as_json: bool = typer.Option(False, "--json", help="Print the TaskDoc as JSON."),
 ) -> None:
-    """Run one calculation (VASP/mock under custodian) and store DIR/taskdoc.json."""
+    """Run one calculation (VASP/mock under custodian) and store DIR/taskdoc.json.
+
+    The TaskDoc's ``ligand_indices`` are those the structure carries (every engine keeps the atom
+    order); ``None`` when it carries none.
+    """
+    from dftflow.structures.ligand_atoms import ligand_indices_of
+
     atoms = read_structure(structure)
     st = _stage(stage)
     overrides = parse_settings(settings)
     eng = _get_engine(engine, potcar_spec)
     directory.mkdir(parents=True, exist_ok=True)
     doc = eng.run(atoms, st, directory, overrides=overrides or None, label=structure.stem)
+    doc = doc.with_ligand_indices(ligand_indices_of(atoms))
     doc.to_json_file(directory / "taskdoc.json")
     _print_doc(doc, as_json)
 

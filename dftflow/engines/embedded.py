@@ -55,6 +55,7 @@ from dftflow.errors import EngineError, InputError
 from dftflow.io.chgcar import write_chgcar
 from dftflow.schemas import TASKDOC_FILE, Stage, TaskDoc
 from dftflow.structures.convert import to_structure
+from dftflow.structures.ligand_atoms import ligand_indices_of
 
 #: Records of an earlier run in the same directory, removed before a new run (never parsed stale).
 STALE_RECORDS = (
@@ -156,6 +157,7 @@ class EmbeddedEngine:
             inputs_digest=_inputs_digest(atoms, stage, settings),
             wall_time_s=elapsed,
             warnings=[*fields.pop("warnings", []), *warnings],
+            ligand_indices=ligand_indices_of(structure),  # atom order is kept by every stage
             **fields,
         )
         doc.to_json_file(directory / TASKDOC_FILE)

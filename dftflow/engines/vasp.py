@@ -30,6 +30,7 @@ from dftflow.errors import EngineError
 from dftflow.inputs.vasp import write_inputs
 from dftflow.parse.vasp import parse_directory
 from dftflow.schemas import TASKDOC_FILE, Stage, TaskDoc
+from dftflow.structures.ligand_atoms import ligand_indices_of
 
 #: Handler names accepted in the ``handlers`` setting (the ones that matter for surfaces/molecules).
 HANDLERS = (
@@ -209,6 +210,7 @@ class VaspEngine:
         doc = doc.model_copy(
             update={
                 "engine": self.name,
+                "ligand_indices": ligand_indices_of(structure),  # VASP keeps the atom order
                 "overrides": inputs.overrides,
                 "wall_time_s": wall,
                 "warnings": warnings_,

@@ -39,6 +39,7 @@ from ase import Atoms
 from pydantic import BaseModel, ConfigDict, Field
 
 from dftflow.errors import InputError
+from dftflow.structures.ligand_atoms import LIGAND_ARRAY, ligand_indices_of, mark_ligand
 from dftflow.structures.ligands import (
     Anchor,
     Form,
@@ -750,8 +751,10 @@ def place_ligand(slab: Atoms, spec: LigandSpec | str, placement: Placement) -> A
     """The complex: the slab (minus any replaced Br) with the ligand atoms appended.
 
     The slab's constraints (selective dynamics) are kept; ligand atoms are free and come last,
-    grouped by element (C, H, then alphabetical; a dissociated H is the last H). ``info`` records
-    ligand, form, charge (e), model and placement.
+    grouped by element (C, H, then alphabetical; a dissociated H is the last H). The appended atoms
+    are marked as the ligand (``arrays["ligand"]``, see :mod:`dftflow.structures.ligand_atoms`;
+    a dissociated H is one of them; ligand atoms already marked on ``slab`` stay marked). ``info``
+    records ligand, form, charge (e), model and placement.
     """
     spec = _as_spec(spec)
     surf = _surface(slab)
@@ -776,14 +779,16 @@ def place_ligand(slab: Atoms, spec: LigandSpec | str, placement: Placement) -> A
     if built.removed:
         del complex_[list(built.removed)]
     order = hill_order(built.symbols)
-    complex_.extend(
-        Atoms(
-            symbols=[built.symbols[i] for i in order],
-            positions=built.positions[order],
-            cell=slab.cell,
-            pbc=slab.pbc,
-        )
+    if ligand_indices_of(complex_) is None:
+        complex_ = mark_ligand(complex_, [])
+    ligand = Atoms(
+        symbols=[built.symbols[i] for i in order],
+        positions=built.positions[order],
+        cell=slab.cell,
+        pbc=slab.pbc,
     )
+    ligand.arrays[LIGAND_ARRAY] = np.ones(len(ligand), dtype=bool)
+    complex_.extend(ligand)
     # not wrapped: the ligand stays a contiguous molecule (periodic codes do not mind)
     info = {k: v for k, v in slab.info.items() if isinstance(v, (str, int, float, bool))}
     info.update(
@@ -819,6 +824,8 @@ def place_ligands(
         raise InputError("bridging placements (which remove a Br) cannot be combined for coverage")
     result = slab.copy()
     result.set_constraint([c.copy() for c in slab.constraints])
+    if ligand_indices_of(result) is None:
+        result = mark_ligand(result, [])
     groups: list[np.ndarray] = []
     names = []
     for spec, p in items:
@@ -891,7 +898,7 @@ def molecule_in_cell(
         If the molecule comes closer than ``min_image_distance_A`` to its periodic images.
     """
     cell = np.array(cell[:] if hasattr(cell, "__getitem__") else cell, dtype=float)
-    atoms = molecule[hill_order(molecule.get_chemical_symbols())]
+    atoms = mark_ligand(molecule[hill_order(molecule.get_chemical_symbols())], range(len(molecule)))
     atoms.set_cell(cell)
     atoms.pbc = True
     centre = 0.5 * cell.sum(axis=0)
@@ -906,19 +913,43 @@ def molecule_in_cell(
     return atoms
 
 
-def split_complex(complex_: Atoms) -> tuple[Atoms, Atoms]:
-    """Slab part (Cs, Pb, Br) and ligand part (everything else) of a complex, positions kept.
+def split_complex(
+    complex_: Atoms, ligand_indices: Sequence[int] | None = None
+) -> tuple[Atoms, Atoms]:
+    """Slab part and ligand part of a complex, cut by the ligand indices; positions kept.
 
-    Both parts keep the complex's cell and pbc; the slab part keeps the fixed-atom constraints of
-    its atoms.
+    Parameters
+    ----------
+    complex_
+        A complex from :func:`place_ligand` (its ``"ligand"`` array says which atoms the builder
+        added) or any structure with ``ligand_indices``.
+    ligand_indices
+        0-based ligand atoms; default :func:`~dftflow.structures.ligand_atoms.ligand_indices_of`
+        ``(complex_)``. Never guessed from elements: an N, S or P anchor is ligand.
+
+    Both parts keep the complex's cell and pbc and are marked (slab: no ligand atom; ligand: every
+    atom); the slab part keeps the fixed-atom constraints of its atoms.
+
+    Raises
+    ------
+    InputError
+        If the ligand atoms are unknown, or one of the parts would be empty.
     """
     from ase.constraints import FixAtoms
 
+    from dftflow.structures.ligand_atoms import split_indices
+
+    if ligand_indices is None:
+        ligand_indices = ligand_indices_of(complex_)
+    if ligand_indices is None:
+        raise InputError(
+            "which atoms are the ligand is unknown (no 'ligand' array): build the complex with "
+            "place_ligand / `dftflow build complex`, or give ligand_indices"
+        )
     symbols = complex_.get_chemical_symbols()
-    slab_idx = [i for i, s in enumerate(symbols) if s in SLAB_ELEMENTS]
-    lig_idx = [i for i, s in enumerate(symbols) if s not in SLAB_ELEMENTS]
+    slab_idx, lig_idx = split_indices(len(complex_), ligand_indices)
     if not slab_idx or not lig_idx:
-        raise InputError("not a slab + ligand complex (needs Cs/Pb/Br and other atoms)")
+        raise InputError("not a slab + ligand complex (needs ligand atoms and slab atoms)")
     fixed = set()
     for c in complex_.constraints:
         if isinstance(c, FixAtoms):
@@ -943,7 +974,7 @@ def split_complex(complex_: Atoms) -> tuple[Atoms, Atoms]:
         {k: v for k, v in scalar.items() if k not in ("ligand", "charge", "model", "form")}
     )
     ligand.info.update(scalar)
-    return slab, ligand
+    return mark_ligand(slab, []), mark_ligand(ligand, range(len(ligand)))
 
 
 def ligand_height_A(slab: Atoms, spec: LigandSpec | str, form: Form = "as_is") -> float:

@@ -9,6 +9,7 @@ across the plane is therefore ``transfer_e`` (up to Gaussian tails, < 1e-6 e wit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,7 @@ def write_synthetic_run(
     converged: bool = True,
     nk: int = 4,
     trap_occupation: float = 0.0,
+    ligand_indices: Sequence[int] | None = None,
 ) -> Path:
     """Write a pymatgen-readable VASP run (vasprun.xml with DOS and projections, OUTCAR, CHGCAR).
 
@@ -134,16 +136,27 @@ def write_synthetic_run(
     and, when ``trap_atom`` is given, one band at ``trap_energy_eV`` localised on that atom (a trap)
     with occupation ``trap_occupation`` (a smeared, partly filled trap when 0 < occupation < 1).
     Eigenvalues are written by :func:`dftflow.testing.vasp_writer.write_vasp_outputs`.
+
+    ``ligand_indices`` (0-based) are the ligand atoms of the band model; when given they are also
+    recorded in ``taskdoc.json`` (the parsed run + ``ligand_indices``, as ``dftflow calc`` writes
+    it). Without them the ligand atoms of the model are those of the element rule
+    (:func:`dftflow.analysis.ligand_split.element_rule_indices`) and no TaskDoc is written.
     """
     from pymatgen.io.ase import AseAtomsAdaptor
 
+    from dftflow.analysis.ligand_split import element_rule_indices
     from dftflow.engines.base import ElectronicResult
     from dftflow.testing.vasp_writer import write_vasp_outputs
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     n = len(structure)
-    lig = np.array([s.specie.symbol in ("C", "H", "O") for s in structure])
+    lig = np.zeros(n, dtype=bool)
+    lig[
+        list(ligand_indices)
+        if ligand_indices is not None
+        else element_rule_indices([s.specie.symbol for s in structure])
+    ] = True
     rng = np.random.default_rng(7)
     bands_e, bands_w = [], []
     host = np.where(~lig)[0]
@@ -205,4 +218,9 @@ def write_synthetic_run(
     write_vasp_outputs(
         directory, result, incar=incar, kpoints=(2, 2, 1), generator="dftflow-synthetic"
     )
+    if ligand_indices is not None:
+        from dftflow.parse.vasp import parse_directory
+
+        doc = parse_directory(directory).with_ligand_indices(sorted(int(i) for i in ligand_indices))
+        doc.to_json_file(directory / "taskdoc.json")
     return directory

@@ -24,6 +24,7 @@ from fireworks.features.dupefinder import DupeFinderBase
 from dftflow.engines.registry import engine_entry
 from dftflow.errors import DftflowError, InputError
 from dftflow.schemas import LigandResult, PlacementResult, Stage, StudySummary, TaskDoc
+from dftflow.structures.ligand_atoms import ligand_indices_of
 from dftflow.workflows.spec import LigandEntry, SlabSpec, digest_of, safe_name
 from dftflow.workflows.store import interruptible
 
@@ -79,12 +80,17 @@ def _taskdoc(fw_spec: dict[str, Any], role: str) -> TaskDoc:
 
 
 def _atoms_of(doc: TaskDoc):  # -> ase.Atoms
+    """Final atoms of a run, with the run's ligand indices marked (atom order is kept)."""
     from pymatgen.io.ase import AseAtomsAdaptor
 
+    from dftflow.structures.ligand_atoms import LIGAND_ARRAY, mark_ligand
+
     structure = doc.final_structure()
-    if "selective_dynamics" in structure.site_properties:  # constraints are re-applied explicitly
-        structure.remove_site_property("selective_dynamics")
-    return AseAtomsAdaptor.get_atoms(structure)
+    for prop in ("selective_dynamics", LIGAND_ARRAY):  # re-applied explicitly from the TaskDoc
+        if prop in structure.site_properties:
+            structure.remove_site_property(prop)
+    atoms = AseAtomsAdaptor.get_atoms(structure)
+    return atoms if doc.ligand_indices is None else mark_ligand(atoms, doc.ligand_indices)
 
 
 def _engine_for(fw_spec: dict[str, Any]):
@@ -128,6 +134,10 @@ def run_stage(
 ) -> tuple[TaskDoc, dict[str, Any]]:
     """Run one engine stage (or reuse its finished TaskDoc) and build the role's record.
 
+    The TaskDoc's ``ligand_indices`` are those of the input ``atoms``
+    (:func:`~dftflow.structures.ligand_atoms.ligand_indices_of`): every engine keeps the atom
+    order, so the builder's ligand atoms stay the same indices through relaxations.
+
     Returns
     -------
     (TaskDoc, record)
@@ -149,6 +159,7 @@ def run_stage(
     taskdoc_dir = study_dir / "taskdocs"
     taskdoc_dir.mkdir(parents=True, exist_ok=True)
     path = taskdoc_dir / (name.replace("/", "__") + ".json")
+    ligand_indices = ligand_indices_of(atoms)
     doc = _reusable(path, digest)
     if doc is None:
         with interruptible():
@@ -157,6 +168,11 @@ def run_stage(
         doc = doc.model_copy(
             update={"metadata": {**doc.metadata, "dftflow_digest": digest, "firework": name}}
         )
+        doc = doc.with_ligand_indices(ligand_indices)
+        doc.to_json_file(path)
+    elif doc.ligand_indices is None and ligand_indices is not None:
+        # a TaskDoc written before ligand indices were recorded: same calculation, add the labels
+        doc = doc.with_ligand_indices(ligand_indices)
         doc.to_json_file(path)
     record = {
         "taskdoc": str(path),
@@ -305,8 +321,10 @@ class SlabRelaxTask(FiretaskBase):
 
     def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
         """Build the slab (in-plane lattice from the relaxed bulk), relax it."""
+        from dftflow.structures.ligand_atoms import mark_ligand
+
         a_A = _result(fw_spec, self.get("bulk_role", "bulk/relax"))["a_A"]
-        atoms = build_slab(self["slab"], a_A)
+        atoms = mark_ligand(build_slab(self["slab"], a_A), [])  # the clean slab: no ligand atom
         doc, rec = run_stage(fw_spec, self["role"], atoms, Stage.slab_relax, _overrides(fw_spec))
         encut = _config(fw_spec)["parameters"]["encut_eV"]
         rec["fft_grid"] = shared_fft_grid(doc.final_structure(), encut)
@@ -422,7 +440,11 @@ class ComplexStaticTask(FiretaskBase):
 
 @explicit_serialize
 class FragmentStaticTask(FiretaskBase):
-    """Static of one fragment (slab or ligand) of the relaxed complex; same cell and grid (Δρ)."""
+    """Static of one fragment (slab or ligand) of the relaxed complex; same cell and grid (Δρ).
+
+    The fragments are cut by the complex's ligand indices (the atoms the builder added), never by
+    element: an N, S or P anchor goes with the ligand.
+    """
 
     required_params = ["role", "complex_role", "part"]
 
@@ -431,7 +453,8 @@ class FragmentStaticTask(FiretaskBase):
         from dftflow.structures.placement import split_complex
 
         source = _result(fw_spec, self["complex_role"])["source_role"]
-        slab_part, ligand_part = split_complex(_atoms_of(_taskdoc(fw_spec, source)))
+        complex_doc = _taskdoc(fw_spec, source)
+        slab_part, ligand_part = split_complex(_atoms_of(complex_doc), complex_doc.ligand_indices)
         atoms = slab_part if self["part"] == "slab" else ligand_part
         overrides = {**_overrides(fw_spec), **_fft_overrides(fw_spec)}
         _, rec = run_stage(fw_spec, self["role"], atoms, Stage.static, overrides)
@@ -492,7 +515,11 @@ def analyse_ligand(
         e_ads = float(ads.e_ads_eV)
     except DftflowError as exc:
         notes.append(f"E_ads not computed: {exc}")
-    midgap, note = midgap_report(docs["complex_static"].directory, slab_static.directory)
+    midgap, note = midgap_report(
+        docs["complex_static"].directory,
+        slab_static.directory,
+        ligand_indices=docs["complex_static"].ligand_indices,
+    )
     if note:
         notes.append(note)
     transfer = None
@@ -502,6 +529,7 @@ def analyse_ligand(
             docs["slab_fragment_static"].volumetric_files["CHGCAR"],
             docs["ligand_fragment_static"].volumetric_files["CHGCAR"],
             output=out_dir / "CHGDIFF.vasp",
+            ligand_indices=docs["complex_static"].ligand_indices,
         )
         transfer = float(chg.charge_transfer_e)
     except (DftflowError, KeyError) as exc:
@@ -528,15 +556,18 @@ def analyse_ligand(
     )
 
 
-def midgap_report(directory: str, reference: str | None) -> tuple[dict[str, Any] | None, str]:
+def midgap_report(
+    directory: str, reference: str | None, ligand_indices: list[int] | None = None
+) -> tuple[dict[str, Any] | None, str]:
     """Mid-gap states of a static run against the clean slab, and a note on how it was done.
 
     Deep-level alignment first; Fermi-level alignment when that is impossible, stated in the note
-    (``dftflow.analysis.midgap.midgap_against``).
+    (``dftflow.analysis.midgap.midgap_against``). ``ligand_indices`` (the run's TaskDoc) say which
+    atoms count as ligand in each state's character.
     """
     from dftflow.analysis.midgap import midgap_against
 
-    report, note = midgap_against(directory, reference)
+    report, note = midgap_against(directory, reference, ligand_indices=ligand_indices)
     if report is None:
         return None, f"mid-gap analysis failed: {note}"
     return report.model_dump(mode="json"), (f"mid-gap: {note}" if note else "")
@@ -581,8 +612,8 @@ def build_summary(fw_spec: dict[str, Any], ligand_keys: list[str]) -> StudySumma
     }
     slab_midgap = None
     if role_key("slab/static") in results:
-        slab_dir = TaskDoc.from_json_file(results[role_key("slab/static")]["taskdoc"]).directory
-        slab_midgap, note = midgap_report(slab_dir, None)
+        slab_doc = TaskDoc.from_json_file(results[role_key("slab/static")]["taskdoc"])
+        slab_midgap, note = midgap_report(slab_doc.directory, None, slab_doc.ligand_indices)
         if note:
             notes.append(f"clean slab: {note}")
     return StudySummary(
