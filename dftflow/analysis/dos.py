@@ -1,16 +1,16 @@
 """Total, element-projected and group-projected densities of states, and multi-system DOS panels.
 
-Reads the run's pymatgen ``CompleteDos`` (:func:`dftflow.parse.run.load_complete_dos`: the
-embedded engine's ``dos.json.gz`` or VASP's vasprun.xml, whose projections need LORBIT >= 10).
-The default groups are ``"ligand"`` (the atoms the builder added: the run's ``TaskDoc.ligand_indices``, an N, S
+Reads the run's pymatgen ``CompleteDos`` (:func:`dftflow.parse.run.load_complete_dos`: the embedded
+engine's ``dos.json.gz`` or VASP's vasprun.xml, whose projections need LORBIT >= 10). The default
+groups are ``"ligand"`` (the atoms the builder added: the run's ``TaskDoc.ligand_indices``, an N, S
 or P anchor included) and ``"slab"`` (every other atom), summed site by site; a run that records no
 ligand indices falls back to the element rule of :mod:`dftflow.analysis.ligand_split`, stated in
-``ligand_atoms_from``. Groups given as element lists (``--groups NAME=El1,El2``) are the user's
-own definition and are summed element by element. Energies are
-shifted so that zero is the Fermi level (``align="fermi"``) or the host valence-band maximum
-(``align="vbm"``, the delocalised-state VBM of :mod:`dftflow.analysis.midgap`, so that a trap state
-does not become the zero). Spin-down DOS is returned and drawn negative (mirrored). Optional
-Gaussian broadening ``sigma_eV`` is applied on the energy grid (on top of VASP's own smearing).
+``ligand_atoms_from``. Groups given as element lists (``--groups NAME=El1,El2``) are the user's own
+definition and are summed element by element. Energies are shifted so that zero is the Fermi level
+(``align="fermi"``) or the host valence-band maximum (``align="vbm"``, the delocalised-state VBM of
+:mod:`dftflow.analysis.midgap`, so that a trap state does not become the zero). Spin-down DOS is
+returned and drawn negative (mirrored). Optional Gaussian broadening ``sigma_eV`` is applied on the
+energy grid (on top of VASP's own smearing).
 """
 
 from __future__ import annotations
