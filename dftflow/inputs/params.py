@@ -70,10 +70,10 @@ def settings_sentence() -> str:
     Returns
     -------
     str
-        E.g. ``"VASP, PBE/PAW, ENCUT 400 eV, 8×8×1 k-points, EDIFF 1e-05 eV, forces < 0.02 eV/Å"``.
+        ``"PBE/PAW, ENCUT <cutoff> eV, <mesh> k-points, EDIFF <ediff> eV, forces < <fmax> eV/Å"``.
     """
     mesh = "×".join(str(k) for k in KPOINTS_SLAB)
     return (
-        f"VASP, {XC_FUNCTIONAL}/PAW, ENCUT {ENCUT_EV:g} eV, {mesh} k-points, "
+        f"{XC_FUNCTIONAL}/PAW, ENCUT {ENCUT_EV:g} eV, {mesh} k-points, "
         f"EDIFF {EDIFF_EV:g} eV, forces < {FMAX_EV_PER_A:g} eV/Å"
     )

@@ -102,6 +102,26 @@ def test_report_written_with_sections(study, capsys):
     assert (report_dir / "report.html").read_text().count("<img") >= 4
 
 
+def test_report_html_has_every_figure_and_table(study, capsys):
+    import re
+    from pathlib import Path
+
+    assert main(["report", str(study), "--json"]) == 0
+    path = Path(json.loads(capsys.readouterr().out)["report"])
+    md = path.read_text()
+    page = (path.parent / "report.html").read_text()
+    figures = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", md)
+    assert len(figures) >= 4
+    for src in figures:
+        assert f'<img src="{src}"' in page, src
+    assert page.count("<img") == len(figures)
+    separators = [line for line in md.splitlines() if re.match(r"^\|\s*:?-{3,}", line)]
+    assert separators  # the Markdown has tables ...
+    assert page.count("<table>") == len(separators)  # ... and each is a real HTML table
+    assert "<th>" in page and "<td>" in page and "|---" not in page
+    assert "<h2>Adsorption energies</h2>" in page
+
+
 def test_report_missing_summary(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
