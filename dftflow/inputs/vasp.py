@@ -8,7 +8,7 @@
   per stage) plus the structure-dependent values, each from a small pure function (LREAL by
   size, NELECT for charged species, ISPIN for open shells, DIPOL at the slab's centre of mass,
   NGXF/NGYF/NGZF for statics).
-- ``kpoints_updates`` is the stage's mesh (slab 8x8x1 Monkhorst-Pack, bulk 8x8x8, molecule Γ).
+- ``kpoints_updates`` is the stage's mesh (Monkhorst-Pack meshes from params, molecule Γ).
 - ``user_incar_settings``, ``user_kpoints_settings``, ``user_potcar_settings`` are the user's
   overrides, merged **last**; ``None`` removes a key. Automatic logic never replaces them.
 
@@ -47,7 +47,8 @@ from dftflow.schemas import Stage
 from dftflow.structures.convert import species_blocks, to_structure
 from dftflow.structures.geometry import axis_height_A, unwrap_across_gap, vacuum_axes, vacuum_gap
 
-#: Valence electrons (ZVAL) of the PBE_54 POTCARs dftflow uses by default (VASP's published values).
+#: Valence electrons (ZVAL) of the PBE_54 POTCARs dftflow uses by default and of a few common
+#: alternatives a user may choose with ``potcar_symbols`` (VASP's published values).
 POTCAR_ZVAL = MappingProxyType(
     {
         "Cs_sv": 9.0,
@@ -62,6 +63,11 @@ POTCAR_ZVAL = MappingProxyType(
         "F": 7.0,
         "Cl": 7.0,
         "I": 7.0,
+        "Pb": 4.0,
+        "H_h": 1.0,
+        "C_h": 4.0,
+        "N_h": 5.0,
+        "O_h": 6.0,
     }
 )
 
@@ -265,7 +271,7 @@ def lreal_for(n_atoms: int) -> str | bool:
 
 
 def kpoints_for(system: str, divisions: Sequence[int] | None = None) -> Kpoints:
-    """The k-mesh of a system kind: bulk 8x8x8 and slab 8x8x1 Monkhorst-Pack, molecule Γ only.
+    """The k-mesh of a system kind: Monkhorst-Pack from params (bulk, slab), molecule Γ only.
 
     Parameters
     ----------
@@ -614,7 +620,7 @@ class PaperVaspSet(VaspInputSet):
 
     @property
     def kpoints_updates(self) -> Kpoints:
-        """The stage's mesh: bulk 8x8x8, slab 8x8x1 Monkhorst-Pack, molecule Γ only."""
+        """The stage's mesh (:func:`kpoints_for` of the system kind)."""
         return kpoints_for(self.system_kind)
 
     @property

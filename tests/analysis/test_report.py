@@ -82,10 +82,10 @@ def test_report_written_with_sections(study, capsys):
         assert heading in text
     from pymatgen.core import Structure
 
-    from dftflow.parse.volumetric import vacuum_origin_fraction
+    from dftflow.structures.geometry import vacuum_width_A
 
     st = Structure.from_file(study / "calcs" / "slab_static" / "CONTCAR")
-    gap = vacuum_origin_fraction(st, 2)[1]
+    gap = vacuum_width_A(st, 2)
     assert f"clean slab: cell {st.lattice.a:.2f} × {st.lattice.b:.2f}" in text
     assert f"vacuum (widest atom-free gap along z) {gap:.1f} Å" in text
     assert "| OA | molecular | neutral acid | -0.850 | -0.33 | all (1) |" in text
