@@ -19,7 +19,7 @@ from dftflow.inputs.vasp import (
     shared_fft_grid,
     write_inputs,
 )
-from dftflow.io.vasp_writer import to_structure
+from dftflow.structures.convert import to_structure
 
 
 @pytest.fixture(scope="module")
