@@ -103,10 +103,9 @@ class TaskDoc(BaseModel):
 
     def to_json_file(self, path: str | Path) -> None:
         """Write this document as JSON (atomic: temp file + rename)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.model_dump_json(indent=2))
-        tmp.replace(path)
+        from dftflow.fileio import atomic_write_text
+
+        atomic_write_text(path, self.model_dump_json(indent=2))
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> TaskDoc:

@@ -48,8 +48,8 @@ from dftflow.parse.volumetric import (
     planar_average,
     plane_charges_e,
     read_volumetric,
-    vacuum_origin_fraction,
 )
+from dftflow.structures.geometry import vacuum_middle_fraction
 
 #: |∫Δρ dV| above this (electrons) means the fragments' electron counts do not add up.
 TOTAL_CHARGE_WARN_E = 0.05
@@ -190,7 +190,7 @@ def charge_density_difference(
             write_chgcar(output, structure, delta_rho_v, comment="charge density difference AB-A-B")
         )
     plane_q = plane_charges_e(delta_rho_v, ax)
-    origin, _ = vacuum_origin_fraction(structure, ax)
+    origin, _ = vacuum_middle_fraction(structure, ax)
     start = int(np.ceil(origin * n_axis)) % n_axis
     rolled = np.roll(plane_q, -start)
     cumulative_rolled = np.cumsum(rolled)
@@ -456,7 +456,7 @@ def plot_isosurface(
     lat = np.asarray(structure.lattice.matrix)
     shape = np.array(delta_rho.shape)
     nz = int(shape[2])
-    origin, _ = vacuum_origin_fraction(structure, 2)
+    origin, _ = vacuum_middle_fraction(structure, 2)
     shift = int(round(origin * nz)) % nz
     field_all = np.roll(delta_rho, -shift, axis=2)  # plane 0 is now the vacuum middle
     frac = np.mod(structure.frac_coords, 1.0)

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from dftflow.errors import InputError  # noqa: E402
+from dftflow.fileio import atomic_path  # noqa: E402
 
 STYLE = {
     "font.size": 9,
@@ -56,12 +57,9 @@ def save_figure(fig, output: str | Path, *, dpi: int = 150) -> Path:
     if not output.parent.is_dir():
         plt.close(fig)
         raise InputError(f"cannot write {output}: directory {output.parent} does not exist")
-    tmp = output.with_name(f".{output.stem}.tmp{output.suffix or '.png'}")
     try:
-        fig.savefig(tmp, dpi=dpi)
-        tmp.replace(output)
+        with atomic_path(output) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=(output.suffix.lstrip(".") or "png"))
     finally:
         plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()
     return output

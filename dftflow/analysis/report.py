@@ -16,8 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from dftflow.errors import DftflowError, InputError, OutputError
+from dftflow.fileio import atomic_write_text
+from dftflow.inputs import params
 from dftflow.inputs.params import PAPER_E_ADS_EV
 from dftflow.schemas import LigandResult, StudySummary, TaskDoc
+from dftflow.structures.geometry import vacuum_width_A
+
+#: Extra Gaussian broadening of the report's DOS panels, eV (display only; the runs' own
+#: smearing is their SIGMA).
+DOS_BROADENING_EV = 0.05
 
 
 def load_summary(study_dir: str | Path) -> StudySummary:
@@ -190,20 +197,16 @@ def write_report(study_dir: str | Path, summary: StudySummary) -> Path:
         md.append(f"- note: {note}")
     md.append("")
     text = "\n".join(md)
-    path = out / "report.md"
-    tmp = out / ".report.md.tmp"
-    tmp.write_text(text)
-    tmp.replace(path)
-    (out / "report.html").write_text(markdown_to_html(text, title=f"Study report: {summary.study}"))
+    path = atomic_write_text(out / "report.md", text)
+    html_text = markdown_to_html(text, title=f"Study report: {summary.study}")
+    atomic_write_text(out / "report.html", html_text)
     return path
 
 
 def _cell_and_vacuum(doc: TaskDoc) -> str:
-    from dftflow.parse.volumetric import vacuum_origin_fraction
-
     st = doc.final_structure()
     a, b, c = st.lattice.abc
-    _, gap = vacuum_origin_fraction(st, 2)
+    gap = vacuum_width_A(st, 2)
     return f"cell {a:.2f} × {b:.2f} × {c:.2f} Å, vacuum (widest atom-free gap along z) {gap:.1f} Å"
 
 
@@ -233,7 +236,7 @@ def settings_lines(systems: list[tuple[str, TaskDoc]]) -> list[str]:
             f"- Relaxations: CHGNet {emb.get('chgnet_model')} ({emb.get('optimizer')}) to "
             f"{emb.get('fmax_eV_per_A')} eV/Å, bottom slab layers fixed; energies for E_ads come "
             "from the GPAW single points, not from CHGNet.",
-            "- The paper's VASP settings (ENCUT 400 eV, 8×8×1 k-points, EDIFF 1e-5 eV) belong to "
+            f"- The paper's VASP settings ({params.settings_sentence()}) belong to "
             "`--engine vasp`; these embedded settings trade precision for a laptop run "
             "(benchmarks/bench_embedded_settings.py measures each choice's effect on E_ads).",
         ]
@@ -307,7 +310,12 @@ def dos_figure(
         vbms, align = {}, "fermi"
     curves = []
     for label, doc in systems:
-        kw = {"label": label, "sigma_eV": 0.05, "align": align, "vbm_eV": vbms.get(label)}
+        kw = {
+            "label": label,
+            "sigma_eV": DOS_BROADENING_EV,
+            "align": align,
+            "vbm_eV": vbms.get(label),
+        }
         try:
             curves.append(
                 dos_curves(
@@ -552,46 +560,35 @@ def _paper_comparison(facts: dict) -> list[str]:
     return md
 
 
+#: Style of report.html: figures two per row, tables with cell borders.
+HTML_STYLE = (
+    "body{font-family:sans-serif;max-width:1000px}"
+    "img{max-width:48%}"
+    "table{border-collapse:collapse}th,td{border:1px solid #888;padding:3px 6px}"
+)
+
+
 def markdown_to_html(text: str, title: str = "report") -> str:
-    """Minimal Markdown to HTML (headings, tables, lists, images, bold) for the report only."""
-    body: list[str] = []
-    lines = text.splitlines()
-    i = 0
+    """The report's Markdown as a standalone HTML page (markdown-it-py, CommonMark + tables).
 
-    def inline(s: str) -> str:
-        s = html.escape(s)
-        s = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)", r'<img alt="\1" src="\2" style="max-width:48%">', s)
-        s = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", s)
-        return re.sub(r"_([^_]+)_$", r"<i>\1</i>", s)
+    Raw HTML in the Markdown is escaped, not passed through.
 
-    while i < len(lines):
-        line = lines[i]
-        if line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            body.append(f"<h{level}>{inline(line[level:].strip())}</h{level}>")
-        elif line.startswith("|"):
-            rows = []
-            while i < len(lines) and lines[i].startswith("|"):
-                cells = [c.strip() for c in lines[i].strip("|").split("|")]
-                if not all(set(c) <= set("-:") for c in cells):
-                    rows.append(cells)
-                i += 1
-            body.append("<table border=1 cellspacing=0 cellpadding=3>")
-            for j, cells in enumerate(rows):
-                tag = "th" if j == 0 else "td"
-                body.append(
-                    "<tr>" + "".join(f"<{tag}>{inline(c)}</{tag}>" for c in cells) + "</tr>"
-                )
-            body.append("</table>")
-            continue
-        elif line.lstrip().startswith("- "):
-            body.append(f"<li>{inline(line.lstrip()[2:])}</li>")
-        elif line.strip():
-            body.append(f"<p>{inline(line)}</p>")
-        i += 1
+    Parameters
+    ----------
+    text
+        Markdown (CommonMark with GitHub-style pipe tables).
+    title
+        The page title.
+
+    Returns
+    -------
+    str
+        A complete HTML document (UTF-8).
+    """
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
     return (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        "</head><body style='font-family:sans-serif;max-width:1000px'>\n"
-        + "\n".join(body)
-        + "\n</body></html>\n"
+        f"<style>{HTML_STYLE}</style></head><body>\n{body}</body></html>\n"
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +14,7 @@ import typer
 from rich.console import Console
 
 from dftflow.errors import InputError
+from dftflow.fileio import atomic_path
 
 console = Console(stderr=True)
 
@@ -55,13 +55,5 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
 
     No partial file is ever left at ``path``.
     """
-    path = check_writable(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent or ".")
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
+    with atomic_path(check_writable(path)) as tmp_path:
         yield tmp_path
-        tmp_path.replace(path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()

@@ -3,8 +3,9 @@
 Every other module reads its defaults from here; a study YAML may override them and the override is
 recorded in each TaskDoc (``TaskDoc.overrides``). Nothing else in dftflow hard-codes these numbers.
 
-Source: supporting information of the CsPbBr3 quantum-dot ligand study (VASP, PBE/PAW, 400 eV,
-8x8x1 Monkhorst-Pack, forces < 0.02 eV/Angstrom, energies to 1e-5 eV).
+Source: supporting information of the CsPbBr3 quantum-dot ligand study (VASP, PBE/PAW, the cutoff,
+k-mesh and convergence criteria below, dipole correction along the surface normal for slabs).
+:func:`settings_sentence` states them in words for reports.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Final
 
+#: Exchange-correlation functional (GGA), with PAW potentials.
+XC_FUNCTIONAL: Final = "PBE"
+#: The VASP GGA tag value that selects :data:`XC_FUNCTIONAL`.
+VASP_GGA_TAG: Final = "PE"
 #: Plane-wave cutoff, eV.
 ENCUT_EV: Final = 400.0
 #: Electronic convergence, eV.
@@ -22,6 +27,8 @@ FMAX_EV_PER_A: Final = 0.02
 KPOINTS_SLAB: Final = (8, 8, 1)
 #: Monkhorst-Pack mesh for the bulk relaxation.
 KPOINTS_BULK: Final = (8, 8, 8)
+#: Dipole correction of slabs: along the third lattice vector (VASP IDIPOL = 3, LDIPOL = True).
+DIPOLE_CORRECTION_AXIS: Final = 3
 #: Gaussian smearing width, eV (ISMEAR = 0).
 SIGMA_EV: Final = 0.05
 #: Number of DOS points in statics.
@@ -55,3 +62,18 @@ PAPER_E_ADS_EV: Final = MappingProxyType({"OA": -0.33, "2-HA": -0.61, "AcO": -1.
 
 #: Stages every engine understands.
 STAGES: Final = ("bulk_relax", "slab_relax", "molecule_relax", "complex_relax", "static")
+
+
+def settings_sentence() -> str:
+    """The paper's DFT settings in one sentence, built from the constants above (for reports).
+
+    Returns
+    -------
+    str
+        ``"PBE/PAW, ENCUT <cutoff> eV, <mesh> k-points, EDIFF <ediff> eV, forces < <fmax> eV/Å"``.
+    """
+    mesh = "×".join(str(k) for k in KPOINTS_SLAB)
+    return (
+        f"{XC_FUNCTIONAL}/PAW, ENCUT {ENCUT_EV:g} eV, {mesh} k-points, "
+        f"EDIFF {EDIFF_EV:g} eV, forces < {FMAX_EV_PER_A:g} eV/Å"
+    )

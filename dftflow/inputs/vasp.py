@@ -1,38 +1,54 @@
-"""VASP input sets for the paper's stages, as data (in the spirit of pymatgen's ``DictSet``).
+"""VASP input sets for the paper's stages: a subclass of pymatgen's ``VaspInputSet``.
 
-One table holds the defaults (:data:`COMMON_INCAR`, :data:`STAGE_INCAR`), all numbers from
-:mod:`dftflow.inputs.params`. Structure-dependent values (LREAL by size, ISPIN for open shells,
-DIPOL at the slab's centre of mass, NGXF/NGYF/NGZF, selective dynamics) are computed by small pure
-functions, and then the user's overrides are merged **once**, last, so nothing automatic ever
-replaces
-a user setting. ``None`` removes a key. Every override is recorded in :attr:`VaspInputs.overrides`
-(and from there in the TaskDoc). An INCAR tag pymatgen does not know raises :class:`InputError`.
+:class:`PaperVaspSet` is a pymatgen input set (a dataclass) like ``MPRelaxSet``/``MPStaticSet``:
 
-Override keys: INCAR tags (upper case), ``KPOINTS`` (3 ints, Monkhorst-Pack; Gamma-centred for
-``molecule`` systems), ``system`` (``bulk``/``slab``/``molecule``; inferred from the vacuum
-otherwise), ``potcar_symbols`` (element -> POTCAR symbol).
+- ``CONFIG`` holds the INCAR shared by every stage, the POTCAR table and functional; every
+  number in it comes from :mod:`dftflow.inputs.params`.
+- ``incar_updates`` is the stage's physics (:data:`STAGE_INCAR`, a small dict of INCAR changes
+  per stage) plus the structure-dependent values, each from a small pure function (LREAL by
+  size, NELECT for charged species, ISPIN for open shells, DIPOL at the slab's centre of mass,
+  NGXF/NGYF/NGZF for statics).
+- ``kpoints_updates`` is the stage's mesh (Monkhorst-Pack meshes from params, molecule Γ).
+- ``user_incar_settings``, ``user_kpoints_settings``, ``user_potcar_settings`` are the user's
+  overrides, merged **last**; ``None`` removes a key. Automatic logic never replaces them.
+
+pymatgen's own INCAR heuristics for Materials Project sets (LMAXMIX from the atomic number,
+default MAGMOMs, +U per anion, dropping EDIFFG/IBRION/ISIF when NSW = 0) would silently change
+the paper's settings, so :attr:`PaperVaspSet.incar` is the plain merge
+``CONFIG -> incar_updates -> user_incar_settings`` (:func:`merge_incar`) and nothing else.
+
+The flat override mapping used by the CLI, study YAMLs and TaskDocs (:func:`validate_overrides`)
+has INCAR tags (upper case), ``KPOINTS`` (3 ints), ``system`` (``bulk``/``slab``/``molecule``;
+inferred from the vacuum otherwise) and ``potcar_symbols`` (element -> POTCAR symbol). It is
+recorded in :attr:`VaspInputs.overrides` (and from there in the TaskDoc). An INCAR tag pymatgen
+does not know raises :class:`InputError`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType, SimpleNamespace
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 from ase import Atoms
 from pymatgen.core import Structure
-from pymatgen.io.vasp import Incar, Kpoints, Poscar
+from pymatgen.io.vasp import Incar, Kpoints, Poscar, VaspInput
+from pymatgen.io.vasp.sets import BadInputSetWarning, VaspInputSet
 
 from dftflow.errors import EngineError, InputError
 from dftflow.inputs import params
 from dftflow.schemas import Stage
+from dftflow.structures.convert import species_blocks, to_structure
+from dftflow.structures.geometry import axis_height_A, unwrap_across_gap, vacuum_axes, vacuum_gap
 
-#: Valence electrons (ZVAL) of the PBE_54 POTCARs dftflow uses by default (VASP's published values).
+#: Valence electrons (ZVAL) of the PBE_54 POTCARs dftflow uses by default and of a few common
+#: alternatives a user may choose with ``potcar_symbols`` (VASP's published values).
 POTCAR_ZVAL = MappingProxyType(
     {
         "Cs_sv": 9.0,
@@ -47,6 +63,11 @@ POTCAR_ZVAL = MappingProxyType(
         "F": 7.0,
         "Cl": 7.0,
         "I": 7.0,
+        "Pb": 4.0,
+        "H_h": 1.0,
+        "C_h": 4.0,
+        "N_h": 5.0,
+        "O_h": 6.0,
     }
 )
 
@@ -54,13 +75,17 @@ POTCAR_ZVAL = MappingProxyType(
 LREAL_AUTO_MIN_ATOMS = 20
 #: Vacuum (Angstrom) along an axis above which the structure is treated as non-periodic there.
 VACUUM_THRESHOLD_A = 6.0
+#: An empty gap (Angstrom) wider than this along an axis is where a slab is cut for its centre.
+COM_UNWRAP_GAP_A = 1.0
 #: Name of the side file recording how the inputs were made (stage, system, overrides).
 INPUTS_RECORD = "dftflow_inputs.json"
+#: Keys of the flat override mapping that are not INCAR tags.
+NON_INCAR_KEYS = ("KPOINTS", "system", "potcar_symbols")
 
 #: INCAR settings shared by every stage (the paper's numbers come from dftflow.inputs.params).
 COMMON_INCAR: Mapping[str, Any] = MappingProxyType(
     {
-        "GGA": "PE",
+        "GGA": params.VASP_GGA_TAG,
         "ENCUT": params.ENCUT_EV,
         "EDIFF": params.EDIFF_EV,
         "EDIFFG": -params.FMAX_EV_PER_A,
@@ -75,30 +100,48 @@ COMMON_INCAR: Mapping[str, Any] = MappingProxyType(
     }
 )
 
-#: Stage-specific INCAR settings merged over :data:`COMMON_INCAR`.
+#: The physics of each stage: INCAR changes merged over :data:`COMMON_INCAR`.
 STAGE_INCAR: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     {
-        "bulk_relax": {"IBRION": 2, "ISIF": 3, "NSW": 100},
-        "slab_relax": {"IBRION": 2, "ISIF": 2, "NSW": 200},
-        "complex_relax": {"IBRION": 2, "ISIF": 2, "NSW": 200},
-        "molecule_relax": {"IBRION": 2, "ISIF": 2, "NSW": 200},
-        "static": {
-            "IBRION": -1,
-            "NSW": 0,
-            "LORBIT": 11,
-            "NEDOS": params.NEDOS,
-            "LCHARG": True,
-            "LAECHG": True,
-        },
+        "bulk_relax": MappingProxyType({"IBRION": 2, "ISIF": 3, "NSW": 100}),
+        "slab_relax": MappingProxyType({"IBRION": 2, "ISIF": 2, "NSW": 200}),
+        "complex_relax": MappingProxyType({"IBRION": 2, "ISIF": 2, "NSW": 200}),
+        "molecule_relax": MappingProxyType({"IBRION": 2, "ISIF": 2, "NSW": 200}),
+        "static": MappingProxyType(
+            {
+                "IBRION": -1,
+                "NSW": 0,
+                "LORBIT": 11,
+                "NEDOS": params.NEDOS,
+                "LCHARG": True,
+                "LAECHG": True,
+            }
+        ),
     }
 )
 
+#: INCAR changes of slab-like systems: the paper's dipole correction along the surface normal.
+SLAB_INCAR: Mapping[str, Any] = MappingProxyType(
+    {"LDIPOL": True, "IDIPOL": params.DIPOLE_CORRECTION_AXIS}
+)
+
 #: Default system per stage (static infers it from the structure).
-STAGE_SYSTEM = {
-    "bulk_relax": "bulk",
-    "slab_relax": "slab",
-    "complex_relax": "slab",
-    "molecule_relax": "molecule",
+STAGE_SYSTEM: Mapping[str, str] = MappingProxyType(
+    {
+        "bulk_relax": "bulk",
+        "slab_relax": "slab",
+        "complex_relax": "slab",
+        "molecule_relax": "molecule",
+    }
+)
+
+#: pymatgen input-set configuration (the layout of pymatgen's set YAML files; pymatgen deep-copies
+#: it into every set, so it is a plain dict).
+PAPER_CONFIG: dict[str, Any] = {
+    "INCAR": dict(COMMON_INCAR),
+    "KPOINTS": {},
+    "POTCAR": dict(params.POTCAR_SYMBOLS),
+    "POTCAR_FUNCTIONAL": params.POTCAR_FUNCTIONAL,
 }
 
 
@@ -107,8 +150,6 @@ STAGE_SYSTEM = {
 # -------------------------------------------------------------------------------------------------
 def as_structure(structure: Atoms | Structure) -> Structure:
     """Pymatgen Structure (selective dynamics from ASE FixAtoms/FixCartesian kept)."""
-    from dftflow.structures.convert import to_structure
-
     if not isinstance(structure, (Atoms, Structure)):
         raise InputError(
             f"expected ASE Atoms or pymatgen Structure, got {type(structure).__name__}"
@@ -116,7 +157,7 @@ def as_structure(structure: Atoms | Structure) -> Structure:
     return to_structure(structure)
 
 
-def _charge_and_spin(structure: Atoms | Structure) -> tuple[float, float | None]:
+def charge_and_spin(structure: Atoms | Structure) -> tuple[float, float | None]:
     """(charge in e, spin or None) from ``atoms.info`` or ``Structure.properties``/``charge``."""
     if isinstance(structure, Atoms):
         info = structure.info
@@ -126,24 +167,34 @@ def _charge_and_spin(structure: Atoms | Structure) -> tuple[float, float | None]
     return float(charge or 0.0), props.get("spin")
 
 
-def vacuum_axes(structure: Structure, threshold_A: float = VACUUM_THRESHOLD_A) -> list[bool]:
-    """For each lattice axis, whether the largest empty gap along it exceeds ``threshold_A``."""
-    out = []
-    for axis in range(3):
-        frac = np.sort(np.mod(structure.frac_coords[:, axis], 1.0))
-        gaps = np.diff(np.concatenate([frac, frac[:1] + 1.0]))
-        length = structure.lattice.abc[axis]
-        out.append(bool(gaps.max() * length > threshold_A))
+def merge_incar(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge INCAR layers left to right; a ``None`` value removes the key (pymatgen's rule).
+
+    Parameters
+    ----------
+    *layers
+        Mappings of INCAR tags, lowest priority first (config, stage updates, user settings).
+
+    Returns
+    -------
+    dict
+        The merged tags.
+    """
+    out: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if value is None:
+                out.pop(key, None)
+            else:
+                out[key] = value
     return out
 
 
 def infer_system(structure: Structure) -> str:
-    """``"bulk"``, ``"slab"`` (vacuum along c only) or ``"molecule"`` (vacuum in all directions)."""
-    vac = vacuum_axes(structure)
+    """``"bulk"``, ``"slab"`` (vacuum along some axes) or ``"molecule"`` (vacuum along all)."""
+    vac = vacuum_axes(structure, VACUUM_THRESHOLD_A)
     if all(vac):
         return "molecule"
-    if vac[2] and not vac[0] and not vac[1]:
-        return "slab"
     if any(vac):
         return "slab"
     return "bulk"
@@ -152,24 +203,19 @@ def infer_system(structure: Structure) -> str:
 def periodic_center_of_mass(structure: Structure) -> list[float]:
     """Fractional centre of mass with periodic images handled, per axis.
 
-    Along each axis the atoms are unwrapped across the largest empty gap (a slab that wraps across
-    the
-    cell boundary becomes contiguous), the mass-weighted mean is taken and wrapped back into [0, 1).
-    Without any gap (dense along that axis) the mass-weighted circular mean is used.
+    Along each axis with an empty gap wider than :data:`COM_UNWRAP_GAP_A` the atoms are unwrapped
+    across the widest gap (a slab that wraps across the cell boundary becomes contiguous), the
+    mass-weighted mean is taken and wrapped back into [0, 1). Without such a gap (dense along that
+    axis) the mass-weighted circular mean is used.
     """
     masses = np.array([float(site.specie.atomic_mass) for site in structure])
     frac = np.mod(structure.frac_coords, 1.0)
     out = []
     for axis in range(3):
         f = frac[:, axis]
-        order = np.argsort(f)
-        fs = f[order]
-        gaps = np.diff(np.concatenate([fs, fs[:1] + 1.0]))
-        i = int(np.argmax(gaps))
-        if gaps[i] * structure.lattice.abc[axis] > 1.0:
-            start = fs[(i + 1) % len(fs)]  # first atom after the gap
-            unwrapped = np.mod(f - start, 1.0) + start
-            center = float(np.dot(masses, unwrapped) / masses.sum())
+        height = axis_height_A(structure.lattice.matrix, axis)
+        if vacuum_gap(structure, axis).width * height > COM_UNWRAP_GAP_A:
+            center = float(np.dot(masses, unwrap_across_gap(f)) / masses.sum())
         else:
             ang = 2 * np.pi * f
             center = float(
@@ -191,8 +237,6 @@ def dipol_for_slab(structure: Structure) -> list[float]:
 
 def potcar_symbols_for(structure: Structure, custom: Mapping[str, str] | None = None) -> list[str]:
     """POTCAR symbol per species block of the POSCAR (defaults: params.POTCAR_SYMBOLS)."""
-    from dftflow.structures.convert import species_blocks
-
     table = {**params.POTCAR_SYMBOLS, **(custom or {})}
     symbols, _ = species_blocks(structure)
     missing = [s for s in symbols if s not in table]
@@ -205,8 +249,6 @@ def potcar_symbols_for(structure: Structure, custom: Mapping[str, str] | None = 
 
 def valence_electrons(structure: Structure, potcar_symbols: Sequence[str]) -> float:
     """Sum of POTCAR valences (ZVAL) for the structure (neutral)."""
-    from dftflow.structures.convert import species_blocks
-
     _, counts = species_blocks(structure)
     total = 0.0
     for sym, n in zip(potcar_symbols, counts, strict=True):
@@ -228,38 +270,30 @@ def lreal_for(n_atoms: int) -> str | bool:
     return "Auto" if n_atoms > LREAL_AUTO_MIN_ATOMS else False
 
 
-def fft_grid(structure: Structure, encut_eV: float = params.ENCUT_EV, prec: str = "Accurate"):
-    """(NGX, NGY, NGZ), (NGXF, NGYF, NGZF) of a cell from pymatgen's ``calculate_ng``."""
-    from pymatgen.io.vasp.sets import VaspInputSet
+def kpoints_for(system: str, divisions: Sequence[int] | None = None) -> Kpoints:
+    """The k-mesh of a system kind: Monkhorst-Pack from params (bulk, slab), molecule Γ only.
 
-    fake = SimpleNamespace(
-        incar={"ENCUT": float(encut_eV), "PREC": prec}, poscar=SimpleNamespace(structure=structure)
-    )
-    coarse, fine = VaspInputSet.calculate_ng(fake)
-    return [int(n) for n in coarse], [int(n) for n in fine]
+    Parameters
+    ----------
+    system
+        ``"bulk"``, ``"slab"`` or ``"molecule"``.
+    divisions
+        Divisions replacing the default ones (same style: Γ-centred for molecules).
 
-
-def shared_fft_grid(
-    structures: Iterable[Atoms | Structure],
-    encut_eV: float = params.ENCUT_EV,
-    prec: str = "Accurate",
-    tol_A: float = 1e-3,
-) -> list[int]:
-    """One NGXF/NGYF/NGZF for the charge-density-difference trio (complex, bare slab, ligand).
-
-    The three must share one cell; a mismatch raises :class:`InputError` (Δρ would be meaningless).
+    Returns
+    -------
+    Kpoints
+        An automatic mesh.
     """
-    items = [as_structure(s) for s in structures]
-    if not items:
-        raise InputError("shared_fft_grid needs at least one structure")
-    ref = items[0].lattice.matrix
-    for s in items[1:]:
-        if np.abs(s.lattice.matrix - ref).max() > tol_A:
-            raise InputError(
-                "the structures of a charge-density difference must share one cell; lattices differ"
-            )
-    grids = [fft_grid(s, encut_eV, prec)[1] for s in items]
-    return [int(n) for n in np.max(np.array(grids), axis=0)]
+    default = {
+        "bulk": params.KPOINTS_BULK,
+        "slab": params.KPOINTS_SLAB,
+        "molecule": (1, 1, 1),
+    }[system]
+    mesh = tuple(int(k) for k in (divisions if divisions is not None else default))
+    if system == "molecule":
+        return Kpoints.gamma_automatic(mesh)
+    return Kpoints.monkhorst_automatic(mesh)
 
 
 def _known_incar_tags() -> set[str]:
@@ -280,25 +314,34 @@ def parse_override_value(key: str, value: Any) -> Any:
     return Incar.proc_val(key.upper(), value)
 
 
+def validate_incar_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """INCAR tags upper case; an unknown tag raises :class:`InputError`."""
+    known = _known_incar_tags()
+    out: dict[str, Any] = {}
+    for key, value in (settings or {}).items():
+        up = str(key).upper()
+        if up not in known:
+            raise InputError(f"unknown INCAR tag {key!r} in overrides (not a VASP INCAR tag)")
+        out[up] = value
+    return out
+
+
 def validate_overrides(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
     """Normalise override keys (INCAR tags upper case) and reject unknown INCAR tags."""
     out: dict[str, Any] = {}
-    known = _known_incar_tags()
+    incar: dict[str, Any] = {}
     for key, value in (overrides or {}).items():
         k = str(key)
         if k in ("system", "potcar_symbols"):
             out[k] = value
-            continue
-        up = k.upper()
-        if up == "KPOINTS":
+        elif k.upper() == "KPOINTS":
             kp = None if value is None else [int(x) for x in value]
             if kp is not None and (len(kp) != 3 or min(kp) < 1):
                 raise InputError(f"KPOINTS override must be 3 positive integers, got {value!r}")
-            out[up] = kp
-            continue
-        if up not in known:
-            raise InputError(f"unknown INCAR tag {k!r} in overrides (not a VASP INCAR tag)")
-        out[up] = value
+            out["KPOINTS"] = kp
+        else:
+            incar[k] = value
+    out.update(validate_incar_settings(incar))
     if "system" in out and out["system"] not in ("bulk", "slab", "molecule"):
         raise InputError(f"system must be bulk, slab or molecule, got {out['system']!r}")
     return out
@@ -314,7 +357,7 @@ def _stage(stage: Stage | str) -> Stage:
 
 
 # -------------------------------------------------------------------------------------------------
-# the input set
+# what one run gets
 # -------------------------------------------------------------------------------------------------
 @dataclass
 class VaspInputs:
@@ -355,23 +398,23 @@ class VaspInputs:
     def write(self, directory: str | Path, *, potcar_spec: bool = False) -> Path:
         """Write INCAR, KPOINTS, POSCAR, POTCAR (or POTCAR.spec) and the inputs record.
 
+        The four VASP files are written by pymatgen's ``VaspInput`` (``POTCAR.spec`` holds the
+        symbols, no licence needed).
+
         Raises
         ------
         EngineError
             Real POTCARs requested but PMG_VASP_PSP_DIR is not set, missing, or lacks an element.
         """
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        if potcar_spec:
-            potcar_text = "\n".join(self.potcar_symbols) + "\n"
-            potcar_name = "POTCAR.spec"
-        else:
-            potcar_text = str(load_potcar(self.potcar_symbols))
-            potcar_name = "POTCAR"
-        Incar(self.incar).write_file(directory / "INCAR")
-        self.kpoints.write_file(directory / "KPOINTS")
-        self.poscar.write_file(directory / "POSCAR")
-        (directory / potcar_name).write_text(potcar_text)
+        potcar = "\n".join(self.potcar_symbols) if potcar_spec else load_potcar(self.potcar_symbols)
+        VaspInput(
+            incar=self.incar,
+            kpoints=self.kpoints,
+            poscar=self.poscar,
+            potcar=potcar,
+            potcar_spec=potcar_spec,
+        ).write_input(str(directory), make_dir_if_not_present=True)
         record = {
             "stage": self.stage,
             "system": self.system,
@@ -408,96 +451,253 @@ def load_potcar(symbols: Sequence[str], functional: str = params.POTCAR_FUNCTION
         ) from exc
 
 
-class PaperVaspSet:
-    """The reference study's VASP input set for one stage (data + one merge of overrides).
+# -------------------------------------------------------------------------------------------------
+# the input set
+# -------------------------------------------------------------------------------------------------
+@dataclass
+class PaperVaspSet(VaspInputSet):
+    """The reference study's VASP input set for one stage (a pymatgen ``VaspInputSet``).
 
     Parameters
     ----------
+    structure
+        The structure (pymatgen; use :meth:`get_inputs` or :func:`make_inputs` for ASE Atoms).
     stage
         One of :class:`~dftflow.schemas.Stage`.
-    overrides
-        INCAR tags (None removes a tag), ``KPOINTS``, ``system``, ``potcar_symbols``.
+    system
+        ``"bulk"``, ``"slab"`` or ``"molecule"``; None: the stage's kind (static: inferred from
+        the vacuum).
+    charge_e, spin
+        Net charge (e; sets NELECT) and explicit spin (unpaired electrons; None: from the
+        electron count).
+    user_incar_settings, user_kpoints_settings, user_potcar_settings
+        pymatgen's override fields, merged last (``None`` removes an INCAR tag). Prefer
+        :meth:`from_overrides` for the flat mapping the CLI and study YAMLs use.
 
     Examples
     --------
-    >>> inputs = PaperVaspSet("slab_relax").get_inputs(slab)          # doctest: +SKIP
-    >>> inputs.write("run", potcar_spec=True)                           # doctest: +SKIP
+    >>> vis = PaperVaspSet.from_overrides("slab_relax", {"ENCUT": 520})  # doctest: +SKIP
+    >>> vis.get_inputs(slab).write("run", potcar_spec=True)               # doctest: +SKIP
     """
 
-    CONFIG = {"common": COMMON_INCAR, "stages": STAGE_INCAR}
+    stage: str = ""
+    system: str | None = None
+    charge_e: float = 0.0
+    spin: float | None = None
+    sort_structure: bool = False  # atoms keep their order: ligand atoms are tracked by index
+    validate_magmom: bool = False  # no MAGMOM in these sets
+    CONFIG = PAPER_CONFIG
 
-    def __init__(self, stage: Stage | str, overrides: Mapping[str, Any] | None = None) -> None:
-        self.stage = _stage(stage)
-        self.overrides = validate_overrides(overrides)
+    def __post_init__(self) -> None:
+        """Validate the stage and overrides, then pymatgen's own set-up."""
+        self.stage = _stage(self.stage).value
+        if self.system is not None and self.system not in ("bulk", "slab", "molecule"):
+            raise InputError(f"system must be bulk, slab or molecule, got {self.system!r}")
+        self.user_incar_settings = validate_incar_settings(self.user_incar_settings)
+        self._recorded = self._flat_overrides()
+        with warnings.catch_warnings():  # the POTCAR override is recorded, not just warned about
+            warnings.simplefilter("ignore", BadInputSetWarning)
+            super().__post_init__()
 
-    def system_for(self, structure: Structure) -> str:
-        """The system kind: override, else the stage's, else inferred (static)."""
-        if "system" in self.overrides:
-            return str(self.overrides["system"])
-        return STAGE_SYSTEM.get(self.stage.value) or infer_system(structure)
+    @classmethod
+    def from_overrides(
+        cls, stage: Stage | str, overrides: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> PaperVaspSet:
+        """The set of ``stage`` with the flat override mapping split into pymatgen's fields.
 
-    def default_incar(self, structure: Atoms | Structure) -> dict[str, Any]:
-        """INCAR before user overrides: table defaults plus structure-dependent values."""
-        s = as_structure(structure)
-        system = self.system_for(s)
-        incar: dict[str, Any] = {**COMMON_INCAR, **STAGE_INCAR[self.stage.value]}
-        incar["SYSTEM"] = f"{s.composition.reduced_formula} {self.stage.value}"
-        incar["LREAL"] = lreal_for(len(s))
-        symbols = potcar_symbols_for(s, self.overrides.get("potcar_symbols"))
-        charge, spin = _charge_and_spin(structure)
-        nelect = valence_electrons(s, symbols) - charge
-        if charge:
-            incar["NELECT"] = nelect
-        incar["ISPIN"] = 2 if is_open_shell(nelect, spin) else 1
-        if system == "slab":
-            incar.update(LDIPOL=True, IDIPOL=3, DIPOL=dipol_for_slab(s))
-        if self.stage is Stage.static:
-            ngf = fft_grid(s, float(incar["ENCUT"]), str(incar["PREC"]))[1]
-            incar.update(NGXF=ngf[0], NGYF=ngf[1], NGZF=ngf[2])
-            incar["NEDOS"] = max(int(incar["NEDOS"]), params.NEDOS)
-        return incar
-
-    def default_kpoints(self, structure: Structure) -> tuple[str, list[int]]:
-        """(style, divisions): bulk 8x8x8 MP, slab 8x8x1 MP, molecule Gamma only."""
-        system = self.system_for(structure)
-        if system == "bulk":
-            return "Monkhorst", list(params.KPOINTS_BULK)
-        if system == "slab":
-            return "Monkhorst", list(params.KPOINTS_SLAB)
-        return "Gamma", [1, 1, 1]
-
-    def get_inputs(self, structure: Atoms | Structure) -> VaspInputs:
-        """All inputs for ``structure``: defaults, then the user's overrides merged once."""
-        s = as_structure(structure)
-        defaults = self.default_incar(structure)
-        incar = dict(defaults)
-        for key, value in self.overrides.items():
-            if key in ("system", "potcar_symbols", "KPOINTS"):
-                continue
-            if value is None:
-                incar.pop(key, None)
-            else:
-                incar[key] = value
-        style, divisions = self.default_kpoints(s)
-        if self.overrides.get("KPOINTS") is not None:
-            divisions = list(self.overrides["KPOINTS"])
-        if style == "Gamma":
-            kpoints = Kpoints.gamma_automatic(tuple(divisions))
-        else:
-            kpoints = Kpoints.monkhorst_automatic(tuple(divisions))
-        sd = s.site_properties.get("selective_dynamics")
-        poscar = Poscar(s, comment=s.composition.reduced_formula, selective_dynamics=sd)
-        symbols = potcar_symbols_for(s, self.overrides.get("potcar_symbols"))
-        return VaspInputs(
-            incar=incar,
-            kpoints=kpoints,
-            poscar=poscar,
-            potcar_symbols=symbols,
-            stage=self.stage.value,
-            system=self.system_for(s),
-            defaults=defaults,
-            overrides=dict(self.overrides),
+        Parameters
+        ----------
+        stage
+            One of :class:`~dftflow.schemas.Stage`.
+        overrides
+            INCAR tags (None removes a tag), ``KPOINTS`` (3 ints), ``system``, ``potcar_symbols``.
+        **kwargs
+            Further fields (``structure``, ``charge_e``, ``spin``).
+        """
+        flat = validate_overrides(overrides)
+        kpoints = flat.get("KPOINTS")
+        return cls(
+            stage=_stage(stage).value,
+            system=flat.get("system"),
+            user_incar_settings={k: v for k, v in flat.items() if k not in NON_INCAR_KEYS},
+            user_kpoints_settings={"divisions": list(kpoints)} if kpoints is not None else {},
+            user_potcar_settings=dict(flat.get("potcar_symbols") or {}),
+            **kwargs,
         )
+
+    # -- the record of what the user changed ------------------------------------------------------
+    def _flat_overrides(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.user_incar_settings)
+        if self.user_kpoints_settings:
+            out["KPOINTS"] = [int(k) for k in self._user_divisions()]
+        if self.system is not None:
+            out["system"] = self.system
+        if self.user_potcar_settings:
+            out["potcar_symbols"] = dict(self.user_potcar_settings)
+        return out
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        """The user's overrides as one flat mapping (what TaskDocs record)."""
+        return dict(self._recorded)
+
+    def _user_divisions(self) -> list[int]:
+        settings = self.user_kpoints_settings
+        if isinstance(settings, Kpoints):
+            return [int(k) for k in settings.kpts[0]]
+        if set(settings) != {"divisions"}:
+            raise InputError(
+                f"user_kpoints_settings takes a Kpoints or {{'divisions': [n1, n2, n3]}}, "
+                f"got {settings!r}"
+            )
+        return [int(k) for k in settings["divisions"]]
+
+    # -- structure-dependent pieces ---------------------------------------------------------------
+    def _require_structure(self) -> Structure:
+        if self.structure is None:
+            raise InputError("no structure given to the input set")
+        return self.structure
+
+    @property
+    def system_kind(self) -> str:
+        """The system kind: the user's, else the stage's, else inferred (static)."""
+        if self.system is not None:
+            return self.system
+        return STAGE_SYSTEM.get(self.stage) or infer_system(self._require_structure())
+
+    @property
+    def potcar_symbols(self) -> list[str]:
+        """POTCAR symbols per species block; an element without a configured symbol raises."""
+        symbols, _ = species_blocks(self._require_structure())
+        missing = [s for s in symbols if s not in self._config_dict["POTCAR"]]
+        if missing:
+            raise InputError(
+                f"no POTCAR symbol configured for {', '.join(missing)}; pass potcar_symbols={{...}}"
+            )
+        return super().potcar_symbols
+
+    @property
+    def nelect(self) -> float:
+        """Electrons: the POTCAR valences (:data:`POTCAR_ZVAL`, no POTCAR files read) - charge."""
+        return valence_electrons(self._require_structure(), self.potcar_symbols) - self.charge_e
+
+    @property
+    def poscar(self) -> Poscar:
+        """POSCAR with selective dynamics (fixed atoms) and the reduced formula as comment."""
+        s = self._require_structure()
+        sd = s.site_properties.get("selective_dynamics")
+        return Poscar(s, comment=s.composition.reduced_formula, selective_dynamics=sd)
+
+    def fft_grids(self, encut_eV: float, prec: str) -> tuple[list[int], list[int]]:
+        """(NGX, NGY, NGZ), (NGXF, NGYF, NGZF) of the structure (pymatgen's ``calculate_ng``)."""
+        coarse, fine = self.calculate_ng(custom_encut=float(encut_eV), custom_prec=str(prec))
+        return [int(n) for n in coarse], [int(n) for n in fine]
+
+    # -- pymatgen's hooks -------------------------------------------------------------------------
+    @property
+    def incar_updates(self) -> dict[str, Any]:
+        """The stage's INCAR changes plus the structure-dependent values (before the user's)."""
+        s = self._require_structure()
+        updates: dict[str, Any] = dict(STAGE_INCAR[self.stage])
+        updates["SYSTEM"] = f"{s.composition.reduced_formula} {self.stage}"
+        updates["LREAL"] = lreal_for(len(s))
+        nelect = self.nelect
+        if self.charge_e:
+            updates["NELECT"] = nelect
+        user_nelect = self.user_incar_settings.get("NELECT")
+        effective_nelect = float(user_nelect) if user_nelect is not None else nelect
+        updates["ISPIN"] = 2 if is_open_shell(effective_nelect, self.spin) else 1
+        if self.system_kind == "slab":
+            updates.update(SLAB_INCAR)
+            updates["DIPOL"] = dipol_for_slab(s)
+        if self.stage == Stage.static.value:
+            effective = merge_incar(self._config_dict["INCAR"], updates, self.user_incar_settings)
+            if "ENCUT" not in effective:
+                raise InputError("static runs need ENCUT (for NGXF/NGYF/NGZF); do not remove it")
+            fine = self.fft_grids(effective["ENCUT"], effective.get("PREC", "Normal"))[1]
+            updates.update(NGXF=fine[0], NGYF=fine[1], NGZF=fine[2])
+        return updates
+
+    @property
+    def kpoints_updates(self) -> Kpoints:
+        """The stage's mesh (:func:`kpoints_for` of the system kind)."""
+        return kpoints_for(self.system_kind)
+
+    @property
+    def kpoints(self) -> Kpoints:
+        """The user's KPOINTS (``Kpoints`` or divisions in the stage's style), else the stage's."""
+        if isinstance(self.user_kpoints_settings, Kpoints):
+            return self.user_kpoints_settings
+        if self.user_kpoints_settings:
+            return kpoints_for(self.system_kind, self._user_divisions())
+        return self.kpoints_updates
+
+    @property
+    def default_incar(self) -> dict[str, Any]:
+        """The INCAR before the user's settings: ``CONFIG`` then :attr:`incar_updates`."""
+        return merge_incar(self._config_dict["INCAR"], self.incar_updates)
+
+    @property
+    def incar(self) -> Incar:
+        """The INCAR: ``CONFIG``, then :attr:`incar_updates`, then ``user_incar_settings``."""
+        return Incar(self.incar_dict)
+
+    @property
+    def incar_dict(self) -> dict[str, Any]:
+        """:attr:`incar` as a plain dict (values as given, not re-parsed by ``Incar``)."""
+        return merge_incar(self.default_incar, self.user_incar_settings)
+
+    def get_inputs(self, structure: Atoms | Structure | None = None) -> VaspInputs:
+        """All inputs for ``structure`` (or the set's structure): defaults, then the user's."""
+        if structure is not None:
+            self.structure = as_structure(structure)
+        defaults = self.default_incar
+        return VaspInputs(
+            incar=merge_incar(defaults, self.user_incar_settings),
+            kpoints=self.kpoints,
+            poscar=self.poscar,
+            potcar_symbols=self.potcar_symbols,
+            stage=self.stage,
+            system=self.system_kind,
+            defaults=defaults,
+            overrides=self.overrides,
+        )
+
+
+# -------------------------------------------------------------------------------------------------
+# the public shortcuts
+# -------------------------------------------------------------------------------------------------
+def fft_grid(
+    structure: Atoms | Structure,
+    encut_eV: float = params.ENCUT_EV,
+    prec: str = COMMON_INCAR["PREC"],
+) -> tuple[list[int], list[int]]:
+    """(NGX, NGY, NGZ), (NGXF, NGYF, NGZF) of a cell from pymatgen's ``calculate_ng``."""
+    vis = PaperVaspSet(structure=as_structure(structure), stage=Stage.static.value)
+    return vis.fft_grids(encut_eV, prec)
+
+
+def shared_fft_grid(
+    structures: Iterable[Atoms | Structure],
+    encut_eV: float = params.ENCUT_EV,
+    prec: str = COMMON_INCAR["PREC"],
+    tol_A: float = 1e-3,
+) -> list[int]:
+    """One NGXF/NGYF/NGZF for the charge-density-difference trio (complex, bare slab, ligand).
+
+    The three must share one cell; a mismatch raises :class:`InputError` (Δρ would be meaningless).
+    """
+    items = [as_structure(s) for s in structures]
+    if not items:
+        raise InputError("shared_fft_grid needs at least one structure")
+    ref = items[0].lattice.matrix
+    for s in items[1:]:
+        if np.abs(s.lattice.matrix - ref).max() > tol_A:
+            raise InputError(
+                "the structures of a charge-density difference must share one cell; lattices differ"
+            )
+    grids = [fft_grid(s, encut_eV, prec)[1] for s in items]
+    return [int(n) for n in np.max(np.array(grids), axis=0)]
 
 
 def make_inputs(
@@ -505,8 +705,13 @@ def make_inputs(
     stage: Stage | str,
     overrides: Mapping[str, Any] | None = None,
 ) -> VaspInputs:
-    """Shortcut: ``PaperVaspSet(stage, overrides).get_inputs(structure)``."""
-    return PaperVaspSet(stage, overrides).get_inputs(structure)
+    """The inputs of one run: ``PaperVaspSet.from_overrides(stage, overrides)`` on ``structure``.
+
+    The charge and spin come from ``atoms.info`` (ASE) or ``Structure.properties``.
+    """
+    charge, spin = charge_and_spin(structure)
+    vis = PaperVaspSet.from_overrides(stage, overrides, charge_e=charge, spin=spin)
+    return vis.get_inputs(structure)
 
 
 def write_inputs(

@@ -1,7 +1,8 @@
 """Conversions between ASE ``Atoms`` and pymatgen ``Structure`` that keep fixed atoms.
 
-Selective dynamics (pymatgen site property / POSCAR flags) and ASE constraints (``FixAtoms``,
-``FixCartesian``) describe the same thing; every engine and input writer converts through here.
+Fixed atoms travel as ASE constraints (``FixAtoms``, ``FixCartesian``) on ``Atoms`` and as the
+``selective_dynamics`` site property (True = free) on a ``Structure``, the property pymatgen's
+``Poscar`` writes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,16 @@ def selective_dynamics(atoms: Atoms) -> list[list[bool]] | None:
 
     ``FixAtoms`` fixes all three directions of its atoms, ``FixCartesian`` the masked directions;
     a pymatgen-style ``atoms.arrays["selective_dynamics"]`` is honoured too.
+
+    Parameters
+    ----------
+    atoms
+        The atoms and their constraints.
+
+    Returns
+    -------
+    list of list of bool or None
+        One ``[x, y, z]`` triple per atom, or None when every atom is free.
     """
     flags = np.ones((len(atoms), 3), dtype=bool)
     if "selective_dynamics" in atoms.arrays:
@@ -33,7 +44,18 @@ def selective_dynamics(atoms: Atoms) -> list[list[bool]] | None:
 
 
 def to_structure(atoms_or_structure: Atoms | Structure) -> Structure:
-    """A pymatgen Structure with ``selective_dynamics`` site property when atoms are fixed."""
+    """A pymatgen Structure (a copy) with ``selective_dynamics`` when atoms are fixed.
+
+    Parameters
+    ----------
+    atoms_or_structure
+        ASE atoms (constraints become ``selective_dynamics``) or a Structure (copied as is).
+
+    Returns
+    -------
+    Structure
+        Periodic in all three directions, atoms in the input order.
+    """
     if isinstance(atoms_or_structure, Structure):
         return atoms_or_structure.copy()
     atoms = atoms_or_structure
@@ -48,7 +70,18 @@ def to_structure(atoms_or_structure: Atoms | Structure) -> Structure:
 
 
 def to_atoms(structure: Atoms | Structure) -> Atoms:
-    """ASE Atoms with a FixAtoms constraint for sites fixed in all directions."""
+    """ASE Atoms (a copy) with a ``FixAtoms`` constraint for sites fixed in all directions.
+
+    Parameters
+    ----------
+    structure
+        A Structure (its ``selective_dynamics`` becomes the constraint) or Atoms (copied).
+
+    Returns
+    -------
+    Atoms
+        Numbers, positions, cell and constraint only (no other per-atom arrays).
+    """
     if isinstance(structure, Atoms):
         return structure.copy()
     atoms = AseAtomsAdaptor.get_atoms(Structure.from_sites(structure.sites))
@@ -65,7 +98,18 @@ def to_atoms(structure: Atoms | Structure) -> Atoms:
 
 
 def species_blocks(structure: Structure) -> tuple[list[str], list[int]]:
-    """Element symbols and counts of consecutive blocks, in POSCAR order."""
+    """Element symbols and counts of consecutive blocks, in POSCAR order.
+
+    Parameters
+    ----------
+    structure
+        Any ordered structure.
+
+    Returns
+    -------
+    tuple of (list of str, list of int)
+        Symbols and counts; an element appears once per consecutive run of its atoms.
+    """
     symbols: list[str] = []
     counts: list[int] = []
     for site in structure:

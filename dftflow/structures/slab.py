@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from dftflow.errors import InputError
 from dftflow.structures.bulk import cspbbr3_cubic
+from dftflow.structures.geometry import unwrap_across_gap
 
 #: Elements of the inorganic slab (everything else is adsorbate).
 SLAB_ELEMENTS = frozenset({"Cs", "Pb", "Br"})
@@ -76,15 +77,7 @@ def _unwrapped_z(atoms: Atoms, indices: np.ndarray) -> np.ndarray:
     z = atoms.positions[indices, 2].copy()
     if len(z) < 2 or c <= 0:
         return z
-    zw = np.mod(z, c)
-    order = np.sort(zw)
-    gaps = np.diff(np.concatenate([order, [order[0] + c]]))
-    if gaps[-1] >= gaps.max() - 1e-6:  # the widest gap already crosses the cell boundary
-        return zw
-    cut = order[
-        (int(np.argmax(gaps)) + 1) % len(order)
-    ]  # lowest z of the slab after the biggest gap
-    return np.where(zw < cut - 1e-9, zw + c, zw)
+    return unwrap_across_gap(z / c) * c
 
 
 def find_planes(atoms: Atoms, tol_A: float = PLANE_TOLERANCE_A) -> list[np.ndarray]:

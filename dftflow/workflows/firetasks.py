@@ -23,6 +23,7 @@ from fireworks.features.dupefinder import DupeFinderBase
 
 from dftflow.engines.registry import engine_entry
 from dftflow.errors import DftflowError, InputError
+from dftflow.fileio import atomic_write_text
 from dftflow.schemas import LigandResult, PlacementResult, Stage, StudySummary, TaskDoc
 from dftflow.structures.ligand_atoms import ligand_indices_of
 from dftflow.workflows.spec import LigandEntry, SlabSpec, digest_of, safe_name
@@ -476,10 +477,7 @@ class AnalysisTask(FiretaskBase):
         out_dir = Path(cfg["study_dir"]) / "analysis" / key
         out_dir.mkdir(parents=True, exist_ok=True)
         result = analyse_ligand(fw_spec, entry, out_dir, self.get("paper_e_ads_eV"))
-        path = out_dir / "ligand_result.json"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(result.model_dump_json(indent=2))
-        tmp.replace(path)
+        path = atomic_write_text(out_dir / "ligand_result.json", result.model_dump_json(indent=2))
         rec = {"ligand_result": str(path), "e_ads_eV": result.e_ads_eV}
         return pass_on(fw_spec, self["role"], rec)
 
@@ -630,8 +628,5 @@ def build_summary(fw_spec: dict[str, Any], ligand_keys: list[str]) -> StudySumma
 
 def write_summary(study_dir: Path, summary: StudySummary) -> Path:
     """Write ``study_dir/summary.json`` atomically."""
-    path = Path(study_dir) / "summary.json"
-    tmp = path.with_name(".summary.json.tmp")
-    tmp.write_text(json.dumps(summary.model_dump(mode="json"), indent=2))
-    tmp.replace(path)
-    return path
+    text = json.dumps(summary.model_dump(mode="json"), indent=2)
+    return atomic_write_text(Path(study_dir) / "summary.json", text)

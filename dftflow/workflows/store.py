@@ -37,6 +37,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from dftflow.fileio import atomic_write_text
+
 _ENV = "MONGOMOCK_SERVERSTORE_FILE"
 
 
@@ -46,28 +48,8 @@ def _bootstrap_store_file() -> str:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "bootstrap-store.json"
     if not path.exists() or path.stat().st_size == 0:
-        _atomic_write_text(path, "{}")
+        atomic_write_text(path, "{}", durable=True)
     return str(path)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically: temp file in the same directory, fsync, rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 os.environ.setdefault(_ENV, _bootstrap_store_file())
@@ -173,7 +155,7 @@ class EmbeddedStore:
             ) from exc
         with self._flock(fcntl.LOCK_EX):
             if not self.exists():
-                _atomic_write_text(self.file, "{}")
+                atomic_write_text(self.file, "{}", durable=True)
         lp = self.launchpad()
         with self.operation():
             if lp.fw_id_assigner.count_documents({}) == 0:
@@ -276,7 +258,7 @@ class EmbeddedStore:
     def _flush(self, server_store: Any) -> None:
         text = bson.json_util.dumps(server_store.to_dict())
         self._bump_generation()  # first: a crash after it only costs a reload
-        _atomic_write_text(self.file, text)
+        atomic_write_text(self.file, text, durable=True)
         self.writes += 1
         self._seen = self._signature()
 

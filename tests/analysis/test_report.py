@@ -82,10 +82,10 @@ def test_report_written_with_sections(study, capsys):
         assert heading in text
     from pymatgen.core import Structure
 
-    from dftflow.parse.volumetric import vacuum_origin_fraction
+    from dftflow.structures.geometry import vacuum_width_A
 
     st = Structure.from_file(study / "calcs" / "slab_static" / "CONTCAR")
-    gap = vacuum_origin_fraction(st, 2)[1]
+    gap = vacuum_width_A(st, 2)
     assert f"clean slab: cell {st.lattice.a:.2f} × {st.lattice.b:.2f}" in text
     assert f"vacuum (widest atom-free gap along z) {gap:.1f} Å" in text
     assert "| OA | molecular | neutral acid | -0.850 | -0.33 | all (1) |" in text
@@ -100,6 +100,26 @@ def test_report_written_with_sections(study, capsys):
     for png in ("eads.png", "dos.png", "chgdiff_AcO_planar.png", "chgdiff_AcO_iso.png"):
         assert (report_dir / png).stat().st_size > 10_000
     assert (report_dir / "report.html").read_text().count("<img") >= 4
+
+
+def test_report_html_has_every_figure_and_table(study, capsys):
+    import re
+    from pathlib import Path
+
+    assert main(["report", str(study), "--json"]) == 0
+    path = Path(json.loads(capsys.readouterr().out)["report"])
+    md = path.read_text()
+    page = (path.parent / "report.html").read_text()
+    figures = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", md)
+    assert len(figures) >= 4
+    for src in figures:
+        assert f'<img src="{src}"' in page, src
+    assert page.count("<img") == len(figures)
+    separators = [line for line in md.splitlines() if re.match(r"^\|\s*:?-{3,}", line)]
+    assert separators  # the Markdown has tables ...
+    assert page.count("<table>") == len(separators)  # ... and each is a real HTML table
+    assert "<th>" in page and "<td>" in page and "|---" not in page
+    assert "<h2>Adsorption energies</h2>" in page
 
 
 def test_report_missing_summary(tmp_path, capsys):

@@ -264,3 +264,42 @@ def test_potcar_missing_element(slab, tmp_path, monkeypatch):
     monkeypatch.setenv("PMG_VASP_PSP_DIR", str(tmp_path / "psp"))
     with pytest.raises(EngineError, match="not found"):
         write_inputs(slab, "slab_relax", tmp_path / "c")
+
+
+def test_paper_set_is_a_pymatgen_input_set(slab, tmp_path):
+    from pymatgen.io.vasp.sets import VaspInputSet
+
+    from dftflow.inputs.vasp import PaperVaspSet
+
+    vis = PaperVaspSet.from_overrides("slab_relax", {"ENCUT": 450}, structure=to_structure(slab))
+    assert isinstance(vis, VaspInputSet)
+    vis.write_input(str(tmp_path / "pmg"), potcar_spec=True)  # pymatgen's own writer
+    ours = write_inputs(
+        slab, "slab_relax", tmp_path / "ours", overrides={"ENCUT": 450}, potcar_spec=True
+    )
+    for name in ("INCAR", "KPOINTS", "POTCAR.spec"):
+        assert (tmp_path / "pmg" / name).read_text().split() == (
+            tmp_path / "ours" / name
+        ).read_text().split()
+    assert ours.overrides == vis.overrides == {"ENCUT": 450}
+    incar = Incar.from_file(tmp_path / "pmg" / "INCAR")
+    assert "LMAXMIX" not in incar and "MAGMOM" not in incar  # no Materials Project heuristics
+
+
+def test_static_grid_follows_the_effective_encut_and_user_grid_wins(slab):
+    default = make_inputs(slab, "static").incar
+    finer = make_inputs(slab, "static", {"ENCUT": 520}).incar
+    assert finer["NGZF"] > default["NGZF"]
+    assert [finer[k] for k in ("NGXF", "NGYF", "NGZF")] == fft_grid(to_structure(slab), 520)[1]
+    fixed = make_inputs(slab, "static", {"ENCUT": 520, "NGZF": 200}).incar
+    assert fixed["NGZF"] == 200
+
+
+def test_potcar_and_kpoints_overrides(slab):
+    mol = _ligand_in_cell(slab.repeat((2, 2, 1)).cell, 10.0)
+    inputs = make_inputs(
+        mol, "molecule_relax", {"KPOINTS": [2, 2, 2], "potcar_symbols": {"H": "H_h"}}
+    )
+    assert inputs.kpoints.style.name == "Gamma" and inputs.kpoint_divisions == [2, 2, 2]
+    assert "H_h" in inputs.potcar_symbols
+    assert inputs.overrides == {"KPOINTS": [2, 2, 2], "potcar_symbols": {"H": "H_h"}}
