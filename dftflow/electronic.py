@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dftflow.fileio import atomic_path
+
 #: LORBIT = 11 orbital order.
 LM_ORBITALS = ("s", "py", "pz", "px", "dxy", "dyz", "dz2", "dxz", "x2-y2")
 
@@ -83,9 +85,8 @@ class BandData:
             arrays["kpoints"] = np.asarray(self.kpoints, dtype=float)
         if self.projections is not None:
             arrays["projections"] = np.asarray(self.projections, dtype=np.float32)
-        tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez_compressed(tmp, **arrays)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            np.savez_compressed(tmp, **arrays)
         return path
 
     @classmethod
@@ -229,10 +230,8 @@ def write_complete_dos(path: str | Path, cdos, decimals: int = DOS_DECIMALS) -> 
 
     path = Path(path)
     data = _rounded(cdos.as_dict(), decimals)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with gzip.open(tmp, "wt", compresslevel=3) as fh:
+    with atomic_path(path) as tmp, gzip.open(tmp, "wt", compresslevel=3) as fh:
         json.dump(data, fh, separators=(",", ":"))
-    tmp.replace(path)
     return path
 
 

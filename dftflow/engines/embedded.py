@@ -52,6 +52,7 @@ from dftflow.engines.embedded_chgnet import chgnet_version, max_free_force, run_
 from dftflow.engines.embedded_gpaw import run_gpaw_static
 from dftflow.engines.embedded_settings import DEFAULT_SETTINGS, merge_settings, validate_settings
 from dftflow.errors import EngineError, InputError
+from dftflow.fileio import atomic_path
 from dftflow.io.chgcar import write_chgcar
 from dftflow.schemas import TASKDOC_FILE, Stage, TaskDoc
 from dftflow.structures.convert import to_structure
@@ -291,15 +292,13 @@ def _write_trajectory(path: Path, steps: list[dict[str, Any]]) -> None:
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.io import Trajectory
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    with Trajectory(str(tmp), "w") as traj:
+    with atomic_path(path) as tmp, Trajectory(str(tmp), "w") as traj:
         for step in steps:
             frame = step["structure"].copy()
             frame.calc = SinglePointCalculator(
                 frame, energy=float(step["e_0_eV"]), forces=np.asarray(step["forces_eV_per_A"])
             )
             traj.write(frame)
-    tmp.replace(path)
 
 
 def _inputs_digest(atoms: Atoms, stage: Stage, settings: dict[str, Any]) -> str:

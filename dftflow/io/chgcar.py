@@ -17,6 +17,8 @@ import numpy as np
 from pymatgen.core import Structure
 from pymatgen.io.vasp import Poscar
 
+from dftflow.fileio import atomic_path
+
 VALUES_PER_LINE = 5
 
 
@@ -69,8 +71,7 @@ def write_chgcar(
     poscar = Poscar(structure, comment=comment or structure.composition.reduced_formula)
     header = poscar.get_str(significant_figures=8)
     grid_line = "".join(f"{n:5d}" for n in total.shape) + "\n"
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
         fh.write(header)
         fh.write("\n")
         fh.write(grid_line)
@@ -78,5 +79,4 @@ def write_chgcar(
         if diff is not None:
             fh.write(grid_line)
             fh.write(_format_grid(diff))
-    tmp.replace(path)
     return path
