@@ -46,7 +46,7 @@ POTCAR_SYMBOLS: Final = MappingProxyType(
     }
 )
 
-#: Cubic CsPbBr3 (Pm-3m) lattice constant, Angstrom (see structures/bulk/README.md for the source).
+#: Cubic CsPbBr3 (Pm-3m) lattice constant, Angstrom (source: dftflow/data/bulk/README.md).
 A_CSPBBR3_CUBIC: Final = 5.874
 
 #: Reference study's adsorption energies, eV (for comparison in reports only; never used to choose a

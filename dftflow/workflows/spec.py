@@ -139,7 +139,7 @@ class PlacementSpec(_Strict):
 class LigandEntry(_Strict):
     """One ligand of the study, its adsorption model and the reference species of its E_ads."""
 
-    name: str = Field(description="library name or alias (structures/ligands), or a new name")
+    name: str = Field(description="library name or alias (dftflow/data/ligands), or a new name")
     smiles: str | None = Field(default=None, description="define a ligand not in the library")
     model: str = Field(description="adsorption model, stated in the report")
     reference_species: str = Field(description="what L is in E_ads: neutral acid, anion, radical")
