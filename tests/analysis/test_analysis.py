@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from pymatgen.io.vasp import Chgcar, Vasprun
 
-from dftflow.analysis import testdata
 from dftflow.analysis.adsorption import adsorption_energy
 from dftflow.analysis.chgdiff import charge_density_difference
 from dftflow.analysis.midgap import compare_midgap, find_midgap_states
 from dftflow.analysis.vaspio import taskdoc_from_directory
 from dftflow.cli import main
 from dftflow.io.chgcar import write_chgcar
+from dftflow.testing import synthetic_runs as testdata
 from dftflow.testing.real_vasp import real_vasp_dir
 
 K4SN4O6 = "v541_ispin2_static_lorbit_quirk"

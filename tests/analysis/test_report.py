@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from dftflow.analysis import testdata
 from dftflow.analysis.vaspio import taskdoc_from_directory
 from dftflow.cli import main
 from dftflow.schemas import LigandResult, StudySummary
+from dftflow.testing import synthetic_runs as testdata
 
 
 @pytest.fixture(scope="module")
