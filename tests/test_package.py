@@ -33,7 +33,7 @@ def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
 
 
 def _build_wheel(work: Path) -> Path:
-    """A wheel built (no isolation, no network) from a copy of the package sources."""
+    """A wheel built from a copy of the package sources (no isolation: setuptools of this venv)."""
     src = work / "src"
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):

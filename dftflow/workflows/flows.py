@@ -23,7 +23,10 @@ from typing import Any
 
 from fireworks import Firework, Workflow
 
+from dftflow.engines import embedded_settings
+from dftflow.errors import InputError
 from dftflow.inputs import params
+from dftflow.structures import placement
 from dftflow.workflows import firetasks as ft
 from dftflow.workflows.spec import StudySpec, digest_of
 
@@ -37,14 +40,12 @@ def required_vacuum_A(spec: StudySpec) -> float:
     The larger of the spec's ``slab.vacuum_A`` and what the structures API requires for the
     tallest ligand (``structures.placement.required_vacuum_A``) in any form the study uses.
     """
-    from dftflow.structures.placement import required_vacuum_A as needed
-
     slab = ft.build_slab(spec.slab.model_dump(mode="json"), spec.bulk.a_A)
     specs = [ft.ligand_spec(lig.model_dump(mode="json")) for lig in spec.ligands]
     forms = sorted(
         {lig.molecule_form for lig in spec.ligands} | {lig.placements.form for lig in spec.ligands}
     )
-    return max(spec.slab.vacuum_A, float(needed(slab, specs, forms=forms)))
+    return max(spec.slab.vacuum_A, float(placement.required_vacuum_A(slab, specs, forms=forms)))
 
 
 class _Builder:
@@ -129,10 +130,8 @@ def engine_fingerprint(engine_name: str) -> dict[str, Any]:
             return "not installed"
 
     if engine_name == "embedded":
-        from dftflow.engines.embedded_settings import DEFAULT_SETTINGS
-
         return {
-            "defaults": DEFAULT_SETTINGS,
+            "defaults": embedded_settings.DEFAULT_SETTINGS,
             "versions": {d: version(d) for d in ("dftflow", "chgnet", "gpaw", "ase")},
         }
     return {"versions": {d: version(d) for d in ("dftflow", "pymatgen", "custodian")}}
@@ -186,8 +185,6 @@ def build_workflow(spec: StudySpec, study_dir: str | Path) -> Workflow:
         candidates = ft.enumerate_candidates(unrelaxed_slab, entry)
         labels = [ft.placement_label(p) for p in candidates]
         if not labels:
-            from dftflow.errors import InputError
-
             raise InputError(f"ligand {lig.name!r}: no placement enumerated for {lig.placements}")
         relaxes = [
             b.add(

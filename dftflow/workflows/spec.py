@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dftflow.errors import InputError
 from dftflow.inputs import params
+from dftflow.structures.ligands import get_ligand, ligand_from_smiles
 
 _SAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -225,13 +226,11 @@ def parse_study(data: Any, source: str = "study") -> StudySpec:
 
 def check_ligand(lig: LigandEntry, source: str = "study") -> None:
     """Raise a one-line error if the ligand is neither in the library nor given by SMILES."""
-    from dftflow.structures import ligands
-
     try:
         if lig.smiles:
-            ligands.ligand_from_smiles(lig.smiles, name=lig.name)
+            ligand_from_smiles(lig.smiles, name=lig.name)
         else:
-            ligands.get_ligand(lig.name)
+            get_ligand(lig.name)
     except InputError as exc:
         raise InputError(f"{source}: ligand {lig.name!r}: {exc}") from None
     except (KeyError, ValueError) as exc:
