@@ -90,13 +90,18 @@ def bench_dftflow(wfs, study_dir: Path) -> float:
 def bench_bare(wfs, directory: Path) -> float:
     import os
 
+    import mongomock
     from fireworks import LaunchPad
+
+    from dftflow.workflows import mongomock_adapter
 
     directory.mkdir(parents=True)
     path = directory / "fireworks.json"
     _atomic_write_text(path, "{}")
+    mongomock_adapter.install()  # mongomock-persistence, as FireWorks loads it for such a store
     os.environ["MONGOMOCK_SERVERSTORE_FILE"] = str(path)
-    lp = LaunchPad(name="bare", strm_lvl="ERROR")
+    with mongomock_adapter.fireworks_client(mongomock.MongoClient):
+        lp = LaunchPad(name="bare", strm_lvl="ERROR")
     lp.reset("", require_password=False)
     t0 = time.perf_counter()
     for wf in wfs:

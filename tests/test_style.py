@@ -1,4 +1,4 @@
-"""The code style is enforced (DESIGN.md): ruff lint (incl. numpy docstrings) and formatting."""
+"""The code style is enforced (DESIGN.md): ruff lint (numpy docstrings), formatting, layers."""
 
 from __future__ import annotations
 
@@ -12,11 +12,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _ruff() -> list[str]:
-    exe = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+def _tool(name: str) -> str:
+    exe = shutil.which(name) or str(Path(sys.executable).with_name(name))
     if not Path(exe).exists():
-        pytest.fail("ruff is missing: bash scripts/install.sh --test")
-    return [exe]
+        pytest.fail(f"{name} is missing: bash scripts/install.sh --test")
+    return exe
+
+
+def _ruff() -> list[str]:
+    return [_tool("ruff")]
 
 
 def test_ruff_lint_clean():
@@ -27,5 +31,13 @@ def test_ruff_lint_clean():
 def test_ruff_format_clean():
     proc = subprocess.run(
         [*_ruff(), "format", "--check", "."], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_import_contracts_kept():
+    """Layers without cycles and no production import of dftflow.testing ([tool.importlinter])."""
+    proc = subprocess.run(
+        [_tool("lint-imports"), "--no-cache", "--no-logo"], cwd=ROOT, capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -133,7 +133,7 @@ def _ligand_rows() -> list[dict[str, Any]]:
 def ligands_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the library as JSON."),
 ) -> None:
-    """List the ligand library (structures/ligands)."""
+    """List the ligand library (package data, dftflow/data/ligands)."""
     rows = _ligand_rows()
     if as_json:
         echo_json(rows)

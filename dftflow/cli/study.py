@@ -12,7 +12,9 @@ from typing import Annotated
 
 import click
 import typer
+import yaml
 
+from dftflow.cli.common import console, echo_json
 from dftflow.engines import engine_entry
 from dftflow.errors import InputError
 
@@ -90,11 +92,11 @@ def _print_summary(study_dir: Path, console) -> None:
 
 def _run_here(progress, overall, handle, study_dir, query) -> None:
     """Run every Firework in this process; one progress line per Firework."""
-    from dftflow.workflows import runner
+    from dftflow.workflows.rapidfire import RunEvent, run_local
 
     current: dict[int, int] = {}
 
-    def on_event(ev: runner.RunEvent) -> None:
+    def on_event(ev: RunEvent) -> None:
         if ev.kind == "start":
             current[ev.fw_id] = progress.add_task(ev.name, total=1)
             return
@@ -102,12 +104,12 @@ def _run_here(progress, overall, handle, study_dir, query) -> None:
         if ev.state == "COMPLETED":
             progress.advance(overall)
 
-    runner.run_local(handle, study_dir, query, on_event=on_event)
+    run_local(handle, study_dir, query, on_event=on_event)
 
 
 def _run_workers(progress, overall, handle, study_dir, query, n_workers):
     """Start ``n_workers`` worker processes; one progress line per running Firework."""
-    from dftflow.workflows import runner
+    from dftflow.workflows.workers import run_workers
 
     lines: dict[str, int] = {}
 
@@ -120,7 +122,7 @@ def _run_workers(progress, overall, handle, study_dir, query, n_workers):
             progress.update(lines.pop(name), completed=1, description=f"{name} finished")
 
     progress.update(overall, description=f"study ({n_workers} workers)")
-    return runner.run_workers(handle, study_dir, n_workers, query, on_status=on_status)
+    return run_workers(handle, study_dir, n_workers, query, on_status=on_status)
 
 
 def register(app: typer.Typer) -> None:
@@ -159,15 +161,17 @@ def register(app: typer.Typer) -> None:
             TimeElapsedColumn,
         )
 
-        from dftflow.cli.common import console, echo_json
-        from dftflow.workflows import runner
+        from dftflow.workflows.launchpad import open_launchpad
+        from dftflow.workflows.status import study_status
+        from dftflow.workflows.submission import rerun_failed, submit_study
+        from dftflow.workflows.workers import WorkerExit, default_workers
 
         spec = _load(study, engine)
         study_dir = _study_dir(out)
-        handle = runner.open_launchpad(study_dir, create=True)
-        sub = runner.submit_study(spec, study_dir, handle)
-        rerun = runner.rerun_failed(handle, sub.study_query)
-        before = runner.study_status(handle, sub.study_query)
+        handle = open_launchpad(study_dir, create=True)
+        sub = submit_study(spec, study_dir, handle)
+        rerun = rerun_failed(handle, sub.study_query)
+        before = study_status(handle, sub.study_query)
         done0 = before["counts"].get("COMPLETED", 0)
         console.print(
             f"{'submitted' if sub.new else 'resuming'} {spec.key}: {before['total']} Fireworks, "
@@ -181,8 +185,8 @@ def register(app: typer.Typer) -> None:
             MofNCompleteColumn(),
             TimeElapsedColumn(),
         )
-        n_workers = workers or runner.default_workers(spec.engine.name)
-        exits: list[runner.WorkerExit] = []
+        n_workers = workers or default_workers(spec.engine.name)
+        exits: list[WorkerExit] = []
         try:
             with Progress(*columns, console=console, transient=False) as progress:
                 overall = progress.add_task("study", total=before["total"], completed=done0)
@@ -199,7 +203,7 @@ def register(app: typer.Typer) -> None:
                 err=True,
             )
             raise typer.Exit(130) from None
-        status = runner.study_status(handle, sub.study_query)
+        status = study_status(handle, sub.study_query)
         if json_out:
             echo_json(status)
         else:
@@ -232,13 +236,13 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Add the study's workflow to the LaunchPad (no-op if the same study is already there)."""
-        from dftflow.cli.common import console, echo_json
-        from dftflow.workflows import runner
+        from dftflow.workflows.launchpad import open_launchpad
+        from dftflow.workflows.submission import submit_study
 
         spec = _load(study, engine)
         study_dir = _study_dir(out)
-        handle = runner.open_launchpad(study_dir, launchpad, create=True)
-        sub = runner.submit_study(spec, study_dir, handle)
+        handle = open_launchpad(study_dir, launchpad, create=True)
+        sub = submit_study(spec, study_dir, handle)
         if json_out:
             echo_json({"study": spec.key, "new": sub.new, "fw_ids": sub.fw_ids})
         else:
@@ -267,23 +271,24 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Run the study's READY Fireworks here, or submit worker jobs to a queue (--queue)."""
-        from dftflow.cli.common import console
-        from dftflow.workflows import runner
+        from dftflow.workflows.launchpad import open_launchpad
+        from dftflow.workflows.queue import load_qadapter, queue_launch, submit_command
+        from dftflow.workflows.rapidfire import run_local
 
         study_dir = out.absolute()
         env = _fworker_env(fworker)
         if queue is not None:
-            qadapter = runner.load_qadapter(queue)
-            runner.submit_command(qadapter)
-        handle = runner.open_launchpad(study_dir, launchpad)
+            qadapter = load_qadapter(queue)
+            submit_command(qadapter)
+        handle = open_launchpad(study_dir, launchpad)
         query = {"spec.dftflow.study_dir": str(study_dir)} if handle.kind == "mongodb" else {}
         if queue is not None:
-            ids = runner.queue_launch(
+            ids = queue_launch(
                 handle, study_dir, qadapter, nlaunches or 1, query, fworker_file=fworker
             )
             console.print(f"submitted {len(ids)} job(s): {' '.join(ids) or '(nothing ready)'}")
             return
-        n = runner.run_local(handle, study_dir, query, max_fireworks=nlaunches, env=env)
+        n = run_local(handle, study_dir, query, max_fireworks=nlaunches, env=env)
         console.print(f"ran {n} Firework(s)")
 
     @app.command("status")
@@ -293,13 +298,13 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     ) -> None:
         """Counts of Fireworks per state, and what failed and why (read-only)."""
-        from dftflow.cli.common import console, echo_json
-        from dftflow.workflows import runner
+        from dftflow.workflows.launchpad import open_launchpad
+        from dftflow.workflows.status import study_status
 
         study_dir = out.absolute()
-        handle = runner.open_launchpad(study_dir, launchpad)
+        handle = open_launchpad(study_dir, launchpad)
         query = {"spec.dftflow.study_dir": str(study_dir)} if handle.kind == "mongodb" else {}
-        status = runner.study_status(handle, query)
+        status = study_status(handle, query)
         if json_out:
             echo_json(status)
         else:
@@ -323,21 +328,19 @@ def register(app: typer.Typer) -> None:
         Lost: RUNNING on this host with its worker process gone, or (``--silent-hours``) not
         heard of for that long on any host (FireWorks pings every hour while running).
         """
-        from dftflow.cli.common import console
-        from dftflow.workflows import runner
+        from dftflow.workflows.launchpad import open_launchpad
+        from dftflow.workflows.submission import rerun_failed
 
         study_dir = out.absolute()
-        handle = runner.open_launchpad(study_dir, launchpad)
+        handle = open_launchpad(study_dir, launchpad)
         query = {"spec.dftflow.study_dir": str(study_dir)} if handle.kind == "mongodb" else {}
-        ids = runner.rerun_failed(handle, query, silent_hours=silent_hours)
+        ids = rerun_failed(handle, query, silent_hours=silent_hours)
         console.print(f"{len(ids)} Firework(s) back to READY: {' '.join(map(str, ids))}")
 
 
 def _fworker_env(path: Path | None) -> dict:
     if path is None:
         return {}
-    import yaml
-
     if not path.is_file():
         raise InputError(f"FWorker file {path} does not exist")
     try:

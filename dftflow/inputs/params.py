@@ -53,9 +53,6 @@ POTCAR_SYMBOLS: Final = MappingProxyType(
     }
 )
 
-#: Cubic CsPbBr3 (Pm-3m) lattice constant, Angstrom (see structures/bulk/README.md for the source).
-A_CSPBBR3_CUBIC: Final = 5.874
-
 #: Reference study's adsorption energies, eV (for comparison in reports only; never used to choose a
 #: model).
 PAPER_E_ADS_EV: Final = MappingProxyType({"OA": -0.33, "2-HA": -0.61, "AcO": -1.77})

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dftflow.electronic import BANDS_FILE, BandData, read_complete_dos
 from dftflow.errors import InputError, OutputError
-from dftflow.parse.files import find_output
+from dftflow.parse.files import find_file, find_output
 from dftflow.parse.vasp import band_data, complete_dos, parse_directory
 from dftflow.schemas import TASKDOC_FILE, TaskDoc
 
@@ -122,7 +122,7 @@ def load_bands(obj: TaskDoc | str | Path):
             return doc.final_structure(), BandData.load(npz)
         except Exception as exc:
             raise OutputError(f"cannot read {npz}: {type(exc).__name__}") from exc
-    if doc.engine == "embedded":
+    if find_file(directory, "vasprun.xml") is None:
         raise OutputError(f"{directory}: this {doc.stage or 'run'} has no bands (a static has)")
     return band_data(directory)
 

@@ -1,28 +1,31 @@
 """Cubic CsPbBr3 (Pm-3m) bulk and its lattice constant.
 
-The structure ships as a CIF under ``structures/bulk/`` (source of the lattice constant in that
-folder's README); :func:`cspbbr3_cubic` reads it and optionally rescales it to another lattice
-constant,e.g. one from a bulk relaxation (:func:`lattice_constant_from_taskdoc`).
+The structure ships as package data, a CIF in ``dftflow/data/bulk/`` (source of the lattice constant
+in that folder's README), read through :mod:`importlib.resources` so that an installed wheel finds
+it; :func:`cspbbr3_cubic` reads it and optionally rescales it to another lattice constant, e.g. one
+from a bulk relaxation (:func:`lattice_constant_from_taskdoc`).
 """
 
 from __future__ import annotations
 
-import os
 from collections import Counter
+from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from ase import Atoms
+from ase.io import read
 
 from dftflow.errors import InputError
-from dftflow.inputs import params
+from dftflow.schemas import TaskDoc
 
-#: Data folder (bulk CIFs, ligand library): the repository's top-level ``structures/``, or the
-#: folder named by the environment variable ``DFTFLOW_STRUCTURES_DIR``.
-DATA_DIR = Path(
-    os.environ.get("DFTFLOW_STRUCTURES_DIR") or Path(__file__).resolve().parents[2] / "structures"
-)
+#: Cubic CsPbBr3 (Pm-3m) lattice constant, Angstrom (source: dftflow/data/bulk/README.md). A
+#: structural input of the builder, not a calculation setting (those live in inputs/params.py).
+A_CSPBBR3_CUBIC = 5.874
+
+#: Package data folder (bulk CIFs, ligand library), ``dftflow/data`` inside the installed package.
+DATA_DIR = files("dftflow") / "data"
 #: The shipped cubic CsPbBr3 CIF.
 BULK_CIF = DATA_DIR / "bulk" / "CsPbBr3_Pm-3m.cif"
 
@@ -34,20 +37,17 @@ def cspbbr3_cubic(a: float | None = None) -> Atoms:
     ----------
     a
         Lattice constant in Angstrom; ``None`` keeps the CIF's value
-        (:data:`dftflow.inputs.params.A_CSPBBR3_CUBIC`, 5.874 Angstrom).
+        (:data:`A_CSPBBR3_CUBIC`, 5.874 Angstrom).
 
     Returns
     -------
     Atoms
         Cs, Pb, Br, Br, Br with Pb at the origin, periodic in all three directions.
     """
-    from ase.io import read
-
     if not BULK_CIF.is_file():
-        raise InputError(
-            f"bulk CIF not found: {BULK_CIF} (is the repository's structures/ present?)"
-        )
-    atoms = read(BULK_CIF, format="cif")
+        raise InputError(f"bulk CIF not found: {BULK_CIF} (is the dftflow installation complete?)")
+    with as_file(BULK_CIF) as path:
+        atoms = read(path, format="cif")
     if a is not None:
         a = float(a)
         if not 3.0 < a < 10.0:
@@ -60,8 +60,6 @@ def cspbbr3_cubic(a: float | None = None) -> Atoms:
 
 def _structure_of(doc: Any):  # -> pymatgen Structure
     from pymatgen.core import Structure
-
-    from dftflow.schemas import TaskDoc
 
     if isinstance(doc, (str, Path)):
         path = Path(doc)
@@ -119,4 +117,4 @@ def lattice_constant_from_taskdoc(doc: Any) -> float:
 
 def default_lattice_constant() -> float:
     """The lattice constant used when none is given (Angstrom)."""
-    return float(params.A_CSPBBR3_CUBIC)
+    return float(A_CSPBBR3_CUBIC)

@@ -1,11 +1,12 @@
 """Ligand library, anchor-group detection and deterministic 3D geometries (RDKit).
 
-The library is one YAML file per ligand under ``structures/ligands/`` (name, aliases, SMILES, formal
-charge, anchor group, formula). Any other ligand comes from a SMILES string; its anchor groups are
-found with SMARTS patterns (carboxylic acid / carboxylate, amine / ammonium, phosphonic acid /
-phosphonate, thiol / thiolate). The protonated and deprotonated forms of the first anchor are
-derived by moving one acidic proton; the ``"radical"`` form is the deprotonated geometry with
-the anion's charge removed (same atoms, charge is metadata in ``atoms.info``).
+The library is one YAML file per ligand in the package data, ``dftflow/data/ligands/`` (name,
+aliases, SMILES, formal charge, anchor group, formula). Any other ligand comes from a SMILES string;
+its anchor groups are found with SMARTS patterns (carboxylic acid / carboxylate, amine /
+ammonium, phosphonic acid / phosphonate, thiol / thiolate). The protonated and deprotonated forms
+of the first anchor are derived by moving one acidic proton; the ``"radical"`` form is the
+deprotonated geometry with the anion's charge removed (same atoms, charge is metadata in
+``atoms.info``).
 
 Geometries: RDKit ETKDGv3 with a fixed random seed; torsions inside unbranched chains set anti;
 the other rotatable torsions (branch points, allylic, anchor; up to :data:`MAX_SCAN_TORSIONS`)
@@ -22,6 +23,7 @@ import functools
 import itertools
 import re
 from dataclasses import dataclass
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Literal
 
@@ -33,7 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from dftflow.errors import InputError
 from dftflow.structures.bulk import DATA_DIR
 
-#: Folder of the ligand library YAML files.
+#: Folder of the ligand library YAML files (package data, inside
+#: :data:`~dftflow.structures.bulk.DATA_DIR`).
 LIGAND_DIR = DATA_DIR / "ligands"
 #: Seed of RDKit's ETKDG embedding (determinism).
 RANDOM_SEED = 20240531
@@ -273,7 +276,7 @@ def ligand_from_smiles(smiles: str, name: str | None = None) -> LigandSpec:
     )
 
 
-def _spec_from_file(path: Path) -> LigandSpec:
+def _spec_from_file(path: Traversable) -> LigandSpec:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -301,11 +304,13 @@ def _spec_from_file(path: Path) -> LigandSpec:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_library_cached(directory: str) -> tuple[LigandSpec, ...]:
-    folder = Path(directory)
+def _load_library_cached(folder: Traversable) -> tuple[LigandSpec, ...]:
     if not folder.is_dir():
         raise InputError(f"ligand library folder not found: {folder}")
-    specs = tuple(_spec_from_file(p) for p in sorted(folder.glob("*.yaml")))
+    yaml_files = sorted(
+        (p for p in folder.iterdir() if p.name.endswith(".yaml")), key=lambda p: p.name
+    )
+    specs = tuple(_spec_from_file(p) for p in yaml_files)
     names: dict[str, str] = {}
     for spec in specs:
         for key in (spec.name, *spec.aliases):
@@ -319,8 +324,16 @@ def _load_library_cached(directory: str) -> tuple[LigandSpec, ...]:
 
 
 def load_library(directory: str | Path | None = None) -> dict[str, LigandSpec]:
-    """All ligands of the library, keyed by name (sorted by file name)."""
-    specs = _load_library_cached(str(Path(directory or LIGAND_DIR).resolve()))
+    """All ligands of the library, keyed by name (sorted by file name).
+
+    Parameters
+    ----------
+    directory
+        A folder of ligand YAML files; ``None`` reads the library shipped in the package
+        (:data:`LIGAND_DIR`).
+    """
+    folder = Path(directory).resolve() if directory else LIGAND_DIR
+    specs = _load_library_cached(folder)
     return {s.name: s for s in specs}
 
 

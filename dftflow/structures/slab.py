@@ -180,7 +180,7 @@ def cspbbr3_001_slab(
     termination
         Composition of both faces: ``"PbBr2"`` (n PbBr2 + (n-1) CsBr planes) or ``"CsBr"``.
     a
-        Cubic lattice constant, Angstrom (``None``: ``dftflow.inputs.params.A_CSPBBR3_CUBIC``).
+        Cubic lattice constant, Angstrom (``None``: ``dftflow.structures.bulk.A_CSPBBR3_CUBIC``).
     fix
         Which planes are fixed (ASE ``FixAtoms`` = VASP selective dynamics F F F): the bottom
         ``n_fixed_layers`` planes, the central ones, or none.

@@ -1,4 +1,4 @@
-"""Small synthetic VASP-format volumetric files with known answers (tests and demos).
+"""Small synthetic VASP-format runs and volumetric files with known answers (test equipment).
 
 A PbBr2-like two-plane slab with a small C/O/H fragment above it, in one tetragonal cell. Densities
 are sums of normalised Gaussians on the atoms (VASP's rho*V convention); the complex's density is

@@ -1,10 +1,7 @@
 """FireWorks workflows of dftflow studies.
 
-Importing this package first imports :mod:`dftflow.workflows.store`, which sets
-``MONGOMOCK_SERVERSTORE_FILE`` before :mod:`fireworks` is imported (FireWorks reads it at import
-time to choose the embedded store).
+``spec`` (study YAML), ``firetasks`` and ``flows`` (the workflow), ``store`` (the embedded
+LaunchPad; ``mongomock_adapter`` adapts its libraries when a store is opened), ``launchpad`` (open
+a study's LaunchPad), ``query``, ``submission``, ``rapidfire`` (run Fireworks in this process),
+``workers`` (worker processes), ``queue`` (queue jobs) and ``status``.
 """
-
-from __future__ import annotations
-
-from dftflow.workflows import store as store  # noqa: I001  (must precede any fireworks import)

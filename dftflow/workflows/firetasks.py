@@ -21,11 +21,26 @@ from typing import Any
 from fireworks import FiretaskBase, FWAction, explicit_serialize
 from fireworks.features.dupefinder import DupeFinderBase
 
+from dftflow.analysis.adsorption import adsorption_energy
+from dftflow.analysis.chgdiff import charge_density_difference
+from dftflow.analysis.midgap import midgap_against
+from dftflow.analysis.report import write_report
 from dftflow.engines.registry import engine_entry
 from dftflow.errors import DftflowError, InputError
 from dftflow.fileio import atomic_write_text
+from dftflow.inputs.vasp import shared_fft_grid as vasp_shared_fft_grid
 from dftflow.schemas import LigandResult, PlacementResult, Stage, StudySummary, TaskDoc
+from dftflow.structures.bulk import cspbbr3_cubic, lattice_constant_from_taskdoc
 from dftflow.structures.ligand_atoms import ligand_indices_of
+from dftflow.structures.ligands import get_ligand, ligand_from_smiles, ligand_molecule
+from dftflow.structures.placement import (
+    Placement,
+    enumerate_placements,
+    molecule_in_cell,
+    place_ligand,
+    split_complex,
+)
+from dftflow.structures.slab import cspbbr3_001_slab
 from dftflow.workflows.spec import LigandEntry, SlabSpec, digest_of, safe_name
 from dftflow.workflows.store import interruptible
 
@@ -213,9 +228,7 @@ def _fft_overrides(fw_spec: dict[str, Any]) -> dict[str, Any]:
 
 def shared_fft_grid(structure: Any, encut_eV: float) -> list[int]:
     """The FFT grid (NGXF, NGYF, NGZF) shared by every static of the study (one cell, one grid)."""
-    from dftflow.inputs.vasp import shared_fft_grid as _grid
-
-    return [int(n) for n in _grid([structure], encut_eV)]
+    return [int(n) for n in vasp_shared_fft_grid([structure], encut_eV)]
 
 
 def build_slab(slab: dict[str, Any], a_A: float | None):  # -> Atoms
@@ -224,8 +237,6 @@ def build_slab(slab: dict[str, Any], a_A: float | None):  # -> Atoms
     ``slab["vacuum_total_A"]``, when present, is the vacuum that fits every ligand (set at
     submission) and replaces the spec's minimum ``vacuum_A``.
     """
-    from dftflow.structures.slab import cspbbr3_001_slab
-
     vacuum_total = slab.get("vacuum_total_A")
     s = SlabSpec.model_validate({k: v for k, v in slab.items() if k != "vacuum_total_A"})
     kwargs: dict[str, Any] = {
@@ -250,12 +261,10 @@ def _with_constraints(relaxed: Any, template: Any) -> Any:
 
 def ligand_spec(entry: dict[str, Any]):  # -> structures.ligands.LigandSpec
     """The LigandSpec of a study's ligand entry (library or SMILES)."""
-    from dftflow.structures import ligands
-
     lig = LigandEntry.model_validate(entry)
     if lig.smiles:
-        return ligands.ligand_from_smiles(lig.smiles, name=lig.name)
-    return ligands.get_ligand(lig.name)
+        return ligand_from_smiles(lig.smiles, name=lig.name)
+    return get_ligand(lig.name)
 
 
 def enumerate_candidates(slab_atoms: Any, entry: dict[str, Any]) -> list[Any]:
@@ -263,13 +272,11 @@ def enumerate_candidates(slab_atoms: Any, entry: dict[str, Any]) -> list[Any]:
 
     At most ``placements.max_candidates`` per binding mode (the first ones of the enumeration).
     """
-    from dftflow.structures import placement
-
     lig = LigandEntry.model_validate(entry)
     kwargs = dict(lig.placements.options)
     if lig.placements.azimuths_deg is not None:
         kwargs["azimuths_deg"] = list(lig.placements.azimuths_deg)
-    cands = placement.enumerate_placements(
+    cands = enumerate_placements(
         slab_atoms,
         ligand_spec(entry),
         modes=lig.placements.modes,
@@ -303,8 +310,6 @@ class BulkRelaxTask(FiretaskBase):
 
     def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
         """Build, relax, record ``a_A``."""
-        from dftflow.structures.bulk import cspbbr3_cubic, lattice_constant_from_taskdoc
-
         atoms = cspbbr3_cubic(a=self.get("a_A"))
         doc, rec = run_stage(
             fw_spec, self["role"], atoms, Stage.bulk_relax, _overrides(fw_spec, "bulk")
@@ -355,9 +360,6 @@ class MoleculeRelaxTask(FiretaskBase):
 
     def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
         """Build the molecule in its reference form, put it in the slab cell, relax."""
-        from dftflow.structures.ligands import ligand_molecule
-        from dftflow.structures.placement import molecule_in_cell
-
         entry = LigandEntry.model_validate(self["ligand"])
         slab = _atoms_of(_taskdoc(fw_spec, "slab/relax"))
         molecule = ligand_molecule(ligand_spec(self["ligand"]), form=entry.molecule_form)
@@ -375,8 +377,6 @@ class ComplexRelaxTask(FiretaskBase):
 
     def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
         """Put the ligand at this placement's site on the relaxed slab (same atom order), relax."""
-        from dftflow.structures.placement import Placement, place_ligand
-
         slab_rec = _result(fw_spec, "slab/relax")
         slab = _with_constraints(
             _atoms_of(TaskDoc.from_json_file(slab_rec["taskdoc"])),
@@ -451,8 +451,6 @@ class FragmentStaticTask(FiretaskBase):
 
     def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
         """Split the selected relaxed complex, run the static of ``part``."""
-        from dftflow.structures.placement import split_complex
-
         source = _result(fw_spec, self["complex_role"])["source_role"]
         complex_doc = _taskdoc(fw_spec, source)
         slab_part, ligand_part = split_complex(_atoms_of(complex_doc), complex_doc.ligand_indices)
@@ -486,9 +484,6 @@ def analyse_ligand(
     fw_spec: dict[str, Any], entry: LigandEntry, out_dir: Path, paper: float | None
 ) -> LigandResult:
     """Build the :class:`LigandResult` of one ligand from the records in ``fw_spec``."""
-    from dftflow.analysis.adsorption import adsorption_energy
-    from dftflow.analysis.chgdiff import charge_density_difference
-
     key = entry.key
     cx_rec = _result(fw_spec, f"{key}/complex_static")
     roles = {
@@ -563,8 +558,6 @@ def midgap_report(
     (``dftflow.analysis.midgap.midgap_against``). ``ligand_indices`` (the run's TaskDoc) say which
     atoms count as ligand in each state's character.
     """
-    from dftflow.analysis.midgap import midgap_against
-
     report, note = midgap_against(directory, reference, ligand_indices=ligand_indices)
     if report is None:
         return None, f"mid-gap analysis failed: {note}"
@@ -583,8 +576,6 @@ class ReportTask(FiretaskBase):
         summary = build_summary(fw_spec, self["ligands"])
         study_dir = Path(cfg["study_dir"])
         write_summary(study_dir, summary)
-        from dftflow.analysis.report import write_report
-
         report = write_report(study_dir, summary)
         rec = {"summary": str(study_dir / "summary.json"), "report": str(report)}
         return FWAction(stored_data={"role": self["role"], "record": rec})

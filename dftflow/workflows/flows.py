@@ -24,7 +24,10 @@ from typing import Any
 from fireworks import Firework, Workflow
 
 from dftflow.engines.registry import engine_entry
+from dftflow.errors import InputError
 from dftflow.inputs import params
+from dftflow.structures import placement
+from dftflow.structures.bulk import A_CSPBBR3_CUBIC
 from dftflow.workflows import firetasks as ft
 from dftflow.workflows.spec import StudySpec, digest_of
 
@@ -38,14 +41,12 @@ def required_vacuum_A(spec: StudySpec) -> float:
     The larger of the spec's ``slab.vacuum_A`` and what the structures API requires for the
     tallest ligand (``structures.placement.required_vacuum_A``) in any form the study uses.
     """
-    from dftflow.structures.placement import required_vacuum_A as needed
-
     slab = ft.build_slab(spec.slab.model_dump(mode="json"), spec.bulk.a_A)
     specs = [ft.ligand_spec(lig.model_dump(mode="json")) for lig in spec.ligands]
     forms = sorted(
         {lig.molecule_form for lig in spec.ligands} | {lig.placements.form for lig in spec.ligands}
     )
-    return max(spec.slab.vacuum_A, float(needed(slab, specs, forms=forms)))
+    return max(spec.slab.vacuum_A, float(placement.required_vacuum_A(slab, specs, forms=forms)))
 
 
 class _Builder:
@@ -142,7 +143,7 @@ def build_workflow(spec: StudySpec, study_dir: str | Path) -> Workflow:
 
     slab_dict = spec.slab.model_dump(mode="json")
     slab_dict["vacuum_total_A"] = required_vacuum_A(spec)
-    a0 = spec.bulk.a_A or params.A_CSPBBR3_CUBIC
+    a0 = spec.bulk.a_A or A_CSPBBR3_CUBIC
 
     bulk = b.add("bulk/relax", ft.BulkRelaxTask(role="bulk/relax", a_A=spec.bulk.a_A), [])
     slab_relax = b.add("slab/relax", ft.SlabRelaxTask(role="slab/relax", slab=slab_dict), [bulk])
@@ -167,8 +168,6 @@ def build_workflow(spec: StudySpec, study_dir: str | Path) -> Workflow:
         candidates = ft.enumerate_candidates(unrelaxed_slab, entry)
         labels = [ft.placement_label(p) for p in candidates]
         if not labels:
-            from dftflow.errors import InputError
-
             raise InputError(f"ligand {lig.name!r}: no placement enumerated for {lig.placements}")
         relaxes = [
             b.add(

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from dftflow.engines.registry import DEFAULT_ENGINE, engine_entry
 from dftflow.errors import EngineError, InputError
 from dftflow.inputs import params
+from dftflow.structures.ligands import get_ligand, ligand_from_smiles
 
 _SAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -148,7 +149,7 @@ class PlacementSpec(_Strict):
 class LigandEntry(_Strict):
     """One ligand of the study, its adsorption model and the reference species of its E_ads."""
 
-    name: str = Field(description="library name or alias (structures/ligands), or a new name")
+    name: str = Field(description="library name or alias (dftflow/data/ligands), or a new name")
     smiles: str | None = Field(default=None, description="define a ligand not in the library")
     model: str = Field(description="adsorption model, stated in the report")
     reference_species: str = Field(description="what L is in E_ads: neutral acid, anion, radical")
@@ -234,13 +235,11 @@ def parse_study(data: Any, source: str = "study") -> StudySpec:
 
 def check_ligand(lig: LigandEntry, source: str = "study") -> None:
     """Raise a one-line error if the ligand is neither in the library nor given by SMILES."""
-    from dftflow.structures import ligands
-
     try:
         if lig.smiles:
-            ligands.ligand_from_smiles(lig.smiles, name=lig.name)
+            ligand_from_smiles(lig.smiles, name=lig.name)
         else:
-            ligands.get_ligand(lig.name)
+            get_ligand(lig.name)
     except InputError as exc:
         raise InputError(f"{source}: ligand {lig.name!r}: {exc}") from None
     except (KeyError, ValueError) as exc:

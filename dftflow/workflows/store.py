@@ -18,9 +18,9 @@ This module wraps it so that the user never loses or duplicates work:
 * :func:`terminate_gracefully` turns SIGTERM into an exception inside the running Firework, which
   FireWorks records as FIZZLED (flushed at once), so ``dftflow rerun`` can restart it.
 
-``MONGOMOCK_SERVERSTORE_FILE`` must be set before :mod:`fireworks` is imported: this module sets
-it (``dftflow.workflows`` imports it first). LaunchPads made here also select the mongomock client
-explicitly, so they work even when FireWorks was imported earlier by someone else.
+What mongomock and mongomock-persistence need (their patches, counting writes, the explicit choice
+of the mongomock client) is done by one adapter, :mod:`dftflow.workflows.mongomock_adapter`, when a
+store makes its first LaunchPad; importing this module patches nothing.
 """
 
 from __future__ import annotations
@@ -28,88 +28,26 @@ from __future__ import annotations
 import collections
 import contextlib
 import fcntl
+import json
 import os
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import bson.json_util
+from fireworks import LaunchPad
+from mongomock.store import CollectionStore, DatabaseStore
+
+from dftflow.errors import InputError
 from dftflow.fileio import atomic_write_text
-
-_ENV = "MONGOMOCK_SERVERSTORE_FILE"
-
-
-def _bootstrap_store_file() -> str:
-    """A private empty store file so that importing FireWorks selects the mongomock client."""
-    directory = Path(tempfile.gettempdir()) / f"dftflow-{os.getuid()}"
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "bootstrap-store.json"
-    if not path.exists() or path.stat().st_size == 0:
-        atomic_write_text(path, "{}", durable=True)
-    return str(path)
-
-
-os.environ.setdefault(_ENV, _bootstrap_store_file())
-
-# Imported after the environment variable is set (see module docstring).
-import bson.json_util  # noqa: E402
-import mongomock  # noqa: E402
-import mongomock.collection  # noqa: E402
-import mongomock.gridfs  # noqa: E402
-import mongomock_persistence  # noqa: E402  (patches mongomock's store classes)
-from fireworks import LaunchPad  # noqa: E402
-from mongomock.store import CollectionStore, DatabaseStore  # noqa: E402
-
-from dftflow.errors import InputError  # noqa: E402
+from dftflow.workflows.mongomock_adapter import DB_NAME, new_launchpad, write_count
 
 #: File names inside a store directory.
 STORE_FILE = "fireworks.json"
 LOCK_FILE = "store.lock"
-DB_NAME = "dftflow"
-
-# ------------------------------------------------------------------------------------------
-# Write tracking: count mongomock write operations so that a store operation that only read data
-# does not rewrite the file.
-# ------------------------------------------------------------------------------------------
-_WRITE_METHODS = (
-    "insert_one", "insert_many", "insert", "update_one", "update_many", "update", "replace_one",
-    "find_one_and_update", "find_one_and_replace", "find_one_and_delete", "delete_one",
-    "delete_many", "remove", "drop", "bulk_write", "save", "create_index", "create_indexes",
-    "drop_index", "drop_indexes", "rename", "find_and_modify",
-)  # fmt: skip
-_write_counter = [0]
-
-
-def _count_writes(method: Callable[..., Any]) -> Callable[..., Any]:
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _write_counter[0] += 1
-        return method(*args, **kwargs)
-
-    wrapper.__wrapped__ = method  # type: ignore[attr-defined]
-    wrapper.__name__ = method.__name__
-    wrapper.__doc__ = method.__doc__
-    return wrapper
-
-
-def _patch_mongomock() -> None:
-    cls = mongomock.collection.Collection
-    if getattr(cls, "_dftflow_counted", False):
-        return
-    for name in _WRITE_METHODS:
-        if hasattr(cls, name):
-            setattr(cls, name, _count_writes(getattr(cls, name)))
-    db_cls = mongomock.database.Database
-    for name in ("drop_collection", "create_collection", "rename_collection"):
-        if hasattr(db_cls, name):
-            setattr(db_cls, name, _count_writes(getattr(db_cls, name)))
-    cls._dftflow_counted = True
-
-
-_patch_mongomock()
-mongomock.gridfs.enable_gridfs_integration()  # FireWorks' GridFS fallback on the mongomock store
 
 
 # ------------------------------------------------------------------------------------------
@@ -313,9 +251,9 @@ class EmbeddedStore:
                     with _defer_sigterm():
                         if self._server_store is not None and self._signature() != self._seen:
                             self._load_into(self._server_store)
-                        before = _write_counter[0]
+                        before = write_count()
                         yield
-                        if self._server_store is not None and _write_counter[0] != before:
+                        if self._server_store is not None and write_count() != before:
                             self._flush(self._server_store)
                 finally:
                     self._depth = 0
@@ -329,7 +267,6 @@ class EmbeddedStore:
         self.require()
         with self._rlock:
             if self._lp is None:
-                os.environ[_ENV] = str(self.file)
                 self._lp = LockedLaunchPad._construct(self)
         return self._lp
 
@@ -346,8 +283,6 @@ class EmbeddedStore:
         Values keep MongoDB extended JSON (``{"$oid": ...}``, ``{"$date": ...}``); fast for
         read-only reports on large stores.
         """
-        import json
-
         self.require()
         with self._flock(fcntl.LOCK_SH):
             try:
@@ -368,53 +303,15 @@ class EmbeddedStore:
         Writes made through it stay in memory and are discarded.
         """
         self.require()
-        os.environ[_ENV] = str(self.file)
         with self._flock(fcntl.LOCK_SH):
-            lp = self._guarded(_new_launchpad)
-        _detach_finalizer(lp)
+            lp = self._guarded(lambda: new_launchpad(self.file))
         yield lp
-
-
-_CLIENT_SWAP = threading.Lock()
-
-
-@contextlib.contextmanager
-def fireworks_client(client_cls: Any) -> Iterator[None]:
-    """Make FireWorks' LaunchPad use ``client_cls`` (mongomock or pymongo) while constructing it.
-
-    FireWorks binds its client class when it is first imported; this makes the choice explicit.
-    """
-    import fireworks.core.launchpad as fw_lp
-
-    with _CLIENT_SWAP:
-        saved = fw_lp.MongoClient
-        fw_lp.MongoClient = client_cls
-        try:
-            yield
-        finally:
-            fw_lp.MongoClient = saved
 
 
 def _plain_documents(collection: Any) -> list[dict[str, Any]]:
     if not isinstance(collection, dict):
         return []
     return [doc for _, doc in collection.get("documents", [])]
-
-
-def _detach_finalizer(lp: LaunchPad) -> None:
-    """Disable mongomock-persistence's write of the whole store at interpreter exit."""
-    finalizer = getattr(lp.connection._store, "_finalizer", None)
-    if finalizer is not None:
-        finalizer.detach()
-
-
-def _new_launchpad() -> LaunchPad:
-    import logging
-
-    with fireworks_client(mongomock_persistence.MongoClient):
-        lp = LaunchPad(name=DB_NAME, strm_lvl="ERROR", logdir=None)
-    lp.m_logger.setLevel(logging.ERROR)
-    return lp
 
 
 class LockedLaunchPad(LaunchPad):
@@ -424,19 +321,14 @@ class LockedLaunchPad(LaunchPad):
 
     @classmethod
     def _construct(cls, store: EmbeddedStore) -> LockedLaunchPad:
-        import logging
-
         def make() -> LockedLaunchPad:
-            with fireworks_client(mongomock_persistence.MongoClient):
-                return cls(name=DB_NAME, strm_lvl="ERROR", logdir=None)
+            return new_launchpad(store.file, cls)
 
         if store._depth:  # already inside a locked operation of this process
             lp = store._guarded(make)
         else:
             with store._flock(fcntl.LOCK_SH):
                 lp = store._guarded(make)
-        lp.m_logger.setLevel(logging.ERROR)
-        _detach_finalizer(lp)
         lp._dftflow_store = store
         store._server_store = lp.connection._store
         store._seen = None  # reload at the first operation (cheap; the lock was not held since)

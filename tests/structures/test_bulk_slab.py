@@ -9,8 +9,8 @@ import pytest
 from ase.constraints import FixAtoms
 
 from dftflow.errors import InputError
-from dftflow.inputs.params import A_CSPBBR3_CUBIC
 from dftflow.structures import bulk, slab
+from dftflow.structures.bulk import A_CSPBBR3_CUBIC
 
 
 def planes_from_z(atoms, tol=0.5):
@@ -47,7 +47,7 @@ def test_bulk_rescaled_and_readme_states_source():
     atoms = bulk.cspbbr3_cubic(6.0)
     assert atoms.cell[0, 0] == pytest.approx(6.0)
     assert atoms.get_volume() == pytest.approx(216.0)
-    readme = (bulk.BULK_CIF.parent / "README.md").read_text()
+    readme = (bulk.DATA_DIR / "bulk" / "README.md").read_text()
     assert "5.874" in readme and "cubic" in readme
     with pytest.raises(InputError):
         bulk.cspbbr3_cubic(-1.0)

@@ -10,8 +10,8 @@ import pytest
 from ase.geometry import get_distances
 
 from dftflow.errors import InputError
-from dftflow.inputs.params import A_CSPBBR3_CUBIC
 from dftflow.structures import placement as P
+from dftflow.structures.bulk import A_CSPBBR3_CUBIC
 from dftflow.structures.slab import cspbbr3_001_slab, slab_summary
 
 SLAB_EL = {"Cs", "Pb", "Br"}

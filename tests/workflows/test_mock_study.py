@@ -10,9 +10,11 @@ import pytest
 
 from dftflow.cli import main
 from dftflow.schemas import StudySummary, TaskDoc
-from dftflow.workflows import runner
 from dftflow.workflows.flows import build_workflow, count_engine_runs
+from dftflow.workflows.launchpad import open_launchpad
 from dftflow.workflows.spec import load_study
+from dftflow.workflows.status import study_status
+from dftflow.workflows.workers import default_workers, thread_env
 
 WORKFLOWS = Path(__file__).parents[2] / "workflows"
 SMALL = WORKFLOWS / "test_mock_small.yaml"
@@ -33,8 +35,8 @@ def _taskdocs(out: Path) -> dict[str, TaskDoc]:
 def test_every_firework_completed_and_summary_written(small_study):
     out, code = small_study
     assert code == 0
-    handle = runner.open_launchpad(out)
-    status = runner.study_status(handle)
+    handle = open_launchpad(out)
+    status = study_status(handle)
     assert status["counts"] == {"COMPLETED": status["total"]}
     wf = build_workflow(load_study(SMALL), out)
     assert status["total"] == len(wf.fws)
@@ -90,7 +92,7 @@ def test_statics_share_one_cell_and_one_fft_grid(small_study):
 
 def test_firework_names_and_run_directories(small_study):
     out, _ = small_study
-    with runner.open_launchpad(out).read_only() as lp:
+    with open_launchpad(out).read_only() as lp:
         names = sorted(fw["name"] for fw in lp.fireworks.find({}, {"name": 1}))
     assert "test_mock_small/bulk/relax" in names
     assert "test_mock_small/slab/static" in names
@@ -105,12 +107,12 @@ def test_firework_names_and_run_directories(small_study):
 def test_second_run_resumes_without_recomputation(small_study):
     out, _ = small_study
     before = {p: p.stat().st_mtime_ns for p in (out / "taskdocs").glob("*.json")}
-    with runner.open_launchpad(out).read_only() as lp:
+    with open_launchpad(out).read_only() as lp:
         n_launches = lp.launches.count_documents({})
     assert main(["run", str(SMALL), "-o", str(out)]) == 0
     after = {p: p.stat().st_mtime_ns for p in (out / "taskdocs").glob("*.json")}
     assert after == before
-    with runner.open_launchpad(out).read_only() as lp:
+    with open_launchpad(out).read_only() as lp:
         assert lp.launches.count_documents({}) == n_launches
 
 
@@ -137,7 +139,7 @@ def test_paper_study_with_the_mock_vasp(tmp_path):
         main(["run", str(WORKFLOWS / "cspbbr3_ligands.yaml"), "-o", str(out), "--engine", "mock"])
         == 0
     )
-    status = runner.study_status(runner.open_launchpad(out))
+    status = study_status(open_launchpad(out))
     assert status["counts"] == {"COMPLETED": status["total"]}
     wf = build_workflow(spec, out)
     assert len(list((out / "taskdocs").glob("*.json"))) == count_engine_runs(wf)
@@ -162,11 +164,11 @@ def test_a_resubmitted_copy_reuses_every_finished_calculation(small_study, tmp_p
     copy = tmp_path / "copy.yaml"
     copy.write_text(yaml.safe_dump(data))
     n_docs = len(list((out / "taskdocs").glob("*.json")))
-    with runner.open_launchpad(out).read_only() as lp:
+    with open_launchpad(out).read_only() as lp:
         n_launches = lp.launches.count_documents({})
     assert main(["run", str(copy), "-o", str(out)]) == 0
     assert len(list((out / "taskdocs").glob("*.json"))) == n_docs
-    with runner.open_launchpad(out).read_only() as lp:
+    with open_launchpad(out).read_only() as lp:
         assert lp.launches.count_documents({}) == n_launches
         copies = list(lp.fireworks.find({"name": {"$regex": "^test_mock_small_copy/"}}))
     assert copies and all(fw["state"] == "COMPLETED" for fw in copies)
@@ -183,8 +185,8 @@ def test_two_worker_processes_run_each_firework_once_with_the_same_result(small_
     out1, _ = small_study
     out2 = tmp_path / "two_workers"
     assert main(["run", str(SMALL), "-o", str(out2), "--workers", "2"]) == 0
-    handle = runner.open_launchpad(out2)
-    status = runner.study_status(handle)
+    handle = open_launchpad(out2)
+    status = study_status(handle)
     assert status["counts"] == {"COMPLETED": status["total"]} and status["running"] == []
     with handle.read_only() as lp:
         fws = list(lp.fireworks.find({}, {"fw_id": 1, "launches": 1}))
@@ -204,9 +206,9 @@ def test_two_worker_processes_run_each_firework_once_with_the_same_result(small_
 
 
 def test_default_workers_follow_the_engine():
-    assert runner.default_workers("mock") == 1 and runner.default_workers("vasp") == 1
-    assert 1 <= runner.default_workers("embedded") <= min(4, os.cpu_count() or 1)
-    assert runner.thread_env(2)["OMP_NUM_THREADS"] == str(max(1, len(os.sched_getaffinity(0)) // 2))
+    assert default_workers("mock") == 1 and default_workers("vasp") == 1
+    assert 1 <= default_workers("embedded") <= min(4, os.cpu_count() or 1)
+    assert thread_env(2)["OMP_NUM_THREADS"] == str(max(1, len(os.sched_getaffinity(0)) // 2))
 
 
 def test_ctrl_c_stops_the_workers_and_a_second_run_resumes(tmp_path):
@@ -225,7 +227,7 @@ def test_ctrl_c_stops_the_workers_and_a_second_run_resumes(tmp_path):
     end = time.monotonic() + 120
     while time.monotonic() < end:
         if (out / "launchpad").is_dir():
-            status = runner.study_status(runner.open_launchpad(out))
+            status = study_status(open_launchpad(out))
             if len(status["running"]) == 2:
                 break
         time.sleep(0.2)
@@ -233,9 +235,9 @@ def test_ctrl_c_stops_the_workers_and_a_second_run_resumes(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130
     assert "interrupted: finished calculations are kept" in err
-    status = runner.study_status(runner.open_launchpad(out))
+    status = study_status(open_launchpad(out))
     assert status["running"] == [] and status["lost"] == []
     assert 1 <= status["counts"].get("FIZZLED", 0) <= 2  # the running ones, recorded
     assert main(["run", str(SMALL), "-o", str(out)]) == 0  # resumes: reruns the two, finishes
-    status = runner.study_status(runner.open_launchpad(out))
+    status = study_status(open_launchpad(out))
     assert status["counts"] == {"COMPLETED": status["total"]}

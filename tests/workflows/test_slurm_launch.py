@@ -11,7 +11,9 @@ import yaml
 
 from dftflow.cli import main
 from dftflow.testing.launchpad import sleep_fireworks
-from dftflow.workflows import runner
+from dftflow.workflows.launchpad import LaunchpadHandle, open_launchpad
+from dftflow.workflows.queue import load_qadapter, worker_command
+from dftflow.workflows.status import study_status
 
 LAUNCHERS = Path(__file__).parents[2] / "launchers"
 
@@ -40,12 +42,12 @@ def test_queue_workers_run_every_firework_exactly_once(slurm_cluster, embedded_s
     assert "dftflow launch -o" in scripts[0].read_text()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        status = runner.study_status(runner.open_launchpad(study))
+        status = study_status(open_launchpad(study))
         if status["counts"].get("COMPLETED", 0) == 8:
             break
         time.sleep(0.5)
     assert slurm_cluster.wait_idle(60)
-    status = runner.study_status(runner.open_launchpad(study))
+    status = study_status(open_launchpad(study))
     assert status["counts"] == {"COMPLETED": 8}
     labels = Counter(line.split()[0] for line in log.read_text().splitlines())
     assert labels == Counter({f"fw{i}": 1 for i in range(8)})
@@ -54,9 +56,9 @@ def test_queue_workers_run_every_firework_exactly_once(slurm_cluster, embedded_s
 
 
 def test_pbs_adapter_writes_the_expected_script(tmp_path):
-    qadapter = runner.load_qadapter(LAUNCHERS / "my_qadapter_pbs.yaml")
-    handle = runner.LaunchpadHandle("embedded", source="")
-    qadapter["rocket_launch"] = runner.worker_command(tmp_path, handle)
+    qadapter = load_qadapter(LAUNCHERS / "my_qadapter_pbs.yaml")
+    handle = LaunchpadHandle("embedded", source="")
+    qadapter["rocket_launch"] = worker_command(tmp_path, handle)
     qadapter.update(queue="batch", account="proj42")
     script = qadapter.get_script_str(str(tmp_path))
     assert script.startswith("#!/bin/bash")
@@ -70,7 +72,7 @@ def test_pbs_adapter_writes_the_expected_script(tmp_path):
 
 
 def test_slurm_adapter_script(tmp_path):
-    qadapter = runner.load_qadapter(LAUNCHERS / "my_qadapter_slurm.yaml")
+    qadapter = load_qadapter(LAUNCHERS / "my_qadapter_slurm.yaml")
     qadapter.update(queue="standard", account="proj42")
     script = qadapter.get_script_str(str(tmp_path))
     for line in ("#SBATCH --nodes=1", "#SBATCH --ntasks=32", "#SBATCH --time=24:00:00",
@@ -111,15 +113,15 @@ def test_mock_study_through_slurm(slurm_cluster, tmp_path):
     qadapter = _test_qadapter(tmp_path)
     assert main(["launch", "-o", str(study), "--queue", str(qadapter), "--nlaunches", "2"]) == 0
     deadline = time.monotonic() + 600
-    status = runner.study_status(runner.open_launchpad(study))
+    status = study_status(open_launchpad(study))
     while time.monotonic() < deadline:
-        status = runner.study_status(runner.open_launchpad(study))
+        status = study_status(open_launchpad(study))
         done = status["counts"].get("COMPLETED", 0) + status["counts"].get("FIZZLED", 0)
         if done == status["total"] or (status["failed"] and not status["counts"].get("RUNNING")):
             break
         time.sleep(1.0)
     assert status["counts"] == {"COMPLETED": status["total"]}, status
-    with runner.open_launchpad(study).read_only() as lp:
+    with open_launchpad(study).read_only() as lp:
         per_fw = Counter(d["fw_id"] for d in lp.launches.find({}, {"fw_id": 1}))
     assert sorted(per_fw.values()) == [1] * status["total"]  # each Firework ran exactly once
     summary = StudySummary.model_validate_json((study / "summary.json").read_text())

@@ -15,7 +15,8 @@ import pytest
 
 from dftflow.cli import main
 from dftflow.testing.launchpad import sleep_fireworks
-from dftflow.workflows import runner
+from dftflow.workflows.launchpad import open_launchpad
+from dftflow.workflows.status import _pid_alive, study_status
 from dftflow.workflows.store import EmbeddedStore
 
 
@@ -101,7 +102,7 @@ def test_sigterm_keeps_finished_work_and_fizzles_the_running_one(embedded_store,
     w.communicate(timeout=30)
     states = _states(embedded_store)
     assert states == Counter({"COMPLETED": 3, "FIZZLED": 1})
-    status = runner.study_status(runner.open_launchpad(study))
+    status = study_status(open_launchpad(study))
     assert status["failed"][0]["name"] == "slow0"
     assert "SIGTERM" in status["failed"][0]["reason"]
     # rerun puts it back; nothing finished is run again
@@ -236,8 +237,9 @@ def test_stopping_run_workers_stops_its_workers_cleanly(embedded_store, tmp_path
         for fw in sleep_fireworks(study, 4, 60.0, log, prefix="slow"):
             lp.add_wf(fw)
     code = (
-        "import sys; from dftflow.workflows import runner; "
-        "h = runner.open_launchpad(sys.argv[1]); runner.run_workers(h, sys.argv[1], 2)"
+        "import sys; from dftflow.workflows.launchpad import open_launchpad; "
+        "from dftflow.workflows.workers import run_workers; "
+        "h = open_launchpad(sys.argv[1]); run_workers(h, sys.argv[1], 2)"
     )
     parent = subprocess.Popen([sys.executable, "-c", code, str(study)])
     end = time.monotonic() + 60
@@ -253,5 +255,50 @@ def test_stopping_run_workers_stops_its_workers_cleanly(embedded_store, tmp_path
     ]
     with embedded_store.read_only() as lp:
         pids = {int(d["fworker"]["name"].rsplit(":", 1)[1]) for d in lp.launches.find({})}
-    assert len(pids) == 2 and not any(runner._pid_alive(p) for p in pids)  # no worker left
+    assert len(pids) == 2 and not any(_pid_alive(p) for p in pids)  # no worker left
     assert not log.exists()  # nothing ran to completion
+
+
+_ADAPTER_CHECK = """
+import sys
+import mongomock
+import mongomock.collection as mc
+
+original = mc.Collection.insert_one
+import dftflow.cli, dftflow.workflows.launchpad, dftflow.workflows.store  # noqa: E401
+assert mc.Collection.insert_one is original, "mongomock patched at import"
+assert "mongomock_persistence" not in sys.modules, "mongomock-persistence imported at import"
+
+from dftflow.workflows import mongomock_adapter as adapter
+adapter.install()
+counted = mc.Collection.insert_one
+assert counted.__wrapped__ is original and "mongomock_persistence" in sys.modules
+adapter.install()
+assert mc.Collection.insert_one is counted, "second install wrapped again"
+
+coll = mongomock.MongoClient().db.things  # no store file named: an in-memory store
+n = adapter.write_count()
+coll.insert_one({"x": 1})
+coll.find_one({"x": 1})
+assert adapter.write_count() == n + 1, (n, adapter.write_count())
+print("ok")
+"""
+
+
+def test_mongomock_adapter_is_explicit_and_idempotent():
+    """Importing dftflow patches nothing; install() patches once and counts only writes."""
+    env = {k: v for k, v in os.environ.items() if k != "MONGOMOCK_SERVERSTORE_FILE"}
+    out = subprocess.run(
+        [sys.executable, "-c", _ADAPTER_CHECK], capture_output=True, text=True, env=env
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "ok"
+
+
+def test_opening_a_store_leaves_the_environment_alone(embedded_store):
+    """The store file is named to mongomock-persistence only while a LaunchPad is made."""
+    before = os.environ.get("MONGOMOCK_SERVERSTORE_FILE")
+    embedded_store.launchpad().get_fw_ids()
+    with embedded_store.read_only() as lp:
+        lp.get_fw_ids()
+    assert os.environ.get("MONGOMOCK_SERVERSTORE_FILE") == before

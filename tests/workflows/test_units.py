@@ -13,7 +13,9 @@ from fireworks.utilities.fw_utilities import explicit_serialize
 from dftflow.errors import InputError
 from dftflow.testing.launchpad import SleepTask
 from dftflow.workflows import firetasks as ft
-from dftflow.workflows import runner
+from dftflow.workflows.launchpad import open_launchpad
+from dftflow.workflows.rapidfire import _first_ready, run_local
+from dftflow.workflows.status import study_status
 
 
 def _digest_fw(study, label, log, digest):
@@ -30,15 +32,15 @@ def test_digest_dupefinder_reuses_a_finished_firework(embedded_store, tmp_path):
     log = tmp_path / "ran.log"
     lp = embedded_store.launchpad()
     lp.add_wf(_digest_fw(study, "first", log, "abc"))
-    handle = runner.open_launchpad(study)
-    assert runner.run_local(handle, study, {}) == 1
+    handle = open_launchpad(study)
+    assert run_local(handle, study, {}) == 1
     # the same calculation submitted again (another workflow), and a different one
     lp.add_wf(_digest_fw(study, "again", log, "abc"))
     lp.add_wf(_digest_fw(study, "other", log, "xyz"))
-    runner.run_local(handle, study, {})
+    run_local(handle, study, {})
     ran = Counter(line.split()[0] for line in log.read_text().splitlines())
     assert ran == Counter({"first": 1, "other": 1})  # "again" was not recomputed
-    status = runner.study_status(handle)
+    status = study_status(handle)
     assert status["counts"] == {"COMPLETED": 3}
     with embedded_store.read_only() as lp_ro:
         again = lp_ro.fireworks.find_one({"name": "again"})
@@ -75,7 +77,7 @@ def test_records_reach_grandchildren_through_the_spec(embedded_store):
     b = Firework(_RecordTask(role="slab/relax", value=2), spec=dict(spec), name="b", fw_id=-2)
     c = Firework(_RecordTask(role="X/analysis", value=3), spec=dict(spec), name="c", fw_id=-3)
     embedded_store.launchpad().add_wf(Workflow([a, b, c], {a: [b], b: [c]}))
-    runner.run_local(runner.open_launchpad(study), study, {})
+    run_local(open_launchpad(study), study, {})
     with embedded_store.read_only() as lp:
         c_doc = lp.fireworks.find_one({"name": "c"})
     assert c_doc["state"] == "COMPLETED"
@@ -150,9 +152,9 @@ def test_local_runner_takes_the_highest_priority_ready_firework_first(embedded_s
     with embedded_store.session() as lp:
         for fw in fws:
             lp.add_wf(fw)
-    handle = runner.open_launchpad(study)
-    first = runner._first_ready(handle, handle.launchpad(), {})
+    handle = open_launchpad(study)
+    first = _first_ready(handle, handle.launchpad(), {})
     assert first["name"] == "fw2"  # priority beats the lower fw_id
-    assert runner.run_local(handle, study, {}) == 3
+    assert run_local(handle, study, {}) == 3
     order = [line.split()[0] for line in (tmp_path / "ran.log").read_text().splitlines()]
     assert order == ["fw2", "fw0", "fw1"]
