@@ -3,8 +3,8 @@
 Real VASP runs copied from repository snapshots (custodian's ``tests/files``,
 pymatgen-analysis-defects' ``Mg_Ga``) may not be committed: they live beside the clone in
 ``<repo>/../shared/real_vasp/<name>/`` or in ``$DFTFLOW_REAL_VASP_DIR/<name>/``. Tests ask for a
-data set with :func:`real_vasp_dir`; when it is absent the test is skipped with a reason that says
-what to put where. When it is present the test runs normally, so wrong code still fails.
+data set with :func:`real_vasp_dir`; when it is absent the test **fails** (it never skips: CI must
+run every real-VASP check) with a message that says what to put where.
 
 Known data sets (see the README.md inside each folder for source, commit and licence):
 
@@ -65,7 +65,7 @@ def find_real_vasp_dir(name: str) -> Path | None:
 
 
 def real_vasp_dir(name: str) -> Path:
-    """Return the folder of real VASP data set ``name`` or skip the calling test.
+    """Return the folder of real VASP data set ``name`` or fail the calling test.
 
     Parameters
     ----------
@@ -79,15 +79,17 @@ def real_vasp_dir(name: str) -> Path:
 
     Raises
     ------
-    pytest.skip.Exception
-        When the data set is absent; the reason names the folder to create and where.
+    pytest.fail.Exception
+        When the data set is absent (a test failure, not a skip); the message names the folder to
+        create and where.
     """
     folder = find_real_vasp_dir(name)
     if folder is None:
         where = " or ".join(str(root / name) for root in candidate_roots())
-        pytest.skip(
-            f"real VASP data '{name}' not present: put it in {where} "
-            f"(or point ${ENV_VAR} at a folder holding '{name}/'); source and licence are in "
-            "dftflow/testing/real_vasp.py"
+        pytest.fail(
+            f"real VASP data '{name}' not found in {where}: put the data set in "
+            f"${ENV_VAR}/{name} or, without that variable, in <repo>/../shared/real_vasp/{name} "
+            "(beside the clone); source and licence are in dftflow/testing/real_vasp.py",
+            pytrace=False,
         )
     return folder

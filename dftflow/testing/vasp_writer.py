@@ -33,7 +33,7 @@ from dftflow.electronic import (
     gaussian_dos,
 )
 from dftflow.engines.base import ElectronicResult
-from dftflow.io.chgcar import write_chgcar
+from dftflow.io.chgcar import format_rows, write_chgcar
 from dftflow.structures.convert import species_blocks, to_structure
 
 VASP_VERSION = "6.4.2"
@@ -68,10 +68,8 @@ def _xml_param(name: str, value: Any, indent: str = "  ") -> str:
 def _rows(arr: np.ndarray, tag: str, fmt: str, indent: str) -> str:
     """One ``<tag>`` line per row of a 2D array (formatted in one numpy call)."""
     arr = np.atleast_2d(np.asarray(arr, dtype=float))
-    buf = io.StringIO()
     row_fmt = f"{indent}<{tag}>" + "".join(f" {fmt}" for _ in range(arr.shape[1])) + f" </{tag}>"
-    np.savetxt(buf, arr, fmt=row_fmt)
-    return buf.getvalue()
+    return format_rows(arr, row_fmt)
 
 
 def _varray(name: str, arr: np.ndarray, indent: str, fmt: str = "%16.8f") -> str:
@@ -600,7 +598,7 @@ def _doscar_text(structure, dos, efermi) -> str:
         + [total[sp] for sp in range(total.shape[0])]
         + [integrated[sp] for sp in range(total.shape[0])]
     )
-    np.savetxt(s, np.column_stack(cols), fmt="%12.4f" + " %.4E" * (len(cols) - 1))
+    s.write(format_rows(np.column_stack(cols), "%12.4f" + " %.4E" * (len(cols) - 1)))
     if partial is not None:
         for a in range(nat):
             s.write(head)
@@ -608,7 +606,7 @@ def _doscar_text(structure, dos, efermi) -> str:
             for o in range(partial.shape[3]):
                 for sp in range(partial.shape[0]):
                     blocks.append(partial[sp, :, a, o])
-            np.savetxt(s, np.column_stack(blocks), fmt="%12.4f" + " %.4E" * (len(blocks) - 1))
+            s.write(format_rows(np.column_stack(blocks), "%12.4f" + " %.4E" * (len(blocks) - 1)))
     return s.getvalue()
 
 

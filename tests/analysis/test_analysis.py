@@ -2,8 +2,8 @@
 
 Real VASP data (custodian runs, MIT; the Mg_Ga defect pair in GaN + its bulk,
 pymatgen-analysis-defects, BSD-3-Clause-LBNL) is not committed: ``dftflow.testing.real_vasp``
-finds it in $DFTFLOW_REAL_VASP_DIR or ../shared/real_vasp/ beside the clone; those tests skip
-when it is absent.
+finds it in $DFTFLOW_REAL_VASP_DIR or ../shared/real_vasp/ beside the clone; those tests fail
+(never skip) when it is absent.
 """
 
 from __future__ import annotations
@@ -25,25 +25,23 @@ from dftflow.testing import synthetic_runs as testdata
 from dftflow.testing.real_vasp import real_vasp_dir
 
 K4SN4O6 = "v541_ispin2_static_lorbit_quirk"
-# Committed real VASP text (custodian, MIT; obtained through the file index, see its README):
-VASP_TEXT = Path(__file__).parents[1] / "fixtures" / "vasp_text"
-NACL = VASP_TEXT / "v544_nacl_ispin1_static"  # VASP 5.4.4, ISPIN 1, NaCl, complete
-TRUNCATED = VASP_TEXT / "v535_truncated_vasprun"  # VASP 5.3.5, stops after <parameters>
+NACL = "v544_ispin1_static"  # VASP 5.4.4, ISPIN 1, NaCl, complete
+TRUNCATED = "v535_truncated_vasprun"  # VASP 5.3.5, stops after <parameters>
 
 
 def custodian(folder: str) -> Path:
-    """A custodian real-VASP folder (kept outside the repo; the test skips when absent)."""
+    """A custodian real-VASP folder (kept outside the repo; the test fails when absent)."""
     return real_vasp_dir(f"custodian/{folder}")
 
 
 @pytest.fixture
 def nacl() -> Path:
-    return NACL
+    return custodian(NACL)
 
 
 @pytest.fixture
 def defect() -> Path:
-    """The Mg_Ga defect pair (pymatgen-analysis-defects); skips when absent."""
+    """The Mg_Ga defect pair (pymatgen-analysis-defects); fails when absent."""
     return real_vasp_dir("Mg_Ga")
 
 
@@ -58,7 +56,7 @@ def run_cli(args, capsys):
 
 @pytest.mark.parametrize("folder", [NACL, K4SN4O6])
 def test_energy_and_fermi_equal_pymatgen(folder):
-    run = folder if isinstance(folder, Path) else custodian(folder)
+    run = custodian(folder)
     vr = Vasprun(str(next(run.glob("vasprun.xml*"))), parse_potcar_file=False)
     doc = taskdoc_from_directory(run)
     assert abs(doc.energy_eV - vr.final_energy) < 1e-6
@@ -132,6 +130,9 @@ def test_clean_bulk_reports_no_midgap_states(nacl):
     rep = find_midgap_states(nacl)
     assert not rep.has_midgap_states and rep.midgap_states == []
     assert rep.gap_eV["up"] > 4.0  # NaCl PBE gap ~5 eV
+    vr = Vasprun(str(nacl / "vasprun.xml.gz"), parse_potcar_file=False)
+    gap, _, _, _ = vr.eigenvalue_band_properties
+    assert rep.gap_eV["up"] == pytest.approx(gap, abs=0.05)
 
 
 def test_synthetic_surface_trap_found_and_removed(triple, tmp_path):
@@ -301,7 +302,7 @@ def test_locpot_vacuum_level(tmp_path, capsys):
 
 @pytest.mark.parametrize("cmd", [["analyze", "midgap"], ["analyze", "dos"]])
 def test_truncated_and_missing_vasprun(cmd, tmp_path, capsys):
-    code, _, err = run_cli(cmd + [str(TRUNCATED)], capsys)
+    code, _, err = run_cli(cmd + [str(custodian(TRUNCATED))], capsys)
     assert code == 2 and "truncated or corrupt" in err and len(err.strip().splitlines()) == 1
     code, _, err = run_cli(cmd + [str(tmp_path)], capsys)
     assert code == 2 and "no vasprun.xml" in err
@@ -335,7 +336,7 @@ def test_dos_groups_equal_pymatgen_element_sum():
 def test_dos_vbm_alignment_equals_pymatgen_vbm(nacl):
     from dftflow.analysis.dos import dos_curves
 
-    vr = Vasprun(str(nacl / "vasprun.xml"), parse_potcar_file=False)
+    vr = Vasprun(str(nacl / "vasprun.xml.gz"), parse_potcar_file=False)
     vbm = vr.eigenvalue_band_properties[2]
     assert dos_curves(nacl, align="vbm").zero_eV == pytest.approx(vbm, abs=1e-6)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -262,15 +263,20 @@ def test_unwritable_or_unknown_output(slab_file, tmp_path, capsys):
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o500)
+    immutable = False
     try:
-        import os
-
-        if os.access(ro, os.W_OK):  # running as root: permissions are not enforced
-            pytest.skip("directory permissions not enforced for this user")
+        if os.access(ro, os.W_OK):  # root ignores modes (CI runs as root): the immutable flag binds
+            immutable = (
+                subprocess.run(["chattr", "+i", str(ro)], capture_output=True).returncode == 0
+            )
+        if os.access(ro, os.W_OK):
+            pytest.skip("neither modes nor chattr +i make a directory unwritable for this user")
         code, _, err = run(["build", "slab", "-o", str(ro / "s.vasp")], capsys)
         assert code == 2 and "not writable" in err
         assert list(ro.iterdir()) == []
     finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(ro)], check=True)
         ro.chmod(0o700)
 
 

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
 from ase.io import write
-from pymatgen.io.vasp import Incar, Kpoints
+from pymatgen.io.vasp import Incar, Kpoints, Vasprun
 
 from dftflow.cli import main
+from dftflow.testing.real_vasp import real_vasp_dir
 
-VASP_TEXT = Path(__file__).parents[1] / "fixtures" / "vasp_text"  # committed real VASP text
+
+def real_run(folder: str) -> Path:
+    """A real VASP run from custodian's test files (kept outside the repo, see real_vasp.py)."""
+    return real_vasp_dir(f"custodian/{folder}")
 
 
 @pytest.fixture
@@ -90,7 +95,8 @@ def test_unreadable_structure_and_missing_potcar_dir(poscar, tmp_path, capsys, m
 
 
 def test_parse_json_keys_and_values(capsys):
-    code = main(["parse", str(VASP_TEXT / "v544_nacl_ispin1_static"), "--json"])
+    nacl = real_run("v544_ispin1_static")  # VASP 5.4.4, ISPIN 1, static NaCl
+    code = main(["parse", str(nacl), "--json"])
     assert code == 0
     data = json.loads(capsys.readouterr().out)
     for key in (
@@ -106,15 +112,22 @@ def test_parse_json_keys_and_values(capsys):
         assert key in data
     assert data["free_energy_eV"] == pytest.approx(-27.11090125)
     assert data["formula"] == "Na4Cl4" and data["n_ionic_steps"] == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vr = Vasprun(nacl / "vasprun.xml.gz", parse_potcar_file=False)
+    assert data["energy_eV"] == pytest.approx(float(vr.final_energy), abs=1e-6)
+    assert data["free_energy_eV"] == pytest.approx(vr.ionic_steps[-1]["e_fr_energy"], abs=1e-6)
+    assert data["efermi_eV"] == pytest.approx(vr.efermi, abs=1e-6)
 
 
 def test_parse_truncated_is_exit_2(tmp_path, capsys):
-    assert main(["parse", str(VASP_TEXT / "v535_truncated_vasprun"), "--json"]) == 2
+    assert main(["parse", str(real_run("v535_truncated_vasprun")), "--json"]) == 2
     err = capsys.readouterr().err
     assert "truncated or corrupt" in err and err.count("\n") == 1
     d = tmp_path / "run"
-    shutil.copytree(VASP_TEXT / "v544_nacl_ispin1_static", d)
-    (d / "OUTCAR").unlink()
+    d.mkdir()
+    for f in real_run("v544_ispin1_static").iterdir():  # the shared copies are read-only
+        shutil.copyfile(f, d / f.name)
     (d / "OUTCAR.gz").write_bytes(b"\x1f\x8b garbage")
     assert main(["parse", str(d)]) == 2
     assert "OUTCAR" in capsys.readouterr().err

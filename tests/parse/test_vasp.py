@@ -14,6 +14,7 @@ from ase.constraints import FixAtoms
 from pymatgen.electronic_structure.core import Spin
 from pymatgen.io.vasp import Chgcar, Oszicar, Outcar, Vasprun
 
+from dftflow.cli import main
 from dftflow.engines.base import ElectronicResult
 from dftflow.errors import OutputError
 from dftflow.parse.vasp import complete_dos, inputs_digest, parse_directory
@@ -22,7 +23,7 @@ from dftflow.testing.vasp_writer import write_vasp_outputs
 
 
 def fix(folder: str) -> Path:
-    """A custodian real-VASP folder (kept outside the repo; the test skips when absent)."""
+    """A custodian real-VASP folder (kept outside the repo; the test fails when absent)."""
     return real_vasp_dir(f"custodian/{folder}")
 
 
@@ -224,6 +225,24 @@ def test_real_values_known():
     assert relax.n_ionic_steps == 3 and relax.kpoints == [2, 4, 2]
 
 
+def test_nacl_static_matches_pymatgen_vasprun_and_outcar():
+    """NaCl static (LORBIT 0): total DOS only; timing and energy agree with pymatgen's Outcar."""
+    d = fix("v544_ispin1_static")
+    doc = parse_directory(d)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vr = Vasprun(d / "vasprun.xml.gz", parse_potcar_file=False)
+    outcar = Outcar(str(d / "OUTCAR.gz"))
+    assert doc.formula == vr.final_structure.composition.formula.replace(" ", "")
+    assert doc.converged_electronic is vr.converged_electronic is True
+    assert doc.converged_ionic is vr.converged_ionic is True
+    assert doc.n_ionic_steps == len(vr.ionic_steps) == 1
+    assert doc.ispin == vr.parameters["ISPIN"] == 1
+    assert doc.has_dos and not doc.has_projected_dos  # LORBIT 0: total DOS only
+    assert doc.wall_time_s == pytest.approx(outcar.run_stats["Elapsed time (sec)"])
+    assert outcar.final_energy == pytest.approx(doc.energy_eV, abs=1e-6)  # same run, both files
+
+
 def test_real_unconverged_run_is_marked_not_error():
     doc = parse_directory(fix("v641_unconverged"))
     assert doc.converged_electronic is False and doc.engine_version.startswith("6.4.1")
@@ -267,12 +286,13 @@ def test_lorbit_quirk_rebuilds_pdos_from_projections(tmp_path):
         assert b == pytest.approx(a, rel=0.1)
 
 
-def test_truncated_vasprun_is_one_line_error():
+def test_truncated_vasprun_is_one_line_error(capsys):
     with pytest.raises(OutputError, match="truncated or corrupt") as exc:
-        parse_directory(
-            Path(__file__).parents[1] / "fixtures" / "vasp_text" / "v535_truncated_vasprun"
-        )
+        parse_directory(fix("v535_truncated_vasprun"))
     assert "\n" not in str(exc.value)
+    assert main(["parse", str(fix("v535_truncated_vasprun")), "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "truncated or corrupt" in err and err.count("\n") == 1
 
 
 def test_truncated_outcar_is_error(tmp_path):
@@ -282,8 +302,9 @@ def test_truncated_outcar_is_error(tmp_path):
     text = gzip.open(src / "OUTCAR.gz", "rt").read()
     (tmp_path / "OUTCAR.gz").unlink()
     (tmp_path / "OUTCAR").write_text(text[: len(text) // 2])
-    with pytest.raises(OutputError, match="OUTCAR"):
+    with pytest.raises(OutputError, match="OUTCAR") as exc:
         parse_directory(tmp_path)
+    assert "\n" not in str(exc.value)
 
 
 def test_garbage_vasprun(tmp_path):

@@ -18,6 +18,9 @@ from dftflow.workflows.workers import default_workers, thread_env
 
 WORKFLOWS = Path(__file__).parents[2] / "workflows"
 SMALL = WORKFLOWS / "test_mock_small.yaml"
+# Under pytest-xdist the tests sharing the module-scoped small study run on one worker, so the
+# study is computed once.
+SMALL_STUDY = pytest.mark.xdist_group("mock_small_study")
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +35,7 @@ def _taskdocs(out: Path) -> dict[str, TaskDoc]:
     return {p.name: TaskDoc.from_json_file(p) for p in sorted((out / "taskdocs").glob("*.json"))}
 
 
+@SMALL_STUDY
 def test_every_firework_completed_and_summary_written(small_study):
     out, code = small_study
     assert code == 0
@@ -52,6 +56,7 @@ def test_every_firework_completed_and_summary_written(small_study):
     assert set(summary.slab) == {"bulk_relax", "slab_relax", "slab_static"}
 
 
+@SMALL_STUDY
 def test_e_ads_is_the_difference_of_the_three_statics(small_study):
     out, _ = small_study
     summary = StudySummary.model_validate_json((out / "summary.json").read_text())
@@ -62,6 +67,7 @@ def test_e_ads_is_the_difference_of_the_three_statics(small_study):
     assert lig.e_ads_eV == pytest.approx(cx.energy_eV - slab.energy_eV - mol.energy_eV, abs=1e-6)
 
 
+@SMALL_STUDY
 def test_lowest_energy_placement_selected_and_every_one_reported(small_study):
     out, _ = small_study
     summary = StudySummary.model_validate_json((out / "summary.json").read_text())
@@ -76,6 +82,7 @@ def test_lowest_energy_placement_selected_and_every_one_reported(small_study):
     assert relaxed.energy_eV == pytest.approx(energies[best])
 
 
+@SMALL_STUDY
 def test_statics_share_one_cell_and_one_fft_grid(small_study):
     out, _ = small_study
     summary = StudySummary.model_validate_json((out / "summary.json").read_text())
@@ -90,6 +97,7 @@ def test_statics_share_one_cell_and_one_fft_grid(small_study):
     assert lig.charge_transfer_e is not None
 
 
+@SMALL_STUDY
 def test_firework_names_and_run_directories(small_study):
     out, _ = small_study
     with open_launchpad(out).read_only() as lp:
@@ -104,6 +112,7 @@ def test_firework_names_and_run_directories(small_study):
     )
 
 
+@SMALL_STUDY
 def test_second_run_resumes_without_recomputation(small_study):
     out, _ = small_study
     before = {p: p.stat().st_mtime_ns for p in (out / "taskdocs").glob("*.json")}
@@ -116,6 +125,7 @@ def test_second_run_resumes_without_recomputation(small_study):
         assert lp.launches.count_documents({}) == n_launches
 
 
+@SMALL_STUDY
 def test_status_json_reports_completed(small_study, capsys):
     out, _ = small_study
     assert main(["status", "-o", str(out), "--json"]) == 0
@@ -123,6 +133,7 @@ def test_status_json_reports_completed(small_study, capsys):
     assert data["failed"] == [] and data["counts"] == {"COMPLETED": data["total"]}
 
 
+@SMALL_STUDY
 def test_resubmitting_the_same_study_is_a_noop(small_study, capsys):
     out, _ = small_study
     assert main(["submit", str(SMALL), "-o", str(out), "--json"]) == 0
@@ -154,6 +165,7 @@ def test_paper_study_with_the_mock_vasp(tmp_path):
     assert os.path.exists(out / "summary.json")
 
 
+@SMALL_STUDY
 def test_a_resubmitted_copy_reuses_every_finished_calculation(small_study, tmp_path):
     """Same calculations under another study name: DupeFinder links them, nothing recomputed."""
     import yaml
@@ -174,6 +186,7 @@ def test_a_resubmitted_copy_reuses_every_finished_calculation(small_study, tmp_p
     assert copies and all(fw["state"] == "COMPLETED" for fw in copies)
 
 
+@SMALL_STUDY
 def test_changed_settings_under_the_same_name_are_refused(small_study, tmp_path, capsys):
     out, _ = small_study
     assert main(["run", str(SMALL), "-o", str(out), "--engine", "vasp"]) == 2
@@ -181,6 +194,7 @@ def test_changed_settings_under_the_same_name_are_refused(small_study, tmp_path,
     assert "already holds study 'test_mock_small' with other settings" in err
 
 
+@SMALL_STUDY
 def test_two_worker_processes_run_each_firework_once_with_the_same_result(small_study, tmp_path):
     out1, _ = small_study
     out2 = tmp_path / "two_workers"
