@@ -146,7 +146,6 @@ class EmbeddedEngine:
         elapsed = time.perf_counter() - t0
         # CPU seconds of this process (all its threads): comparable across machine loads
         fields["metadata"]["cpu_time_s"] = round(time.process_time() - cpu0, 2)
-        fields["metadata"]["settings"] = _jsonable(settings)
         doc = TaskDoc(
             label=label,
             stage=stage,
