@@ -22,9 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from dftflow.engines import embedded_settings
 from dftflow.engines.base import Engine
-from dftflow.engines.embedded_settings import DEFAULT_SETTINGS as EMBEDDED_DEFAULTS
-from dftflow.engines.embedded_settings import EmbeddedSettings
 from dftflow.engines.vasp import VaspSettings
 from dftflow.errors import EngineError
 
@@ -73,7 +72,8 @@ class EngineEntry:
     presets
         Settings this entry fixes (the mock: its executable, POTCAR.spec, fast polling).
     fingerprint_defaults
-        Defaults that live in code and change results (part of every Firework digest).
+        Returns the defaults that live in code and change results (part of every Firework
+        digest; read when the digest is made, so new defaults never reuse old results).
     fingerprint_distributions
         Packages whose versions enter the digest.
     default_workers
@@ -89,7 +89,7 @@ class EngineEntry:
     class_name: str
     settings_model: type[BaseModel]
     presets: dict[str, Any] = field(default_factory=dict)
-    fingerprint_defaults: dict[str, Any] = field(default_factory=dict)
+    fingerprint_defaults: Callable[[], dict[str, Any]] = dict
     fingerprint_distributions: tuple[str, ...] = ("dftflow",)
     default_workers: Callable[[], int] = _one
     physical: bool = True
@@ -120,8 +120,9 @@ class EngineEntry:
         results computed with the old ones.
         """
         out: dict[str, Any] = {"versions": {d: _version(d) for d in self.fingerprint_distributions}}
-        if self.fingerprint_defaults:
-            out["defaults"] = self.fingerprint_defaults
+        defaults = self.fingerprint_defaults()
+        if defaults:
+            out["defaults"] = defaults
         if self.presets:
             out["presets"] = self.presets
         return out
@@ -151,8 +152,8 @@ ENGINES: dict[str, EngineEntry] = {
         name="embedded",
         module="dftflow.engines.embedded",
         class_name="EmbeddedEngine",
-        settings_model=EmbeddedSettings,
-        fingerprint_defaults=dict(EMBEDDED_DEFAULTS),
+        settings_model=embedded_settings.EmbeddedSettings,
+        fingerprint_defaults=lambda: dict(embedded_settings.DEFAULT_SETTINGS),
         fingerprint_distributions=("dftflow", "chgnet", "gpaw", "ase"),
         default_workers=_one_per_core,
         install_hint='pip install "dftflow[embedded]" (CHGNet, torch, GPAW; see README)',

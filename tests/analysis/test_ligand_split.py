@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from dftflow.analysis import testdata
 from dftflow.analysis.chgdiff import FROM_FRAGMENT, charge_density_difference
 from dftflow.analysis.dos import LIGAND_SLAB, common_groups, dos_curves
 from dftflow.analysis.ligand_split import FROM_BUILDER, FROM_ELEMENT_RULE, ligand_split
@@ -25,6 +24,7 @@ from dftflow.structures import placement as P
 from dftflow.structures.ligand_atoms import ligand_indices_of
 from dftflow.structures.ligands import ligand_from_smiles, ligand_molecule
 from dftflow.structures.slab import cspbbr3_001_slab
+from dftflow.testing import synthetic_runs as testdata
 
 ANCHORED = {
     "octylamine": ("CCCCCCCCN", "N"),

@@ -125,12 +125,26 @@ def test_digest_is_canonical():
 def test_engine_registry_errors(monkeypatch):
     with pytest.raises(EngineError, match="unknown engine 'castep'"):
         engines.get_engine("castep")
-    monkeypatch.setitem(
-        engines.ENGINES, "ghost", ("dftflow.engines.no_such_module", "X", {}, "pip install ghost")
+    from dftflow.engines import registry
+    from dftflow.engines.vasp import VaspSettings
+
+    ghost = registry.EngineEntry(
+        name="ghost",
+        module="dftflow.engines.no_such_module",
+        class_name="X",
+        settings_model=VaspSettings,
+        install_hint="pip install ghost",
     )
+    monkeypatch.setitem(registry.ENGINES, "ghost", ghost)
     with pytest.raises(EngineError, match="install it with pip install ghost"):
         engines.get_engine("ghost")
     assert engines.engine_names() == sorted(["embedded", "ghost", "mock", "vasp"])
+    with pytest.raises(EngineError, match="unknown setting"):
+        engines.get_engine("vasp", vasp_comand="srun vasp_std")  # typo caught by the model
+    with pytest.raises(EngineError, match="max_errors"):
+        engines.get_engine("vasp", max_errors=0)
+    assert engines.engine_entry("mock").physical is False
+    assert engines.get_engine("mock").name == "mock"  # the entry names the TaskDocs' engine
 
 
 def test_submit_with_the_embedded_launchpad_file(tmp_path, capsys):
