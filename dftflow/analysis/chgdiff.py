@@ -42,14 +42,13 @@ from dftflow.analysis.plotting import (
 from dftflow.errors import InputError
 from dftflow.parse.volumetric import (
     axis_coordinates_A,
-    axis_height_A,
     axis_index,
     check_same_grid,
     planar_average,
     plane_charges_e,
     read_volumetric,
 )
-from dftflow.structures.geometry import vacuum_middle_fraction
+from dftflow.structures.geometry import axis_height_A, vacuum_middle_fraction
 
 #: |∫Δρ dV| above this (electrons) means the fragments' electron counts do not add up.
 TOTAL_CHARGE_WARN_E = 0.05
@@ -88,7 +87,7 @@ class ChgDiffResult(BaseModel):
 
 def _interface_plane(structure, axis: int, origin: float, is_lig: np.ndarray):
     """Plane between the slab's outer layer and the nearest ligand atom (A from the start)."""
-    height = axis_height_A(structure, axis)
+    height = axis_height_A(structure.lattice.matrix, axis)
     rel = np.mod(structure.frac_coords[:, axis] - origin, 1.0) * height
     if not is_lig.any() or is_lig.all():
         return None, None
@@ -195,7 +194,7 @@ def charge_density_difference(
     rolled = np.roll(plane_q, -start)
     cumulative_rolled = np.cumsum(rolled)
     cumulative = np.roll(cumulative_rolled, start)
-    height = axis_height_A(structure, ax)
+    height = axis_height_A(structure.lattice.matrix, ax)
     start_A = start * height / n_axis
     total = float(delta_rho_v.sum() / delta_rho_v.size)
     split = complex_ligand_split(structure, ligand_indices, ab, data["B"].structure)
@@ -330,7 +329,7 @@ def plot_slice(
     lat = np.asarray(structure.lattice.matrix)
     len_u = np.linalg.norm(lat[in_plane[0]])
     len_v = (
-        axis_height_A(structure, in_plane[1])
+        axis_height_A(structure.lattice.matrix, in_plane[1])
         if in_plane[1] == 2
         else np.linalg.norm(lat[in_plane[1]])
     )
@@ -461,7 +460,7 @@ def plot_isosurface(
     field_all = np.roll(delta_rho, -shift, axis=2)  # plane 0 is now the vacuum middle
     frac = np.mod(structure.frac_coords, 1.0)
     frac[:, 2] = np.mod(frac[:, 2] - shift / nz, 1.0)
-    c_height = axis_height_A(structure, 2)
+    c_height = axis_height_A(structure.lattice.matrix, 2)
     z_rel = frac[:, 2] * c_height
     is_lig = ligand_split(structure, ligand_indices).mask
     for ax, step in enumerate(_anchor_centring_steps(frac, z_rel, is_lig, shape[:2])):

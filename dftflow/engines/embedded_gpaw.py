@@ -34,6 +34,8 @@ from ase import Atoms
 from dftflow.engines.base import ElectronicResult
 from dftflow.engines.embedded_settings import grid_points
 from dftflow.errors import EngineError
+from dftflow.structures.geometry import vacuum_width_A
+from dftflow.structures.ligand_atoms import ligand_indices_of
 
 HARTREE_EV = 27.211386245988
 
@@ -41,6 +43,9 @@ INSTALL_HINT = (
     'install it with `bash scripts/install.sh` or CC=g++ LDSHARED="g++ -shared" '
     'pip install "dftflow[embedded]"'
 )
+
+#: A vacuum gap wider than this along c makes a cell slab-like (non-periodic z, dipole layer), A.
+SLAB_VACUUM_MIN_A = 5.0
 
 #: Atoms that make up the perovskite; any other atom belongs to a ligand (used to seed spin).
 PEROVSKITE_ELEMENTS = frozenset({"Cs", "Pb", "Br"})
@@ -103,10 +108,7 @@ def is_slab_like(atoms: Atoms) -> bool:
         return True
     if len(atoms) == 0:
         return False
-    c = atoms.cell.lengths()[2]
-    z = np.sort(atoms.get_scaled_positions(wrap=True)[:, 2]) * c
-    gaps = np.diff(np.concatenate([z, [z[0] + c]]))
-    return float(gaps.max()) > 5.0
+    return vacuum_width_A(atoms, 2) > SLAB_VACUUM_MIN_A
 
 
 @dataclass
@@ -131,11 +133,16 @@ def n_valence_electrons(
     return float(sum(zvals[s] for s in symbols) - charge)
 
 
-def initial_magmoms(symbols: list[str]) -> np.ndarray:
-    """One unpaired electron spread over the ligand atoms (or all atoms without a ligand)."""
-    ligand = [i for i, s in enumerate(symbols) if s not in PEROVSKITE_ELEMENTS]
+def initial_magmoms(symbols: list[str], ligand_indices: list[int] | None = None) -> np.ndarray:
+    """One unpaired electron spread over the ligand atoms (or all atoms without a ligand).
+
+    The ligand atoms are the builder's (``ligand_indices``); a structure without them (a bare
+    molecule, a user's file) uses every atom that is not Cs, Pb or Br.
+    """
+    if ligand_indices is None:
+        ligand_indices = [i for i, s in enumerate(symbols) if s not in PEROVSKITE_ELEMENTS]
     mags = np.zeros(len(symbols))
-    idx = ligand or list(range(len(symbols)))
+    idx = list(ligand_indices) or list(range(len(symbols)))
     mags[idx] = 1.0 / len(idx)
     return mags
 
@@ -261,9 +268,11 @@ def run_gpaw_static(
     slab_like = is_slab_like(work)
     if slab_like:
         work.pbc = [True, True, False]
-        work.set_initial_magnetic_moments(initial_magmoms(symbols) if spin else None)
+        work.set_initial_magnetic_moments(
+            initial_magmoms(symbols, ligand_indices_of(atoms)) if spin else None
+        )
     elif spin:
-        work.set_initial_magnetic_moments(initial_magmoms(symbols))
+        work.set_initial_magnetic_moments(initial_magmoms(symbols, ligand_indices_of(atoms)))
     par = gpaw_parameters(work, settings, spin)
     directory = Path(directory)
     t0 = time.perf_counter()

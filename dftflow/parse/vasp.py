@@ -34,6 +34,8 @@ from dftflow.errors import OutputError
 from dftflow.parse.files import find_file
 from dftflow.schemas import Correction, Stage, TaskDoc
 
+#: VASP's own SIGMA default, eV (vasprun.xml lists every parameter, so it is rarely needed).
+VASP_DEFAULT_SIGMA_EV = 0.2
 VOLUMETRIC_KINDS = ("CHGCAR", "LOCPOT", "AECCAR0", "AECCAR1", "AECCAR2", "ELFCAR", "CHG")
 INPUT_FILES = ("INCAR", "KPOINTS", "POSCAR", "POTCAR")
 _SUFFIXES = ("", ".gz", ".bz2", ".xz", ".GZ", ".relax2", ".relax2.gz", ".relax1", ".relax1.gz")
@@ -200,7 +202,7 @@ def complete_dos(directory: str | Path):
         return CompleteDos(vr.final_structure, vr.tdos, {})
     vr, _ = _load_vasprun(path, parse_projected_eigen=True)
     energies = vr.tdos.energies
-    sigma = float(vr.parameters.get("SIGMA", 0.05)) or 0.05
+    sigma = float(vr.parameters.get("SIGMA") or VASP_DEFAULT_SIGMA_EV)
     weights = np.asarray(vr.actual_kpoints_weights, float)
     factor = 2.0 / len(vr.eigenvalues)
     pdoss: dict = {}

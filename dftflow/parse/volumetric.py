@@ -20,6 +20,7 @@ import numpy as np
 from dftflow.errors import DftflowError, InputError, OutputError
 from dftflow.parse.files import find_output
 from dftflow.parse.run import load_taskdoc
+from dftflow.structures.geometry import axis_height_A, vacuum_middle_fraction
 
 AXES = {"x": 0, "y": 1, "z": 2, "a": 0, "b": 1, "c": 2, "0": 0, "1": 1, "2": 2}
 #: Lattice vectors of two grids must agree to this, Angstrom.
@@ -105,17 +106,9 @@ def _abc(vd) -> str:
     )
 
 
-def axis_height_A(structure, axis: int) -> float:
-    """Height of the cell along ``axis``: the distance between the lattice planes it spans, A."""
-    m = np.asarray(structure.lattice.matrix)
-    other = [i for i in range(3) if i != axis]
-    area = np.linalg.norm(np.cross(m[other[0]], m[other[1]]))
-    return float(abs(np.linalg.det(m)) / area)
-
-
 def axis_coordinates_A(structure, axis: int, n: int) -> np.ndarray:
     """Positions (A) of the ``n`` grid planes along ``axis`` (plane k at k/n of the height)."""
-    return np.arange(n) * axis_height_A(structure, axis) / n
+    return np.arange(n) * axis_height_A(structure.lattice.matrix, axis) / n
 
 
 def planar_average(data: np.ndarray, axis: int) -> np.ndarray:
@@ -129,15 +122,6 @@ def plane_charges_e(total_rho_v: np.ndarray, axis: int) -> np.ndarray:
     other = tuple(i for i in range(3) if i != axis)
     total_rho_v = np.asarray(total_rho_v, dtype=float)
     return total_rho_v.sum(axis=other) / total_rho_v.size
-
-
-def vacuum_origin_fraction(structure, axis: int) -> tuple[float, float]:
-    """Middle of the widest atom-free gap along ``axis`` (fraction) and the gap width (A)."""
-    frac = np.sort(np.mod(structure.frac_coords[:, axis], 1.0))
-    gaps = np.diff(np.concatenate([frac, [frac[0] + 1.0]]))
-    i = int(np.argmax(gaps))
-    middle = np.mod(frac[i] + gaps[i] / 2.0, 1.0)
-    return float(middle), float(gaps[i] * axis_height_A(structure, axis))
 
 
 class LocpotProfile:
@@ -172,8 +156,8 @@ def locpot_profile(path: str | Path, axis: int | str = 2, efermi_eV: float | Non
     profile = planar_average(data, ax)
     n = profile.size
     z = axis_coordinates_A(vd.structure, ax, n)
-    middle, width = vacuum_origin_fraction(vd.structure, ax)
-    height = axis_height_A(vd.structure, ax)
+    middle, width = vacuum_middle_fraction(vd.structure, ax)
+    height = axis_height_A(vd.structure.lattice.matrix, ax)
     vacuum = None
     if width > 4.0:
         half = (width / 2.0 - 2.0) / height

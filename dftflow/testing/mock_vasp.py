@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from dftflow.inputs import params
+
 ENV_FAILURES = "DFTFLOW_MOCK_VASP_FAILURES"
 FAILURE_FILE = "MOCK_VASP_FAILURES"
 ATTEMPT_FILE = ".mock_vasp_attempts"
@@ -410,7 +412,7 @@ def run_mock(directory: Path, attempt: int, failure: str | None) -> int:
     nsw = int(incar.get("NSW", 0))
     ibrion = int(incar.get("IBRION", -1 if nsw == 0 else 0))
     nelm = int(incar.get("NELM", 60))
-    fmax = abs(float(incar.get("EDIFFG", -0.02)))
+    fmax = abs(float(incar.get("EDIFFG", -params.FMAX_EV_PER_A)))
     isif = int(incar.get("ISIF", 2))
     if spec.get("complete") == "ionic":  # run all NSW steps without reaching the force criterion
         steps = relax(atoms, nsw=nsw, fmax=0.0, isif=isif)
@@ -438,7 +440,7 @@ def run_mock(directory: Path, attempt: int, failure: str | None) -> int:
     style = str(inp["kpoints"].style)
     kpts, kw = kpoint_set(kdiv, style)
     ispin = int(incar.get("ISPIN", 1))
-    sigma = float(incar.get("SIGMA", 0.05))
+    sigma = float(incar.get("SIGMA", params.SIGMA_EV))
     tb = tight_binding(final_atoms, kpts, kw, nelect, ispin=ispin, sigma_eV=sigma)
     density = None
     extra = {}
@@ -450,7 +452,7 @@ def run_mock(directory: Path, attempt: int, failure: str | None) -> int:
         if grid is None:
             from dftflow.inputs.vasp import fft_grid
 
-            grid = tuple(fft_grid(structure, float(incar.get("ENCUT", 400)))[1])
+            grid = tuple(fft_grid(structure, float(incar.get("ENCUT", params.ENCUT_EV)))[1])
         density = atomic_density(final_atoms, tb.populations, grid)
         if bool(incar.get("LAECHG", False)):
             aeccar2 = True  # the mock's valence density is the CHGCAR density: copied below

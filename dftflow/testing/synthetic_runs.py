@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from pymatgen.core import Lattice, Structure
 
+from dftflow.inputs import params
 from dftflow.io.chgcar import write_chgcar
 
 A_CELL = 5.9
@@ -205,10 +206,10 @@ def write_synthetic_run(
         converged_ionic=converged,
     )
     incar = {
-        "ENCUT": 400,
-        "EDIFF": 1e-5,
+        "ENCUT": params.ENCUT_EV,
+        "EDIFF": params.EDIFF_EV,
         "ISMEAR": 0,
-        "SIGMA": 0.05,
+        "SIGMA": params.SIGMA_EV,
         "LORBIT": 11,
         "NEDOS": 601,
         "ISPIN": 1,

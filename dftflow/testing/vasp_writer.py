@@ -33,6 +33,7 @@ from dftflow.electronic import (
     gaussian_dos,
 )
 from dftflow.engines.base import ElectronicResult
+from dftflow.inputs import params
 from dftflow.io.chgcar import format_rows, write_chgcar
 from dftflow.structures.convert import species_blocks, to_structure
 
@@ -217,7 +218,7 @@ def write_vasp_outputs(
         else:
             from dftflow.inputs.vasp import fft_grid as _vasp_fft_grid
 
-            enc = float(incar.get("ENCUT", 400.0))
+            enc = float(incar.get("ENCUT", params.ENCUT_EV))
             fft_grid = _vasp_fft_grid(final, enc, str(incar.get("PREC", "Accurate")))[1]
     fft_grid = [int(n) for n in fft_grid]
     coarse = [max(2, n // 2) for n in fft_grid]
@@ -248,7 +249,7 @@ def write_vasp_outputs(
     parameters = {
         "SYSTEM": incar.get("SYSTEM", final.composition.reduced_formula),
         "PREC": str(incar.get("PREC", "accurate")).lower(),
-        "ENCUT": float(incar.get("ENCUT", 400.0)),
+        "ENCUT": float(incar.get("ENCUT", params.ENCUT_EV)),
         "NELECT": float(nelect),
         "NBANDS": nbands,
         "ISPIN": ispin,
