@@ -139,7 +139,7 @@ def test_resubmitting_the_same_study_is_a_noop(small_study, capsys):
     assert data["new"] is False
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=400)
 def test_paper_study_with_the_mock_vasp(tmp_path):
     """The paper study (OA, 2-HA, AcO; 5-plane 2x2 slab) through FireWorks with the mock VASP."""
     out = tmp_path / "paper"
@@ -192,6 +192,7 @@ def test_changed_settings_under_the_same_name_are_refused(small_study, tmp_path,
     assert "already holds study 'test_mock_small' with other settings" in err
 
 
+@pytest.mark.slow(seconds=70)
 @SMALL_STUDY
 def test_two_worker_processes_run_each_firework_once_with_the_same_result(small_study, tmp_path):
     out1, _ = small_study
@@ -223,6 +224,7 @@ def test_default_workers_follow_the_engine():
     assert runner.thread_env(2)["OMP_NUM_THREADS"] == str(max(1, len(os.sched_getaffinity(0)) // 2))
 
 
+@pytest.mark.slow(seconds=100)
 def test_ctrl_c_stops_the_workers_and_a_second_run_resumes(tmp_path):
     import signal
     import subprocess

@@ -104,7 +104,7 @@ def test_not_a_qadapter(tmp_path, capsys):
 
 
 @pytest.mark.slurm
-@pytest.mark.slow
+@pytest.mark.slow(seconds=90)
 @SLURM
 def test_mock_study_through_slurm(slurm_cluster, tmp_path):
     """The small mock-VASP study submitted, then run by two SLURM worker jobs."""
