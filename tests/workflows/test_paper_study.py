@@ -1,8 +1,9 @@
 """The paper's study (OA, 2-HA, AcO; 5-plane 2x2 slab) through FireWorks with the mock VASP.
 
-The study runs once (module fixture, about half of the test suite's time) and the tests below
+The study runs once (module fixture, about half of the test suite's CPU time) and the tests below
 check it. It has its own file because pytest-xdist (``--dist loadfile``) hands out whole files: the
-worker running it runs nothing else meanwhile, while the other worker runs the rest.
+worker running it starts it first and runs nothing else meanwhile, while the other worker runs the
+rest.
 """
 
 from __future__ import annotations
@@ -24,9 +25,13 @@ pytestmark = pytest.mark.slow(seconds=400)
 
 @pytest.fixture(scope="module")
 def paper_study(tmp_path_factory) -> tuple[Path, int]:
-    """The paper's study file run by `dftflow run --engine mock` (shared by this module's tests)."""
+    """The paper's study file run by `dftflow run --engine mock --workers 2` (shared by the tests).
+
+    Two FireWorks workers: the study is the longest part of the suite, and its independent
+    relaxations and statics then use both cores once the other pytest-xdist worker is done.
+    """
     out = tmp_path_factory.mktemp("paper") / "paper"
-    code = main(["run", str(PAPER), "-o", str(out), "--engine", "mock"])
+    code = main(["run", str(PAPER), "-o", str(out), "--engine", "mock", "--workers", "2"])
     return out, code
 
 
