@@ -11,8 +11,7 @@ from ase.build import molecule
 
 from dftflow.errors import EngineError, InputError
 
-# one pytest-xdist worker runs this module: its engine and trio fixtures are computed once
-pytestmark = [pytest.mark.embedded, pytest.mark.xdist_group("embedded_engine")]
+pytestmark = pytest.mark.embedded
 
 # Coarse, fast settings: Gamma only, h = 0.3 A, single zeta + polarisation.
 FAST = {"grid_spacing_A": 0.3, "kpts_slab": (1, 1, 1), "basis": "szp(dzp)"}

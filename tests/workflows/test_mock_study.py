@@ -1,4 +1,7 @@
-"""The study through FireWorks with the mock VASP (custodian): end to end, resume, duplicates."""
+"""The small study through FireWorks with the mock VASP (custodian): end to end, resume, duplicates.
+
+The paper-size study is in test_paper_study.py (its own file: pytest-xdist hands out files).
+"""
 
 from __future__ import annotations
 
@@ -18,9 +21,6 @@ from dftflow.workflows.workers import default_workers, thread_env
 
 WORKFLOWS = Path(__file__).parents[2] / "workflows"
 SMALL = WORKFLOWS / "test_mock_small.yaml"
-# Under pytest-xdist the tests sharing the module-scoped small study run on one worker, so the
-# study is computed once.
-SMALL_STUDY = pytest.mark.xdist_group("mock_small_study")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,6 @@ def _taskdocs(out: Path) -> dict[str, TaskDoc]:
     return {p.name: TaskDoc.from_json_file(p) for p in sorted((out / "taskdocs").glob("*.json"))}
 
 
-@SMALL_STUDY
 def test_every_firework_completed_and_summary_written(small_study):
     out, code = small_study
     assert code == 0
@@ -56,7 +55,6 @@ def test_every_firework_completed_and_summary_written(small_study):
     assert set(summary.slab) == {"bulk_relax", "slab_relax", "slab_static"}
 
 
-@SMALL_STUDY
 def test_e_ads_is_the_difference_of_the_three_statics(small_study):
     out, _ = small_study
     summary = StudySummary.model_validate_json((out / "summary.json").read_text())
@@ -67,7 +65,6 @@ def test_e_ads_is_the_difference_of_the_three_statics(small_study):
     assert lig.e_ads_eV == pytest.approx(cx.energy_eV - slab.energy_eV - mol.energy_eV, abs=1e-6)
 
 
-@SMALL_STUDY
 def test_lowest_energy_placement_selected_and_every_one_reported(small_study):
     out, _ = small_study
     summary = StudySummary.model_validate_json((out / "summary.json").read_text())
@@ -82,7 +79,6 @@ def test_lowest_energy_placement_selected_and_every_one_reported(small_study):
     assert relaxed.energy_eV == pytest.approx(energies[best])
 
 
-@SMALL_STUDY
 def test_statics_share_one_cell_and_one_fft_grid(small_study):
     out, _ = small_study
     summary = StudySummary.model_validate_json((out / "summary.json").read_text())
@@ -97,7 +93,6 @@ def test_statics_share_one_cell_and_one_fft_grid(small_study):
     assert lig.charge_transfer_e is not None
 
 
-@SMALL_STUDY
 def test_firework_names_and_run_directories(small_study):
     out, _ = small_study
     with open_launchpad(out).read_only() as lp:
@@ -112,7 +107,6 @@ def test_firework_names_and_run_directories(small_study):
     )
 
 
-@SMALL_STUDY
 def test_second_run_resumes_without_recomputation(small_study):
     out, _ = small_study
     before = {p: p.stat().st_mtime_ns for p in (out / "taskdocs").glob("*.json")}
@@ -125,7 +119,6 @@ def test_second_run_resumes_without_recomputation(small_study):
         assert lp.launches.count_documents({}) == n_launches
 
 
-@SMALL_STUDY
 def test_status_json_reports_completed(small_study, capsys):
     out, _ = small_study
     assert main(["status", "-o", str(out), "--json"]) == 0
@@ -133,7 +126,6 @@ def test_status_json_reports_completed(small_study, capsys):
     assert data["failed"] == [] and data["counts"] == {"COMPLETED": data["total"]}
 
 
-@SMALL_STUDY
 def test_resubmitting_the_same_study_is_a_noop(small_study, capsys):
     out, _ = small_study
     assert main(["submit", str(SMALL), "-o", str(out), "--json"]) == 0
@@ -141,31 +133,6 @@ def test_resubmitting_the_same_study_is_a_noop(small_study, capsys):
     assert data["new"] is False
 
 
-@pytest.mark.slow
-def test_paper_study_with_the_mock_vasp(tmp_path):
-    """The paper study (OA, 2-HA, AcO; 5-plane 2x2 slab) through FireWorks with the mock VASP."""
-    out = tmp_path / "paper"
-    spec = load_study(WORKFLOWS / "cspbbr3_ligands.yaml").with_engine("mock")
-    assert (
-        main(["run", str(WORKFLOWS / "cspbbr3_ligands.yaml"), "-o", str(out), "--engine", "mock"])
-        == 0
-    )
-    status = study_status(open_launchpad(out))
-    assert status["counts"] == {"COMPLETED": status["total"]}
-    wf = build_workflow(spec, out)
-    assert len(list((out / "taskdocs").glob("*.json"))) == count_engine_runs(wf)
-    summary = StudySummary.model_validate_json((out / "summary.json").read_text())
-    assert [lig.ligand for lig in summary.ligands] == ["OA", "2-HA", "AcO"]
-    assert all(lig.e_ads_eV is not None for lig in summary.ligands)
-    assert {lig.ligand: lig.paper_e_ads_eV for lig in summary.ligands} == {
-        "OA": -0.33,
-        "2-HA": -0.61,
-        "AcO": -1.77,
-    }
-    assert os.path.exists(out / "summary.json")
-
-
-@SMALL_STUDY
 def test_a_resubmitted_copy_reuses_every_finished_calculation(small_study, tmp_path):
     """Same calculations under another study name: DupeFinder links them, nothing recomputed."""
     import yaml
@@ -186,7 +153,6 @@ def test_a_resubmitted_copy_reuses_every_finished_calculation(small_study, tmp_p
     assert copies and all(fw["state"] == "COMPLETED" for fw in copies)
 
 
-@SMALL_STUDY
 def test_changed_settings_under_the_same_name_are_refused(small_study, tmp_path, capsys):
     out, _ = small_study
     assert main(["run", str(SMALL), "-o", str(out), "--engine", "vasp"]) == 2
@@ -194,7 +160,7 @@ def test_changed_settings_under_the_same_name_are_refused(small_study, tmp_path,
     assert "already holds study 'test_mock_small' with other settings" in err
 
 
-@SMALL_STUDY
+@pytest.mark.slow(seconds=70)
 def test_two_worker_processes_run_each_firework_once_with_the_same_result(small_study, tmp_path):
     out1, _ = small_study
     out2 = tmp_path / "two_workers"
@@ -225,6 +191,7 @@ def test_default_workers_follow_the_engine():
     assert thread_env(2)["OMP_NUM_THREADS"] == str(max(1, len(os.sched_getaffinity(0)) // 2))
 
 
+@pytest.mark.slow(seconds=100)
 def test_ctrl_c_stops_the_workers_and_a_second_run_resumes(tmp_path):
     import signal
     import subprocess

@@ -16,9 +16,8 @@ from dftflow.workflows.queue import load_qadapter, worker_command
 from dftflow.workflows.status import study_status
 
 LAUNCHERS = Path(__file__).parents[2] / "launchers"
-# Under pytest-xdist the tests needing the (session-scoped) one-node SLURM cluster run on one
-# worker: one cluster per run, no two slurmctld/slurmd pairs racing for ports and the node name.
-SLURM = pytest.mark.xdist_group("slurm_cluster")
+# Under pytest-xdist (--dist loadfile) every test of this file runs on one worker, so the tests
+# needing the one-node SLURM cluster share one: no two slurmctld/slurmd pairs racing for ports.
 
 
 def _test_qadapter(tmp_path: Path) -> Path:
@@ -32,7 +31,6 @@ def _test_qadapter(tmp_path: Path) -> Path:
 
 @pytest.mark.slurm
 @pytest.mark.slow
-@SLURM
 def test_queue_workers_run_every_firework_exactly_once(slurm_cluster, embedded_store, tmp_path):
     study = embedded_store.directory.parent
     log = tmp_path / "ran.log"
@@ -106,8 +104,7 @@ def test_not_a_qadapter(tmp_path, capsys):
 
 
 @pytest.mark.slurm
-@pytest.mark.slow
-@SLURM
+@pytest.mark.slow(seconds=90)
 def test_mock_study_through_slurm(slurm_cluster, tmp_path):
     """The small mock-VASP study submitted, then run by two SLURM worker jobs."""
     from dftflow.schemas import StudySummary

@@ -139,6 +139,7 @@ def test_read_operations_do_not_rewrite_the_store(embedded_store, tmp_path):
     assert embedded_store.writes == writes
 
 
+@pytest.mark.slow(seconds=25)
 def test_sixteen_simultaneous_openers(embedded_store, tmp_path):
     study = embedded_store.directory.parent
     with embedded_store.session() as lp:
