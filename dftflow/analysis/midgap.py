@@ -56,6 +56,7 @@ from pydantic import BaseModel, Field
 from dftflow.analysis.ligand_split import ligand_indices_of_run, ligand_split
 from dftflow.errors import InputError, OutputError
 from dftflow.parse.run import load_bands, run_directory
+from dftflow.structures.geometry import axis_height_A, widest_gap
 
 #: A band continuum has at least this many states (per spin and cell, k-weighted) ...
 BAND_MIN_STATES = 3.0
@@ -247,14 +248,11 @@ def _layers(structure, is_lig: np.ndarray) -> tuple[list[str], np.ndarray]:
 
     ``is_lig`` marks the ligand atoms (:func:`dftflow.analysis.ligand_split.ligand_split`).
     """
-    c = structure.lattice.c
+    height = axis_height_A(structure.lattice.matrix, 2)
     frac_z = np.mod(structure.frac_coords[:, 2], 1.0)
-    order = np.sort(frac_z)
-    gaps = np.diff(np.concatenate([order, [order[0] + 1.0]])) * c
-    i_gap = int(np.argmax(gaps))
-    origin = order[(i_gap + 1) % len(order)]
-    z = np.mod(frac_z - origin, 1.0) * c
-    if gaps[i_gap] < SLAB_VACUUM_MIN_A or is_lig.all():
+    gap = widest_gap(frac_z)
+    z = np.mod(frac_z - gap.upper, 1.0) * height  # zero at the first atom above the vacuum
+    if gap.width * height < SLAB_VACUUM_MIN_A or is_lig.all():
         return ["ligand" if lig else "bulk" for lig in is_lig], z
     slab_z = np.sort(z[~is_lig])
     # layers: group slab atoms whose z differ by less than LAYER_TOL_A

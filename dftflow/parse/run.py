@@ -37,6 +37,8 @@ def read_taskdoc_file(path: str | Path) -> TaskDoc:
 def load_taskdoc(path: str | Path) -> TaskDoc:
     """The TaskDoc of a run directory (its ``taskdoc.json``, else parsed VASP files) or JSON file.
 
+    A file inside a run directory (``vasprun.xml``, ``CHGCAR`` ...) stands for its directory.
+
     Raises
     ------
     InputError
@@ -47,6 +49,8 @@ def load_taskdoc(path: str | Path) -> TaskDoc:
     path = Path(path)
     if path.is_file() and path.suffix == ".json":
         return read_taskdoc_file(path)
+    if path.is_file():  # a file of the run (vasprun.xml, CHGCAR ...): its directory
+        path = path.parent
     if not path.is_dir():
         raise InputError(f"{path} is not a directory (a run directory or a TaskDoc JSON file)")
     if (path / TASKDOC_FILE).is_file():
