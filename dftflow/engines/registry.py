@@ -5,10 +5,11 @@
 * ``vasp``: :class:`dftflow.engines.vasp.VaspEngine` (real VASP under custodian).
 * ``mock``: the same VaspEngine running the mock VASP executable ``dftflow-mock-vasp`` (test
   equipment installed with dftflow) with ``POTCAR.spec`` files; its numbers are **not physical**
-  and every TaskDoc, summary and report says so.
+  (its entry has ``physical=False``).
 
 Every other module (CLI, study spec, runner, flows, firetasks) asks this registry; none lists
-engine names itself. Engine modules are imported lazily, so dftflow works without the optional ones.
+engine names itself. The embedded engine's module (CHGNet, GPAW) is imported only when an engine
+is created, so dftflow works without the optional packages.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class EngineEntry:
     default_workers
         Worker processes ``dftflow run`` starts when not told.
     physical
-        False for the mock: its numbers are not physical and are labelled so.
+        False for the mock: its numbers are not physical.
     install_hint
         How to install what it needs.
     """

@@ -140,7 +140,7 @@ class VaspEngine:
     Parameters
     ----------
     name
-        Engine name stored in TaskDocs (the registry passes its entry's name).
+        Engine name stored in TaskDocs (the registry sets its entry's name).
     **settings
         :class:`VaspSettings` fields.
     """
