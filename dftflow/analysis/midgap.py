@@ -2,13 +2,14 @@
 
 What it does
 ------------
-From the Kohn-Sham eigenvalues, occupations, k-point weights and (LORBIT >= 10) projections of one
-VASP run, find the host band edges per spin and report every state that lies inside that gap, with
-its energy, spin, occupation, distance to both edges, the number of k-points where it is in the gap
-and its character (element weights, the atoms that carry it, surface vs interior layer, ligand vs
-slab). Ligand atoms are the builder's (the run's ``TaskDoc.ligand_indices``); only a run that
-records none falls back to the element rule of :mod:`dftflow.analysis.ligand_split`, stated in
-``ligand_atoms_from``.
+From the Kohn-Sham eigenvalues, occupations, k-point weights and per-atom projections of one run
+(:func:`dftflow.parse.run.load_bands`: the embedded engine's ``bands.npz`` or VASP's vasprun.xml,
+projections with LORBIT >= 10), find the host band edges per spin and report every state that lies
+inside that gap, with its energy, spin, occupation, distance to both edges, the number of k-points
+where it is in the gap and its character (element weights, the atoms that carry it, surface vs
+interior layer, ligand vs slab). Ligand atoms are the builder's (the run's
+``TaskDoc.ligand_indices``); only a run that records none falls back to the element rule of
+:mod:`dftflow.analysis.ligand_split`, stated in ``ligand_atoms_from``.
 
 How the host band edges are found (the documented choice)
 ---------------------------------------------------------
@@ -328,7 +329,7 @@ def find_midgap_states(
     Parameters
     ----------
     directory
-        Run directory with vasprun.xml(.gz) (or the file, or a TaskDoc / TaskDoc JSON path).
+        Run directory of any engine (or a file in it, a TaskDoc or a TaskDoc JSON path).
     reference
         Optional run of the host (clean slab or bulk) whose gap defines the edges.
     align
