@@ -102,6 +102,8 @@ def load_complete_dos(obj: TaskDoc | str | Path):
             return read_complete_dos(dos_file)
         except Exception as exc:
             raise OutputError(f"cannot read {dos_file}: {type(exc).__name__}") from exc
+    if doc.dos_file and doc.dos_file.endswith(".json.gz"):
+        raise OutputError(f"{directory}: its DOS file {Path(doc.dos_file).name} is missing")
     if not doc.has_dos:
         raise OutputError(f"{directory}: the run holds no DOS (a static stage writes it)")
     cdos = complete_dos(directory)
