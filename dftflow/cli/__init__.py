@@ -25,6 +25,7 @@ app = typer.Typer(
     help="DFT studies of ligands on CsPbBr3 (001) surfaces.",
     no_args_is_help=True,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
 
@@ -69,17 +70,47 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
-    except Exception as exc:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Exit):
-            return exc.exit_code
-        raise
+    except Exception as exc:
+        code = _click_error(exc)
+        if code is None:
+            raise
+        return code
     # With standalone_mode=False click returns the exit code of typer.Exit(code) instead of raising.
     return result if isinstance(result, int) else 0
+
+
+def _click_module():
+    """The click that typer uses: its own copy (``typer._click``, typer >= 0.2x) or click."""
+    try:
+        from typer import _click as click_module
+    except ImportError:  # older typer: the click package
+        import click as click_module
+    return click_module
+
+
+def _click_error(exc: Exception) -> int | None:
+    """Exit code for a click exception (one line on stderr for usage errors), None otherwise.
+
+    ``dftflow`` or a group without a command prints its help (exit 0); a usage error (unknown
+    option, missing option, a value of the wrong type) prints ``error: ...`` and the command's
+    ``--help`` hint on one line and exits 2, never a traceback.
+    """
+    click_module = _click_module()
+    exceptions = click_module.exceptions
+    if isinstance(exc, exceptions.NoArgsIsHelpError):
+        typer.echo(exc.ctx.get_help())
+        return 0
+    if isinstance(exc, exceptions.UsageError):
+        hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+        message = " ".join(exc.format_message().split())
+        typer.secho(f"error: {message}{hint}", err=True, fg=typer.colors.RED)
+        return 2
+    if isinstance(exc, exceptions.ClickException):
+        typer.secho(f"error: {' '.join(exc.format_message().split())}", err=True)
+        return 2
+    if isinstance(exc, exceptions.Exit):
+        return exc.exit_code
+    return None
 
 
 def run() -> None:
