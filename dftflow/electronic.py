@@ -168,6 +168,38 @@ def gaussian_dos(
     return np.asarray(out)
 
 
+def broadened_dos(
+    eigenvalues_eV: np.ndarray,
+    kweights: np.ndarray,
+    projections: np.ndarray | None,
+    *,
+    sigma_eV: float,
+    nedos: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Energy grid, total DOS and (with projections) site/orbital DOS, states/eV.
+
+    For one spin channel every band holds two electrons, so both DOS carry the factor 2.
+
+    Returns
+    -------
+    (energies, total, partial)
+        ``energies`` (nedos,); ``total`` (nspin, nedos); ``partial`` (nspin, nedos, natoms,
+        norbitals) or None.
+    """
+    eig = np.asarray(eigenvalues_eV, float)
+    energies = dos_energy_grid(eig, nedos, sigma_eV)
+    factor = 2.0 / eig.shape[0]
+    total = gaussian_dos(eig, kweights, energies, sigma_eV) * factor
+    partial = None
+    if projections is not None:
+        proj = np.asarray(projections, float)
+        nspin, nk, nb, nat, norb = proj.shape
+        flat = proj.reshape(nspin, nk, nb, nat * norb)
+        partial = gaussian_dos(eig, kweights, energies, sigma_eV, flat) * factor
+        partial = partial.reshape(nspin, len(energies), nat, norb)
+    return energies, total, partial
+
+
 def complete_dos(structure, bands: BandData, *, sigma_eV: float, nedos: int):
     """A pymatgen ``CompleteDos`` (total and, with projections, site/orbital DOS) from band data.
 
@@ -185,26 +217,23 @@ def complete_dos(structure, bands: BandData, *, sigma_eV: float, nedos: int):
     from pymatgen.electronic_structure.core import Orbital, Spin
     from pymatgen.electronic_structure.dos import CompleteDos, Dos
 
-    eig = bands.eigenvalues_eV
-    energies = dos_energy_grid(eig, nedos, sigma_eV)
-    factor = 2.0 / bands.nspin
+    if bands.projections is not None and bands.projections.shape[3] != len(structure):
+        raise ValueError(
+            f"projections cover {bands.projections.shape[3]} atoms, "
+            f"the structure has {len(structure)}"
+        )
+    energies, total, partial = broadened_dos(
+        bands.eigenvalues_eV, bands.kweights, bands.projections, sigma_eV=sigma_eV, nedos=nedos
+    )
     spins = (Spin.up, Spin.down)[: bands.nspin]
-    total = gaussian_dos(eig, bands.kweights, energies, sigma_eV) * factor
     efermi = 0.0 if bands.efermi_eV is None else float(bands.efermi_eV)
     tdos = Dos(efermi, energies, {s: total[i] for i, s in enumerate(spins)})
     pdoss: dict = {}
-    if bands.projections is not None:
-        proj = np.asarray(bands.projections, float)
-        nspin, nk, nb, nat, norb = proj.shape
-        if nat != len(structure):
-            raise ValueError(f"projections cover {nat} atoms, the structure has {len(structure)}")
-        flat = proj.reshape(nspin, nk, nb, nat * norb)
-        partial = gaussian_dos(eig, bands.kweights, energies, sigma_eV, flat) * factor
-        partial = partial.reshape(nspin, len(energies), nat, norb)
+    if partial is not None:
         for a, site in enumerate(structure):
             pdoss[site] = {
                 Orbital(o): {s: partial[i, :, a, o] for i, s in enumerate(spins)}
-                for o in range(norb)
+                for o in range(partial.shape[3])
             }
     return CompleteDos(structure, tdos, pdoss)
 

@@ -27,11 +27,7 @@ from pymatgen.core import Element, Structure
 from pymatgen.io.vasp import Poscar
 
 #: LORBIT = 11 orbital order (VASP 5.4.4+ names ``x2-y2``; older ``dx2``; pymatgen reads both).
-from dftflow.electronic import (
-    LM_ORBITALS,
-    dos_energy_grid,
-    gaussian_dos,
-)
+from dftflow.electronic import LM_ORBITALS, broadened_dos
 from dftflow.engines.base import ElectronicResult
 from dftflow.inputs import params
 from dftflow.io.chgcar import format_rows, write_chgcar
@@ -288,7 +284,7 @@ def write_vasp_outputs(
     prog = generator or result.generator or "dftflow"
     dos = None
     if eig is not None:
-        dos = _dos_arrays(eig, kw, result.projections, nedos, sigma, ispin)
+        dos = _dos_arrays(eig, kw, result.projections, nedos, sigma)
     paths: dict[str, Path] = {}
 
     # --- vasprun.xml ---------------------------------------------------------------------------
@@ -484,18 +480,9 @@ def _eigen_xml(eig: np.ndarray, occ: np.ndarray | None, ind: str) -> str:
     return "".join(parts)
 
 
-def _dos_arrays(eig, kw, projections, nedos, sigma, ispin):
-    energies = dos_energy_grid(eig, nedos, sigma)
-    factor = 2.0 / ispin
-    total = gaussian_dos(eig, kw, energies, sigma) * factor  # (nspin, nedos)
-    de = energies[1] - energies[0]
-    integrated = np.cumsum(total, axis=1) * de
-    partial = None
-    if projections is not None:
-        proj = np.asarray(projections, float)  # (nspin, nk, nb, nat, norb)
-        nspin, nk, nb, nat, norb = proj.shape
-        partial = gaussian_dos(eig, kw, energies, sigma, proj.reshape(nspin, nk, nb, nat * norb))
-        partial = partial.reshape(nspin, len(energies), nat, norb) * factor
+def _dos_arrays(eig, kw, projections, nedos, sigma):
+    energies, total, partial = broadened_dos(eig, kw, projections, sigma_eV=sigma, nedos=nedos)
+    integrated = np.cumsum(total, axis=1) * (energies[1] - energies[0])
     return energies, total, integrated, partial
 
 
