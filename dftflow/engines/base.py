@@ -1,9 +1,10 @@
 """The Engine contract: ``run(atoms_or_structure, stage, directory) -> TaskDoc``.
 
-Every engine (VASP under custodian, the embedded CHGNet+GPAW engine, the mock VASP) writes the
-files a VASP run would write in ``directory`` (INCAR, KPOINTS, POSCAR, POTCAR or POTCAR.spec,
-vasprun.xml, OUTCAR, OSZICAR, CONTCAR, DOSCAR and for statics CHGCAR) and returns the same
-:class:`TaskDoc`, so the parsing and analysis code is one for all engines.
+Each engine builds its :class:`TaskDoc` from what it really computed, writes it as
+``taskdoc.json`` in ``directory`` beside its own records (VASP and the mock VASP: VASP's files;
+the embedded engine: its trajectory, GPAW log, band data, CompleteDos and CHGCAR-format density),
+and never writes a file that claims another code ran. Analysis reads any engine's run through
+:mod:`dftflow.parse.run`.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from ase import Atoms
+from pydantic import BaseModel, ValidationError
 from pymatgen.core import Structure
 
-from dftflow.errors import InputError
+from dftflow.errors import EngineError, InputError
 from dftflow.schemas import Stage, TaskDoc
 
 
@@ -37,6 +39,32 @@ class Engine(Protocol):
     ) -> TaskDoc:
         """Run ``stage`` on ``structure`` in ``directory``."""
         ...
+
+
+def validated_settings(
+    model: type[BaseModel], settings: dict[str, Any], engine_name: str
+) -> BaseModel:
+    """``settings`` validated by an engine's pydantic ``model``; every failure is one line.
+
+    Raises
+    ------
+    EngineError
+        Unknown setting names (listing the known ones), or the first wrong type or range.
+    """
+    unknown = sorted(set(settings) - set(model.model_fields))
+    if unknown:
+        raise EngineError(
+            f"{engine_name} engine: unknown setting(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(model.model_fields))}"
+        )
+    try:
+        return model.model_validate(settings)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "settings"
+        raise EngineError(
+            f"{engine_name} engine: {key}: {err['msg']} (got {err.get('input')!r})"
+        ) from None
 
 
 def prepare_run(stage: Stage | str, directory: str | Path) -> tuple[Stage, Path]:
@@ -60,7 +88,7 @@ def prepare_run(stage: Stage | str, directory: str | Path) -> tuple[Stage, Path]
 
 @dataclass
 class ElectronicResult:
-    """Raw results of one single point or relaxation, before they are written in VASP formats.
+    """Raw results of one single point or relaxation, as the code computed them.
 
     Shapes: ``eigenvalues_eV`` and ``occupations`` are (nspin, nkpts, nbands); ``projections`` is
     (nspin, nkpts, nbands, natoms, norbitals) with orbitals in VASP LORBIT=11 order

@@ -16,9 +16,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from dftflow.errors import EngineError
+from dftflow.engines.base import validated_settings
 from dftflow.inputs import params
 
 #: Defaults (see benchmarks/bench_embedded_settings.py for the measured effect of each on E_ads).
@@ -116,20 +116,7 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
         Unknown setting, wrong type or out-of-range value (one line).
     """
     out = dict(settings)
-    unknown = sorted(set(out) - set(DEFAULT_SETTINGS))
-    if unknown:
-        raise EngineError(
-            f"embedded engine: unknown setting(s) {', '.join(unknown)}; "
-            f"known: {', '.join(sorted(DEFAULT_SETTINGS))}"
-        )
-    try:
-        model = EmbeddedSettings.model_validate(out)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(p) for p in err["loc"])
-        raise EngineError(
-            f"embedded engine: {key}: {err['msg']} (got {err.get('input')!r})"
-        ) from None
+    model = validated_settings(EmbeddedSettings, out, "embedded")
     data = model.model_dump()
     return {key: data[key] for key in out}
 

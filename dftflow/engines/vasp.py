@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from ase import Atoms
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from pymatgen.core import Structure
 
-from dftflow.engines.base import prepare_run
+from dftflow.engines.base import prepare_run, validated_settings
 from dftflow.errors import EngineError
 from dftflow.inputs.vasp import write_inputs
 from dftflow.parse.vasp import parse_directory
@@ -146,12 +146,7 @@ class VaspEngine:
     """
 
     def __init__(self, name: str = "vasp", **settings: Any) -> None:
-        try:
-            cfg = VaspSettings(**settings)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            key = ".".join(str(p) for p in err["loc"]) or "settings"
-            raise EngineError(f"{name} engine: {key}: {err['msg']}") from None
+        cfg = validated_settings(VaspSettings, settings, name)
         self.name = name
         self.settings = cfg
         self.vasp_cmd = _locate(_split(cfg.vasp_cmd))
