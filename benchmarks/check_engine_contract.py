@@ -6,9 +6,10 @@ command on them through the ``dftflow`` console script, and prints one JSON docu
 with the old checkout (VASP-format files written by the embedded engine) and once with the new one
 (taskdoc.json, dos.json.gz, bands.npz, CHGCAR), then compare::
 
-    python benchmarks/check_engine_contract.py --code-root ../old -o /tmp/old.json
-    python benchmarks/check_engine_contract.py --code-root . -o /tmp/new.json
-    python benchmarks/check_engine_contract.py --compare /tmp/old.json /tmp/new.json
+    git worktree add --detach ../dftflow-old fb10f0b
+    python benchmarks/check_engine_contract.py --code-root ../dftflow-old -o runs/old.json
+    python benchmarks/check_engine_contract.py --code-root . -o runs/new.json
+    python benchmarks/check_engine_contract.py --compare runs/old.json runs/new.json
 
 GPAW is deterministic for the same inputs, so E_ads, the mid-gap verdicts, the band edges and the
 Delta-rho charge transfer must agree to 1e-6.
@@ -24,29 +25,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
-CELL = [10.2, 8.1, 13.5]
-
 
 def _structures(root: Path) -> dict[str, Path]:
-    from ase import Atoms
     from ase.io import write
 
-    pb = np.array([5.1, 4.05, 6.0])
-    cplx = Atoms(
-        "PbBr2OH2",
-        positions=[
-            pb,
-            pb + [2.65, 0.0, -0.6],
-            pb + [-2.65, 0.0, -0.6],
-            pb + [0.0, 0.0, 2.6],
-            pb + [0.76, 0.0, 3.2],
-            pb + [-0.76, 0.0, 3.2],
-        ],
-        cell=CELL,
-        pbc=True,
-    )
+    from dftflow.testing.synthetic_runs import pbbr2_water_complex
+
+    cplx = pbbr2_water_complex()
     out = {}
     for name, atoms in (("complex", cplx), ("slab", cplx[:3]), ("ligand", cplx[3:])):
         path = root / f"{name}.vasp"

@@ -35,11 +35,6 @@ def axis_index(axis: int | str) -> int:
     return AXES[key]
 
 
-def volumetric_path(path: str | Path, kind: str = "CHGCAR") -> Path:
-    """The file itself, or ``kind`` (plain or compressed) inside the directory ``path``."""
-    return find_output(path, kind)
-
-
 def read_volumetric(path: str | Path, kind: str = "CHGCAR"):
     """Read a CHGCAR-like or LOCPOT file (plain or compressed) with pymatgen.
 
@@ -62,7 +57,7 @@ def read_volumetric(path: str | Path, kind: str = "CHGCAR"):
     """
     from pymatgen.io.vasp import Chgcar, Locpot
 
-    file = volumetric_path(path, kind)
+    file = find_output(path, kind)
     if file.stat().st_size == 0:
         raise OutputError(f"{file} is empty")
     reader = Locpot if kind.upper().startswith("LOCPOT") else Chgcar

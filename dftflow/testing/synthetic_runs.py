@@ -22,6 +22,34 @@ A_CELL = 5.9
 C_CELL = 24.0
 
 
+#: Cell of :func:`pbbr2_water_complex`, Angstrom (Br-Br across the x boundary 4.9 A).
+PBBR2_WATER_CELL = (10.2, 8.1, 13.5)
+
+
+def pbbr2_water_complex():  # -> ase.Atoms
+    """PbBr2 with a water O bound to Pb: a small closed-shell complex of two fragments.
+
+    Atoms 0-2 are PbBr2, atoms 3-5 the water; one cell for the complex and both fragments (the
+    embedded engine's tests and ``benchmarks/check_engine_contract.py`` compute it with GPAW).
+    """
+    from ase import Atoms
+
+    pb = np.array([5.1, 4.05, 6.0])
+    return Atoms(
+        "PbBr2OH2",
+        positions=[
+            pb,
+            pb + [2.65, 0.0, -0.6],
+            pb + [-2.65, 0.0, -0.6],
+            pb + [0.0, 0.0, 2.6],
+            pb + [0.76, 0.0, 3.2],
+            pb + [-0.76, 0.0, 3.2],
+        ],
+        cell=list(PBBR2_WATER_CELL),
+        pbc=True,
+    )
+
+
 def slab_and_ligand_structures() -> tuple[Structure, Structure, Structure]:
     """(complex, slab, ligand) in one cell; slab planes at z = 8 and 11 A, ligand from 14 A."""
     lattice = Lattice.tetragonal(A_CELL, C_CELL)

@@ -10,31 +10,13 @@ from ase import Atoms
 from ase.build import molecule
 
 from dftflow.errors import EngineError, InputError
+from dftflow.testing.synthetic_runs import PBBR2_WATER_CELL, pbbr2_water_complex
 
 pytestmark = pytest.mark.embedded
 
 # Coarse, fast settings: Gamma only, h = 0.3 A, single zeta + polarisation.
 FAST = {"grid_spacing_A": 0.3, "kpts_slab": (1, 1, 1), "basis": "szp(dzp)"}
-CELL = [10.2, 8.1, 13.5]  # Br-Br across the x boundary 4.9 A
-
-
-def _pbbr2_water() -> Atoms:
-    """PbBr2 with a water O bound to Pb: a closed-shell 'complex' of two fragments, same cell."""
-    pb = np.array([5.1, 4.05, 6.0])
-    atoms = Atoms(
-        "PbBr2OH2",
-        positions=[
-            pb,
-            pb + [2.65, 0.0, -0.6],
-            pb + [-2.65, 0.0, -0.6],
-            pb + [0.0, 0.0, 2.6],
-            pb + [0.76, 0.0, 3.2],
-            pb + [-0.76, 0.0, 3.2],
-        ],
-        cell=CELL,
-        pbc=True,
-    )
-    return atoms
+CELL = list(PBBR2_WATER_CELL)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +32,7 @@ def engine():
 def trio(engine, tmp_path_factory):
     """Statics of the complex and its two fragments (same cell), and a repeat of the complex."""
     root = tmp_path_factory.mktemp("trio")
-    cplx = _pbbr2_water()
+    cplx = pbbr2_water_complex()
     docs = {
         "complex": engine.run(cplx, "static", root / "complex", label="complex"),
         "pbbr2": engine.run(cplx[:3], "static", root / "pbbr2", label="pbbr2"),
@@ -211,7 +193,7 @@ def test_unsupported_elements_one_line(engine, tmp_path):
 
 def test_bad_stage_and_empty_structure(engine, tmp_path):
     with pytest.raises(InputError, match="unknown stage"):
-        engine.run(_pbbr2_water(), "md", tmp_path / "x")
+        engine.run(pbbr2_water_complex(), "md", tmp_path / "x")
     with pytest.raises(InputError, match="no atoms"):
         engine.run(Atoms(cell=CELL), "static", tmp_path / "y")
 
