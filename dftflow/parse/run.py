@@ -94,8 +94,8 @@ def load_complete_dos(obj: TaskDoc | str | Path):
     OutputError
         The run has no DOS, or its DOS file is unreadable.
     """
-    directory = run_directory(obj)
-    doc = as_taskdoc(obj)
+    doc = as_taskdoc(obj)  # read once; its directory follows a moved run (load_taskdoc)
+    directory = Path(doc.directory)
     dos_file = _own_file(doc, doc.dos_file)
     if dos_file is not None and dos_file.name.endswith(".json.gz"):
         try:
@@ -120,8 +120,8 @@ def load_bands(obj: TaskDoc | str | Path):
     OutputError
         The run has no eigenvalues (a relaxation of the embedded engine) or they are unreadable.
     """
-    directory = run_directory(obj)
-    doc = as_taskdoc(obj)
+    doc = as_taskdoc(obj)  # read once; its directory follows a moved run (load_taskdoc)
+    directory = Path(doc.directory)
     npz = directory / BANDS_FILE
     if npz.is_file():
         try:
