@@ -164,3 +164,22 @@ class StudySummary(BaseModel):
     slab_midgap: dict[str, Any] | None = None
     provenance: dict[str, Any] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON data, recursively.
+
+    Tuples -> lists, numpy scalars/arrays -> Python (anything with ``tolist``), keys -> str;
+    anything else that JSON cannot hold (an object in a calculator's parameters) -> its ``str``.
+    Used for the settings and parameters recorded in a TaskDoc.
+    """
+    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars, without importing numpy
+    if callable(tolist):
+        return jsonable(tolist())
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)

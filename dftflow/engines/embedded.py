@@ -54,7 +54,7 @@ from dftflow.engines.embedded_settings import DEFAULT_SETTINGS, merge_settings, 
 from dftflow.errors import EngineError, InputError
 from dftflow.fileio import atomic_path
 from dftflow.io.chgcar import write_chgcar
-from dftflow.schemas import TASKDOC_FILE, Stage, TaskDoc
+from dftflow.schemas import TASKDOC_FILE, Stage, TaskDoc, jsonable
 from dftflow.structures.convert import to_structure
 from dftflow.structures.ligand_atoms import ligand_indices_of
 
@@ -152,7 +152,7 @@ class EmbeddedEngine:
             engine=self.name,
             engine_version=engine_version(),
             directory=str(directory.resolve()),
-            parameters={"embedded": _jsonable(settings)},
+            parameters={"embedded": jsonable(settings)},
             overrides=dict(overrides or {}),
             inputs_digest=_inputs_digest(atoms, stage, settings),
             wall_time_s=elapsed,
@@ -268,7 +268,7 @@ class EmbeddedEngine:
                 "energy_source": "GPAW PAW-PBE LCAO single point; energy_eV is GPAW's energy "
                 "extrapolated to zero smearing width (e_0), free_energy_eV its free energy",
                 "gpaw": {
-                    "parameters": _jsonable(grun.gpaw_parameters),
+                    "parameters": jsonable(grun.gpaw_parameters),
                     "gpts": list(grun.gpts),
                     "kpts": list(grun.kpts),
                     "spin_polarized": grun.spin_polarized,
@@ -305,7 +305,7 @@ def _inputs_digest(atoms: Atoms, stage: Stage, settings: dict[str, Any]) -> str:
     data = {
         "structure": to_structure(atoms).as_dict(),
         "stage": stage.value,
-        "settings": _jsonable(settings),
+        "settings": jsonable(settings),
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -317,19 +317,6 @@ def gpaw_version() -> str:
     except ImportError:
         return ""
     return str(gpaw.__version__)
-
-
-def _jsonable(obj: Any) -> Any:
-    """Tuples -> lists, numpy scalars/arrays -> Python, recursively."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
 
 
 __all__ = ["DEFAULT_SETTINGS", "EmbeddedEngine", "EngineError", "engine_version"]

@@ -32,7 +32,7 @@ import numpy as np
 from dftflow.electronic import BandData
 from dftflow.errors import OutputError
 from dftflow.parse.files import find_file
-from dftflow.schemas import Correction, Stage, TaskDoc
+from dftflow.schemas import Correction, Stage, TaskDoc, jsonable
 
 #: VASP's own SIGMA default, eV (vasprun.xml lists every parameter, so it is rarely needed).
 VASP_DEFAULT_SIGMA_EV = 0.2
@@ -253,20 +253,6 @@ def band_data(directory: str | Path):
     return vr.final_structure, bands
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
-
-
 _PARAM_KEYS = (
     "NELECT",
     "NBANDS",
@@ -370,8 +356,8 @@ def parse_directory(
     max_force = None if forces is None else max_free_force(forces, selective)
 
     params = vr.parameters
-    incar = {str(k): _jsonable(v) for k, v in dict(vr.incar).items()}
-    parameters = {k: _jsonable(params[k]) for k in _PARAM_KEYS if k in params}
+    incar = {str(k): jsonable(v) for k, v in dict(vr.incar).items()}
+    parameters = {k: jsonable(params[k]) for k in _PARAM_KEYS if k in params}
     parameters.update(incar)
 
     kpts = None
@@ -443,7 +429,7 @@ def parse_directory(
         corrections=read_corrections(directory),
         warnings=notes,
         wall_time_s=None if wall is None else float(wall),
-        metadata={"generator": _jsonable(dict(vr.generator)), "potcar_symbols": vr.potcar_symbols},
+        metadata={"generator": jsonable(dict(vr.generator)), "potcar_symbols": vr.potcar_symbols},
     )
 
 
