@@ -300,5 +300,7 @@ def write_band_run(
         "NSW": 0,
         "IBRION": -1,
     }
-    write_vasp_outputs(directory, result, incar=incar, kpoints="explicit", generator="dftflow-bands")
+    write_vasp_outputs(
+        directory, result, incar=incar, kpoints="explicit", generator="dftflow-bands"
+    )
     return directory
