@@ -34,13 +34,14 @@ molecule (HOMO/LUMO) report no gap states.
 edges are the reference's edges (the rule above, applied to the reference) shifted onto the
 system's energy scale; every state of the system inside them by more than ``tolerance`` is a gap
 state, so a defect level 0.3 eV above the host VBM is reported, not taken for the VBM. One
-exception, with projections in both runs only: a state within ``MOVED_BAND_MAX_EV`` of an aligned
-edge, filled as the band at that edge is (occupied near the VBM, empty near the CBM; a hole above
-the VBM is always a gap state) and at least ``MOVED_BAND_PARTICIPATION_RATIO`` x as delocalised
-(participation fraction) as the reference's band-edge states is a host band that moved (e.g. a
-conduction band 0.2 eV lower after adsorption): it is listed under ``moved_band_states``, not
-counted. Without projections every state inside the aligned gap is reported
-(``reference["moved_band_filter"]`` says which rule applied).
+exception: a host band that moved across the aligned edge (a conduction band 0.1 eV lower after
+adsorption) is listed under ``moved_band_states`` and not counted. A state is taken for one only
+when it lies within ``MOVED_BAND_MAX_EV`` of an edge, is filled as the band at that edge
+(occupied near the VBM, empty near the CBM: a hole above the VBM or an electron below the CBM is
+always a gap state) and either the system's eigenvalues run from it to beyond the edge with no
+spacing wider than ``2 * tolerance`` (a band continuum), or, with projections in both runs, it is
+at least ``MOVED_BAND_PARTICIPATION_RATIO`` x as delocalised over the host atoms as the
+reference's states at that edge (``reference["moved_band_filter"]`` says which tests applied).
 
 Alignment (``reference["method"]`` says which was used)
 -------------------------------------------------------
@@ -50,7 +51,7 @@ hence a deep level, as in core-level alignment of defect calculations.
 * ``"deep"`` (default), with projections in both runs: the k-weighted mean energy of the deepest
   cluster of states at least 3 eV below E_F carrying >= 90 % (else >= 50 %) of their projection
   on the heaviest element common to both runs (Pb 5d for CsPbBr3, Ga 3d for GaN).
-* ``"deep"`` without projections in either run (LORBIT 0, common in real defect runs), or when
+* ``"deep"`` when a run has no projections (LORBIT 0, common in real defect runs), or when
   the projected level cannot be found: the lowest *band manifold* (bands separated from the rest
   of the spectrum by more than ``MANIFOLD_GAP_EV`` at every k-point, with the same number of bands
   at every k-point, its top at least 3 eV below E_F) matched between the runs by its band count:
@@ -167,7 +168,7 @@ class MidgapReport(BaseModel):
     moved_band_states: list[MidgapState] = Field(
         default_factory=list,
         description="states inside the aligned reference gap taken for host bands that moved "
-        "(reference mode with projections); not counted as gap states",
+        "(reference mode; see reference.moved_band_filter); not counted as gap states",
     )
     edge_rule: str = EDGE_RULE
     ligand_indices: list[int] = Field(
@@ -269,18 +270,24 @@ def _edges(bands: _Bands, spin: str, tolerance_eV: float) -> tuple[float | None,
     return vbm, cbm
 
 
-def _edge_participation(bands: _Bands, spin: str, edge: float, below: bool) -> float | None:
-    """k-weighted mean participation fraction of the states within EDGE_WINDOW_EV of an edge."""
+def _edge_participation(
+    bands: _Bands, spin: str, edge: float, below: bool, n_host: int
+) -> float | None:
+    """k-weighted mean host participation fraction of the states within EDGE_WINDOW_EV of an edge.
+
+    Host participation fraction: participation number / ``n_host`` (the non-ligand atoms).
+    """
     data = bands.spins[spin]
     if data["w"] is None:
         return None
     e = data["e"]
-    near = (e <= edge + 1e-9) & (e >= edge - EDGE_WINDOW_EV) if below else None
-    if not below:
+    if below:
+        near = (e <= edge + 1e-9) & (e >= edge - EDGE_WINDOW_EV)
+    else:
         near = (e >= edge - 1e-9) & (e <= edge + EDGE_WINDOW_EV)
     if not near.any():
         return None
-    pf = _participation(data["w"]) / data["w"].shape[-1]
+    pf = _participation(data["w"]) / max(n_host, 1)
     kw = np.broadcast_to(bands.kweights[:, None], e.shape)
     return float(np.average(pf[near], weights=kw[near]))
 
@@ -627,6 +634,7 @@ def find_midgap_states(
             raise type(exc)(f"reference: {exc}") from exc
         shift, how = _alignment(bands, ref, align)
         use_filter = bands.has_projections and ref.has_projections
+        ref_hosts = len(ligand_split(ref.structure, ligand_indices_of_run(ref_dir)).slab_indices)
         ref_info = {
             "mode": "reference",
             "directory": str(reference),
@@ -636,12 +644,15 @@ def find_midgap_states(
             "reference_vbm_eV": {},
             "reference_cbm_eV": {},
             "moved_band_filter": (
-                f"participation: states within {MOVED_BAND_MAX_EV} eV of an edge, filled as "
-                f"its band, at least {MOVED_BAND_PARTICIPATION_RATIO} x as delocalised as the "
-                "reference's edge states are host bands that moved"
-                if use_filter
-                else "none (projections missing in one or both runs): every state inside the "
-                "aligned gap is reported"
+                f"states within {MOVED_BAND_MAX_EV} eV of an edge, filled as its band, continuous "
+                f"with it (spacing <= {2 * tolerance_eV:g} eV)"
+                + (
+                    f" or at least {MOVED_BAND_PARTICIPATION_RATIO} x as delocalised over the host "
+                    "atoms as the reference's edge states"
+                    if use_filter
+                    else " (no participation test: projections missing in one or both runs)"
+                )
+                + " are host bands that moved"
             ),
         }
         for spin in bands.spins:
@@ -655,10 +666,10 @@ def find_midgap_states(
             )
             pinned[spin] = np.zeros(bands.spins[spin]["e"].shape[1], dtype=bool)
             edge_pf[spin] = (
-                _edge_participation(ref, ref_spin, vbm, below=True)
+                _edge_participation(ref, ref_spin, vbm, True, ref_hosts)
                 if use_filter and vbm is not None
                 else None,
-                _edge_participation(ref, ref_spin, cbm, below=False)
+                _edge_participation(ref, ref_spin, cbm, False, ref_hosts)
                 if use_filter and cbm is not None
                 else None,
             )
@@ -694,17 +705,16 @@ def find_midgap_states(
                 n_kpoints=int(ks.size),
                 **character,
             )
-            if (
-                reference is not None
-                and w is not None
-                and _is_moved_band(
-                    w[ks, band, :],
-                    kw,
-                    occupation,
-                    energy - vbm,
-                    cbm - energy,
-                    edge_pf.get(spin, (None, None)),
-                )
+            if reference is not None and _is_moved_band(
+                e,
+                e[ks, band],
+                None if w is None else w[ks, band, :],
+                kw,
+                occupation,
+                (vbm, cbm),
+                edge_pf.get(spin, (None, None)),
+                tolerance_eV,
+                len(split.slab_indices),
             ):
                 moved.append(state)
             else:
@@ -738,26 +748,46 @@ def find_midgap_states(
 
 
 def _is_moved_band(
-    w: np.ndarray,
+    e_all: np.ndarray,
+    energies: np.ndarray,
+    w: np.ndarray | None,
     kw: np.ndarray,
     occupation: float,
-    above_vbm: float,
-    below_cbm: float,
+    edges: tuple[float, float],
     edge_pf: tuple[float | None, float | None],
+    tolerance_eV: float,
+    n_host: int,
 ) -> bool:
-    """A state near an aligned edge, filled as that band is, as delocalised as its edge states.
+    """Whether an in-gap state is a host band that moved across the aligned edge (not counted).
 
-    Only an occupied state near the VBM or an empty one near the CBM can be a host band that
-    moved; a hole above the VBM (an acceptor) or an electron below the CBM is always a gap state.
+    Only an occupied state near the VBM or an empty one near the CBM, within
+    ``MOVED_BAND_MAX_EV`` of that edge, can be one (a hole above the VBM, an electron below the
+    CBM are always gap states); it is when the system's eigenvalues run from it to beyond the edge
+    without a spacing wider than ``2 * tolerance`` (a band continuum), or, with projections, when
+    it is at least ``MOVED_BAND_PARTICIPATION_RATIO`` x as delocalised over the host atoms as the
+    reference's edge states (participation number / ``n_host``, the non-ligand atoms).
     """
-    near_vbm = above_vbm <= below_cbm
+    vbm, cbm = edges
+    near_vbm = energies.mean() - vbm <= cbm - energies.mean()
     if near_vbm != (occupation >= OCCUPIED_FRACTION):
         return False
-    distance = above_vbm if near_vbm else below_cbm
-    ref_pf = edge_pf[0] if near_vbm else edge_pf[1]
-    if ref_pf is None or distance > MOVED_BAND_MAX_EV:
+    if (energies.max() - vbm if near_vbm else cbm - energies.min()) > MOVED_BAND_MAX_EV:
         return False
-    pf = float(np.average(_participation(w) / w.shape[-1], weights=kw))
+    flat = np.sort(e_all.ravel())
+    if near_vbm:
+        beyond = flat[flat <= vbm]
+        chain = flat[(flat >= (beyond.max() if beyond.size else np.inf)) & (flat <= energies.min())]
+    else:
+        beyond = flat[flat >= cbm]
+        chain = flat[
+            (flat >= energies.max()) & (flat <= (beyond.min() if beyond.size else -np.inf))
+        ]
+    if chain.size >= 2 and np.diff(chain).max() <= 2 * tolerance_eV:
+        return True
+    ref_pf = edge_pf[0] if near_vbm else edge_pf[1]
+    if w is None or ref_pf is None:
+        return False
+    pf = float(np.average(_participation(w) / max(n_host, 1), weights=kw))
     return pf >= MOVED_BAND_PARTICIPATION_RATIO * ref_pf
 
 
