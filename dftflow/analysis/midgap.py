@@ -886,8 +886,9 @@ def midgap_against(
 ) -> tuple[MidgapReport | None, str]:
     """Mid-gap report of ``directory`` against ``reference`` with a stated alignment fallback.
 
-    Deep-level alignment first; when it is impossible (no projections, no core-like states of a
-    common element) Fermi-level alignment, and the returned note says so. Returns
+    Deep-level alignment first (projected core-like level, else the lowest band manifold); when
+    neither is possible (no element in common, no deep manifold that matches) Fermi-level
+    alignment, and the returned note says so. Returns
     ``(report, note)`` or ``(None, reason)``. ``ligand_indices`` as in
     :func:`find_midgap_states`.
     """
