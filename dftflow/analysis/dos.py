@@ -7,10 +7,10 @@ or P anchor included) and ``"slab"`` (every other atom), summed site by site; a 
 ligand indices falls back to the element rule of :mod:`dftflow.analysis.ligand_split`, stated in
 ``ligand_atoms_from``. Groups given as element lists (``--groups NAME=El1,El2``) are the user's own
 definition and are summed element by element. Energies are shifted so that zero is the Fermi level
-(``align="fermi"``) or the host valence-band maximum (``align="vbm"``, the delocalised-state VBM of
-:mod:`dftflow.analysis.midgap`, so that a trap state does not become the zero). Spin-down DOS is
-returned and drawn negative (mirrored). Optional Gaussian broadening ``sigma_eV`` is applied on the
-energy grid (on top of VASP's own smearing).
+(``align="fermi"``) or the valence-band maximum (``align="vbm"``, the occupation-consistent VBM of
+:mod:`dftflow.analysis.midgap`: the highest occupied state; a level pinned at E_F is not the
+zero). Spin-down DOS is returned and drawn negative (mirrored). Optional Gaussian broadening
+``sigma_eV`` is applied on the energy grid (on top of VASP's own smearing).
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def _spin_arrays(dos, mask, energies, sigma) -> dict[str, list[float]]:
 
 
 def host_vbm_eV(directory: str | Path) -> float:
-    """Host VBM (highest delocalised occupied state over spins), eV on VASP's scale."""
+    """VBM (highest occupied state over spins, :mod:`dftflow.analysis.midgap`), eV, code's scale."""
     from dftflow.analysis.midgap import find_midgap_states
 
     report = find_midgap_states(directory)

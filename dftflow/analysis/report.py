@@ -431,9 +431,10 @@ def _midgap_section(systems, summary: StudySummary, out: Path, facts: dict) -> l
     from dftflow.analysis.midgap import compare_midgap, midgap_against
 
     md: list[str] = [
-        "Host band edges: the clean slab's own band continua (>= 3 states per spin and cell "
-        "within 1 eV); each complex against the clean slab (deep-level alignment on the heaviest "
-        "common element, Fermi-level alignment when that is not possible, as noted). See "
+        "Host band edges: the clean slab's occupations (VBM = highest occupied, CBM = lowest "
+        "empty state); each complex against the clean slab's edges, aligned on a deep level "
+        "(projected core-like level of the heaviest common element, else the lowest band "
+        "manifold; Fermi-level alignment when neither is possible, as noted). See "
         "dftflow.analysis.midgap for the method.",
         "",
     ]

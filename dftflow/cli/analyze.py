@@ -134,17 +134,41 @@ def dos_cmd(
 
 @analyze_app.command("midgap")
 def midgap_cmd(
-    directory: Path = typer.Argument(..., help="Run directory (vasprun.xml with projections)."),
-    reference: Path = typer.Option(None, "--reference", help="Host run: clean slab or bulk."),
-    align: str = typer.Option("deep", "--align", help="Reference alignment: deep, fermi, none."),
+    directory: Path = typer.Argument(..., help="Run directory (eigenvalues + occupations)."),
+    reference: Path = typer.Option(
+        None, "--reference", help="Clean host run (bulk or slab): its aligned edges are the gap."
+    ),
+    align: str = typer.Option(
+        "deep",
+        "--align",
+        help="Reference alignment: deep (projected core level, else the lowest band manifold "
+        "of the eigenvalues), fermi, none.",
+    ),
     tolerance: float = typer.Option(0.05, "--tolerance", help="Distance from edges, eV."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON (key midgap_states)."),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print JSON: midgap_states (energy_eV, spin, occupation, filling, electrons, "
+        "distance_to_vbm_eV, distance_to_cbm_eV, n_kpoints, element_weights, top_atoms ...), "
+        "has_midgap_states, vbm_eV/cbm_eV/gap_eV per spin, efermi_eV, reference (mode, "
+        "alignment, method, shift_eV ...), moved_band_states, edge_rule, verdict.",
+    ),
 ) -> None:
-    """Report every state inside the host band gap (trap states)."""
+    """Report every state inside the host band gap (trap states).
+
+    Without --reference the edges are the run's own occupation edges (only levels pinned at E_F
+    can be gap states); with --reference the clean host's edges, aligned, define the gap.
+    """
     from dftflow.analysis.midgap import find_midgap_states
 
     report = find_midgap_states(directory, reference=reference, align=align, tolerance_eV=tolerance)
-    lines = [report.verdict, f"ligand atoms: {report.ligand_atoms_from}"]
+    ref = report.reference
+    lines = [report.verdict]
+    if ref["mode"] == "reference":
+        lines.append(
+            f"reference {ref['directory']}: shift {ref['shift_eV']:+.4f} eV ({ref['method']})"
+        )
+    lines.append(f"ligand atoms: {report.ligand_atoms_from}")
     for s in report.midgap_states:
         lines.append(
             f"  {s.energy_eV:9.4f} eV {s.spin:4s} occ {s.occupation:.3f}  "

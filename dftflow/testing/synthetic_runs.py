@@ -253,3 +253,54 @@ def write_synthetic_run(
         doc = parse_directory(directory).with_ligand_indices(sorted(int(i) for i in ligand_indices))
         doc.to_json_file(directory / "taskdoc.json")
     return directory
+
+
+def write_band_run(
+    directory: str | Path,
+    structure: Structure,
+    bands,  # dftflow.electronic.BandData
+    *,
+    energy_eV: float = -10.0,
+    sigma_eV: float = 0.05,
+) -> Path:
+    """Write given band data as a VASP static run (vasprun.xml, OUTCAR, DOSCAR ...).
+
+    For hand-made band structures: a host run's eigenvalues shifted rigidly, a defect level added,
+    a Fermi level moved. LORBIT is 11 when ``bands.projections`` is given, else 0 (no projections,
+    as in many real defect calculations); ISPIN follows the band data.
+    """
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from dftflow.engines.base import ElectronicResult
+    from dftflow.testing.vasp_writer import write_vasp_outputs
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    n = len(structure)
+    nk = bands.eigenvalues_eV.shape[1]
+    kpoints = bands.kpoints if bands.kpoints is not None else np.zeros((nk, 3))
+    result = ElectronicResult(
+        atoms=AseAtomsAdaptor.get_atoms(structure),
+        energy_eV=energy_eV,
+        free_energy_eV=energy_eV,
+        forces_eV_per_A=np.zeros((n, 3)),
+        efermi_eV=bands.efermi_eV,
+        eigenvalues_eV=bands.eigenvalues_eV,
+        occupations=bands.occupations,
+        kpoints=np.asarray(kpoints, float),
+        kweights=bands.kweights,
+        projections=bands.projections,
+    )
+    incar = {
+        "ISMEAR": 0,
+        "SIGMA": sigma_eV,
+        "LORBIT": 0 if bands.projections is None else 11,
+        "NEDOS": 601,
+        "ISPIN": bands.nspin,
+        "NSW": 0,
+        "IBRION": -1,
+    }
+    write_vasp_outputs(
+        directory, result, incar=incar, kpoints="explicit", generator="dftflow-bands"
+    )
+    return directory

@@ -138,7 +138,10 @@ def test_clean_bulk_reports_no_midgap_states(nacl):
 def test_synthetic_surface_trap_found_and_removed(triple, tmp_path):
     _, s, _ = testdata.slab_and_ligand_structures()
     testdata.write_synthetic_run(tmp_path / "trap", s, energy_eV=-30.0, trap_atom=0)
-    rep = find_midgap_states(tmp_path / "trap")
+    testdata.write_synthetic_run(tmp_path / "clean", s, energy_eV=-30.0)
+    # an empty trap is the lowest empty state of its own cell: the clean host tells it apart
+    assert not find_midgap_states(tmp_path / "trap").has_midgap_states
+    rep = find_midgap_states(tmp_path / "trap", reference=tmp_path / "clean", align="none")
     assert rep.has_midgap_states and len(rep.midgap_states) == 1
     st = rep.midgap_states[0]
     assert st.top_atoms[0].index == 0 and st.top_atoms[0].element == "Pb"
@@ -491,8 +494,13 @@ def test_reference_mode_band_shift_is_not_a_trap(tmp_path):
 
 
 def test_real_defect_self_consistent_mode(defect):
-    rep = find_midgap_states(defect / "q=0")  # no reference: the band-density edges
-    assert [(s.spin, s.occupation < 0.5) for s in rep.midgap_states] == [("down", True)]
+    # no reference: the edges are the run's own occupation edges, so the empty acceptor level is
+    # the spin-down CBM (0.16 eV above the VBM); only the host (--reference) shows it in the gap
+    rep = find_midgap_states(defect / "q=0")
+    assert rep.midgap_states == []
+    assert rep.cbm_eV["down"] == pytest.approx(4.5918, abs=1e-4)
+    assert rep.gap_eV["down"] == pytest.approx(0.16, abs=0.01)
+    assert rep.gap_eV["up"] == pytest.approx(3.89, abs=0.01)
     assert not find_midgap_states(defect / "bulk_sc").has_midgap_states
 
 

@@ -76,6 +76,12 @@ def runs(built, slab, tmp_path_factory):
             trap_atom=b.anchor,
             ligand_indices=b.indices,
         )
+        out[f"{name} host"] = testdata.write_synthetic_run(  # the same system without the trap
+            root / f"{name.replace(' ', '_')}_host",
+            b.structure,
+            energy_eV=-60.0,
+            ligand_indices=b.indices,
+        )
     clean = slab.copy()
     out["clean slab"] = testdata.write_synthetic_run(
         root / "clean", AseAtomsAdaptor.get_structure(clean), energy_eV=-30.0, ligand_indices=[]
@@ -138,7 +144,7 @@ def test_cli_dos_json_reports_the_builder_groups(built, runs, capsys):
 @pytest.mark.parametrize("name", list(ANCHORED))
 def test_trap_on_the_anchor_has_ligand_character(built, runs, name):
     b = built[name]
-    rep = find_midgap_states(runs[name])
+    rep = find_midgap_states(runs[name], reference=runs[f"{name} host"], align="none")
     assert rep.ligand_atoms_from == FROM_BUILDER
     assert rep.ligand_indices == b.indices
     (state,) = rep.midgap_states
@@ -161,7 +167,10 @@ def test_trap_on_a_surface_pb_is_slab(built, tmp_path):
     run = testdata.write_synthetic_run(
         tmp_path / "pb", b.structure, energy_eV=-60.0, trap_atom=top_pb, ligand_indices=b.indices
     )
-    (state,) = find_midgap_states(run).midgap_states
+    host = testdata.write_synthetic_run(
+        tmp_path / "host", b.structure, energy_eV=-60.0, ligand_indices=b.indices
+    )
+    (state,) = find_midgap_states(run, reference=host, align="none").midgap_states
     assert state.slab_weight == pytest.approx(1.0, abs=1e-3)
     assert state.top_atoms[0].layer == "surface"
 

@@ -30,7 +30,7 @@ def study(tmp_path_factory):
         d.to_json_file(path)
         return str(path.relative_to(root))
 
-    slab = doc("slab_static", s, -30.0, trap=0)
+    slab = doc("slab_static", s, -30.0)  # the clean host: its edges are every complex's gap
     oa = LigandResult(
         ligand="OA",
         model="molecular",
