@@ -57,7 +57,7 @@ from pydantic import BaseModel, Field
 from dftflow.analysis.ligand_split import ligand_indices_of_run, ligand_split
 from dftflow.errors import InputError, OutputError
 from dftflow.parse.run import load_bands, run_directory
-from dftflow.structures.geometry import axis_height_A, widest_gap
+from dftflow.structures.geometry import VACUUM_THRESHOLD_A, axis_height_A, widest_gap
 
 #: A band continuum has at least this many states (per spin and cell, k-weighted) ...
 BAND_MIN_STATES = 3.0
@@ -68,7 +68,7 @@ DEEP_BELOW_EF_EV = 3.0
 #: Fraction of a state's projection on one element that makes it core-like (deep alignment).
 CORE_LIKE_FRACTION = 0.9
 #: Vacuum thicker than this along c makes the structure a slab (surface layers exist), Angstrom.
-SLAB_VACUUM_MIN_A = 5.0
+SLAB_VACUUM_MIN_A = VACUUM_THRESHOLD_A  # one threshold (structures.geometry)
 #: Atoms within this z distance belong to the same layer, Angstrom.
 LAYER_TOL_A = 0.6
 

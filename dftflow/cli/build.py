@@ -24,6 +24,7 @@ from ase import Atoms
 
 from dftflow.cli.common import atomic_output, check_writable, echo_json
 from dftflow.errors import InputError
+from dftflow.structures.geometry import DEFAULT_SLAB_VACUUM_A
 
 build_app = typer.Typer(
     name="build",
@@ -165,7 +166,7 @@ def slab_cmd(
     output: Path = typer.Option(..., "-o", "--output", help="POSCAR/.vasp, .cif or .extxyz."),
     layers: int = typer.Option(5, "--layers", help="Atomic planes, PbBr2 and CsBr together."),
     supercell: str = typer.Option("2x2", "--supercell", help="In-plane supercell, e.g. 2x2."),
-    vacuum: float = typer.Option(15.0, "--vacuum", help="Vacuum gap, Angstrom."),
+    vacuum: float = typer.Option(DEFAULT_SLAB_VACUUM_A, "--vacuum", help="Vacuum gap, Angstrom."),
     termination: str = typer.Option("PbBr2", "--termination", help="PbBr2 or CsBr."),
     fix: str = typer.Option("bottom", "--fix", help="Fixed planes: bottom, center or none."),
     n_fixed_layers: int = typer.Option(None, "--n-fixed-layers", help="Number of fixed planes."),

@@ -152,10 +152,12 @@ def calc_cmd(
     The TaskDoc's ``ligand_indices`` are those the structure carries (every engine keeps the atom
     order); ``None`` when it carries none.
     """
+    from dftflow.inputs.vasp import check_stage_fits
     from dftflow.structures.ligand_atoms import ligand_indices_of
 
     atoms = read_structure(structure)
     st = _stage(stage)
+    check_stage_fits(atoms, st)  # every engine: no bulk relaxation of a slab
     overrides = parse_settings(settings)
     eng = _get_engine(engine, potcar_spec)
     directory.mkdir(parents=True, exist_ok=True)
