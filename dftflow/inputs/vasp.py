@@ -811,6 +811,30 @@ def make_inputs(
     return vis.get_inputs(structure)
 
 
+#: INCAR of a LOCPOT request: VASP writes the electrostatic (ionic + Hartree) potential, the one
+#: a work function is read from (LVTOT would add exchange-correlation, which does not level off
+#: in the vacuum the same way). Static stage only.
+LOCPOT_INCAR: Mapping[str, Any] = MappingProxyType({"LVHAR": True, "LVTOT": False})
+
+
+def with_locpot(stage: Stage | str, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``overrides`` plus :data:`LOCPOT_INCAR`, for a static stage (a LOCPOT on request).
+
+    Raises
+    ------
+    InputError
+        Not a static stage, or the overrides already set LVHAR/LVTOT otherwise.
+    """
+    if _stage(stage) is not Stage.static:
+        raise InputError(f"a LOCPOT is written by the static stage, not {_stage(stage).value}")
+    out = dict(overrides or {})
+    for tag, value in LOCPOT_INCAR.items():
+        if tag in out and out[tag] != value:
+            raise InputError(f"--locpot sets {tag} = {value}, but the overrides set {out[tag]!r}")
+        out[tag] = value
+    return out
+
+
 #: The stage for a structure with vacuum along some axes (slab) or along all three (molecule).
 STAGE_FOR_VACUUM = MappingProxyType({"slab": "slab_relax", "molecule": "molecule_relax"})
 
