@@ -262,3 +262,17 @@ def test_one_line_exit_2_nothing_written(command, kind, argv, workdir):
     assert len(lines) == 1 and proc.stderr.count("\n") == 1, proc.stderr
     assert lines[0].startswith("error: ")
     assert _snapshot(work) == before  # no partial file, no directory left behind
+
+
+def test_click_package_exceptions_are_one_line_too(capsys):
+    """A ClickException of the click package (``dftflow run``'s StudyIncomplete) is one line.
+
+    main's handler matched only typer's copy and then failed on ``typer._click`` having no
+    ``Exit`` (AttributeError traceback); it is one line with its own exit code, 1.
+    """
+    from dftflow.cli import _click_error
+    from dftflow.cli.study import StudyIncomplete
+
+    assert _click_error(StudyIncomplete("2 of 9 Fireworks not completed")) == 1
+    err = capsys.readouterr().err
+    assert err == "error: 2 of 9 Fireworks not completed\n"
