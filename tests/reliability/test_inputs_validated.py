@@ -131,6 +131,7 @@ def test_bulk_stage_on_a_slab_is_refused_naming_the_slab_stage(command, slab_fil
     assert not out.exists()
 
 
+@pytest.mark.slow(seconds=12)
 def test_bulk_stage_on_a_molecule_names_molecule_relax_and_bulk_is_accepted(tmp_path):
     from ase.build import molecule
     from ase.io import write
@@ -273,6 +274,7 @@ def test_static_locpot_on_request_read_by_analyze_locpot(slab_file, tmp_path):
     assert profile.min() < data["vacuum_level_eV"] - 2.0  # wells at the atomic planes
 
 
+@pytest.mark.slow(seconds=15)
 def test_locpot_only_for_a_static_stage_and_not_without_asking(slab_file, tmp_path):
     proc = _dftflow(
         "inputs", str(slab_file), "--stage", "slab_relax", "--potcar-spec", "--locpot",
