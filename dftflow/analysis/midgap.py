@@ -83,7 +83,7 @@ from pydantic import BaseModel, Field
 from dftflow.analysis.ligand_split import ligand_indices_of_run, ligand_split
 from dftflow.errors import InputError, OutputError
 from dftflow.parse.run import load_bands, run_directory
-from dftflow.structures.geometry import axis_height_A, widest_gap
+from dftflow.structures.geometry import VACUUM_THRESHOLD_A, axis_height_A, widest_gap
 
 #: A state with at least this occupation (fraction of a full spin orbital) is occupied.
 OCCUPIED_FRACTION = 0.5
@@ -104,7 +104,7 @@ MOVED_BAND_PARTICIPATION_RATIO = 0.5
 #: Reference states this close to their edge define its participation fraction, eV.
 EDGE_WINDOW_EV = 0.25
 #: Vacuum thicker than this along c makes the structure a slab (surface layers exist), Angstrom.
-SLAB_VACUUM_MIN_A = 5.0
+SLAB_VACUUM_MIN_A = VACUUM_THRESHOLD_A  # one threshold (structures.geometry)
 #: Atoms within this z distance belong to the same layer, Angstrom.
 LAYER_TOL_A = 0.6
 

@@ -70,6 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
+    except OSError as exc:
+        # A path the command could not read or write (missing or read-only directory, a file
+        # where a directory is needed ...): a user mistake, one line. Other OS errors (no
+        # file name) are not the user's and keep their traceback.
+        if exc.filename is None:
+            raise
+        typer.secho(f"error: {os_error_line(exc)}", err=True, fg=typer.colors.RED)
+        return 2
     except Exception as exc:
         code = _click_error(exc)
         if code is None:
@@ -79,13 +87,32 @@ def main(argv: list[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
-def _click_module():
-    """The click that typer uses: its own copy (``typer._click``, typer >= 0.2x) or click."""
+def os_error_line(exc: OSError) -> str:
+    """One line for an OSError on a path: ``cannot access PATH: No such file or directory``."""
+    where = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 is not None else "")
+    return f"cannot access {where}: {exc.strerror or type(exc).__name__}"
+
+
+def _click_exception_modules() -> list:
+    """The ``exceptions`` modules of the clicks in use.
+
+    typer's own copy (``typer._click``, typer >= 0.2x) and the click package (older typer;
+    FireWorks and :mod:`dftflow.cli.study` raise its exceptions).
+    """
+    modules = []
     try:
-        from typer import _click as click_module
-    except ImportError:  # older typer: the click package
-        import click as click_module
-    return click_module
+        from typer._click import exceptions as typer_click_exceptions
+
+        modules.append(typer_click_exceptions)
+    except ImportError:  # older typer: the click package only
+        pass
+    try:
+        from click import exceptions as click_exceptions
+
+        modules.append(click_exceptions)
+    except ImportError:
+        pass
+    return modules
 
 
 def _click_error(exc: Exception) -> int | None:
@@ -93,24 +120,40 @@ def _click_error(exc: Exception) -> int | None:
 
     ``dftflow`` or a group without a command prints its help (exit 0); a usage error (unknown
     option, missing option, a value of the wrong type) prints ``error: ...`` and the command's
-    ``--help`` hint on one line and exits 2, never a traceback.
+    ``--help`` hint on one line and exits 2, never a traceback; another ``ClickException`` prints
+    its one line and exits with its ``exit_code``.
     """
-    click_module = _click_module()
-    exceptions = click_module.exceptions
-    if isinstance(exc, exceptions.NoArgsIsHelpError):
-        typer.echo(exc.ctx.get_help())
-        return 0
-    if isinstance(exc, exceptions.UsageError):
-        hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
-        message = " ".join(exc.format_message().split())
-        typer.secho(f"error: {message}{hint}", err=True, fg=typer.colors.RED)
-        return 2
-    if isinstance(exc, exceptions.ClickException):
-        typer.secho(f"error: {' '.join(exc.format_message().split())}", err=True)
-        return 2
-    if isinstance(exc, exceptions.Exit):
-        return exc.exit_code
+    for exceptions in _click_exception_modules():
+        no_args = getattr(exceptions, "NoArgsIsHelpError", None)
+        if no_args is not None and isinstance(exc, no_args):
+            typer.echo(exc.ctx.get_help())
+            return 0
+        if isinstance(exc, exceptions.UsageError):
+            hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+            message = " ".join(exc.format_message().split())
+            typer.secho(f"error: {message}{hint}", err=True, fg=typer.colors.RED)
+            return 2
+        if isinstance(exc, exceptions.ClickException):
+            typer.secho(f"error: {' '.join(exc.format_message().split())}", err=True)
+            return _declared_exit_code(exc, exceptions.ClickException)
+        exit_type = getattr(exceptions, "Exit", None)
+        if exit_type is not None and isinstance(exc, exit_type):
+            return exc.exit_code
     return None
+
+
+def _declared_exit_code(exc: Exception, base: type) -> int:
+    """The exit code a ClickException subclass declares, else 2.
+
+    A subclass may declare its own (1: some calculations failed); one that keeps click's default
+    is a bad file or value, a user mistake: 2.
+    """
+    for cls in type(exc).__mro__:
+        if cls is base:
+            return 2
+        if "exit_code" in vars(cls):
+            return int(cls.exit_code)
+    return 2
 
 
 def run() -> None:

@@ -24,6 +24,7 @@ from ase import Atoms
 
 from dftflow.cli.common import atomic_output, check_writable, echo_json
 from dftflow.errors import InputError
+from dftflow.structures.geometry import DEFAULT_SLAB_VACUUM_A
 
 build_app = typer.Typer(
     name="build",
@@ -165,7 +166,7 @@ def slab_cmd(
     output: Path = typer.Option(..., "-o", "--output", help="POSCAR/.vasp, .cif or .extxyz."),
     layers: int = typer.Option(5, "--layers", help="Atomic planes, PbBr2 and CsBr together."),
     supercell: str = typer.Option("2x2", "--supercell", help="In-plane supercell, e.g. 2x2."),
-    vacuum: float = typer.Option(15.0, "--vacuum", help="Vacuum gap, Angstrom."),
+    vacuum: float = typer.Option(DEFAULT_SLAB_VACUUM_A, "--vacuum", help="Vacuum gap, Angstrom."),
     termination: str = typer.Option("PbBr2", "--termination", help="PbBr2 or CsBr."),
     fix: str = typer.Option("bottom", "--fix", help="Fixed planes: bottom, center or none."),
     n_fixed_layers: int = typer.Option(None, "--n-fixed-layers", help="Number of fixed planes."),
@@ -243,15 +244,29 @@ def complex_cmd(
     coverage: int = typer.Option(
         1, "--coverage", help="Number of ligands (same placement on far-apart Pb sites)."
     ),
+    vacuum: float = typer.Option(
+        None,
+        "--vacuum",
+        help="Vacuum to keep between the ligand's top and the next slab image, Angstrom "
+        "(default: the slab's own vacuum); c is raised when the ligand leaves less.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Place a ligand on the slab's PbBr2 top face and write the complex."""
+    """Place a ligand on the slab's PbBr2 top face and write the complex.
+
+    The ligand's top keeps the slab's vacuum (or ``--vacuum``) to the next slab image: when it
+    would not, the cell's c is raised and the summary says by how much (build the bare slab and
+    the molecule in the complex's cell for a charge-density difference).
+    """
+    from dftflow.structures.geometry import vacuum_width_A
     from dftflow.structures.ligand_atoms import ligand_indices_of
     from dftflow.structures.placement import (
         coverage_placements,
         enumerate_placements,
         place_ligand,
         place_ligands,
+        raise_cell_for_vacuum,
+        vacuum_above_ligand_A,
     )
     from dftflow.structures.slab import slab_summary
 
@@ -260,6 +275,8 @@ def complex_cmd(
             raise InputError("missing -o/--output (or use --list-placements)")
         structure_format(output)
         check_writable(output)
+    if vacuum is not None and not vacuum > 0:
+        raise InputError(f"--vacuum must be positive (Angstrom), got {vacuum}")
     spec = _spec(ligand, smiles, name)
     slab = read_structure(slab_path)
     cands = enumerate_placements(
@@ -291,6 +308,15 @@ def complex_cmd(
     else:
         sites = coverage_placements(slab, chosen, coverage)
         complex_ = place_ligands(slab, [(spec, p) for p in sites], min_distance_A=min_distance)
+    keep_A = float(vacuum) if vacuum is not None else round(vacuum_width_A(slab, 2), 3)
+    c_before = float(complex_.cell[2, 2])
+    complex_, raised_A = raise_cell_for_vacuum(complex_, keep_A)
+    vacuum_info = {
+        "vacuum_above_ligand_A": round(vacuum_above_ligand_A(complex_), 3),
+        "vacuum_kept_A": keep_A,
+        "c_raised_A": raised_A,
+        "c_A": round(float(complex_.cell[2, 2]), 4),
+    }
     write_structure(complex_, output)
     summary = slab_summary(complex_)
     ligand_indices = ligand_indices_of(complex_)
@@ -306,6 +332,7 @@ def complex_cmd(
                 "coverage": coverage,
                 "ligand_indices": ligand_indices,
                 "ligand_indices_in": where,
+                "vacuum": vacuum_info,
                 "summary": summary,
             }
         )
@@ -315,6 +342,18 @@ def complex_cmd(
         f"{summary.n_slab_atoms} + ligand {summary.n_adsorbate_atoms} atoms -> {output}"
     )
     typer.echo(f"  ligand atoms (0-based): {_ranges(ligand_indices)} -> {where}")
+    if raised_A:
+        whose = " (the slab's vacuum)" if vacuum is None else ""
+        typer.echo(
+            f"  cell c raised from {c_before:.2f} to {vacuum_info['c_A']:.2f} A so that the "
+            f"ligand's top is {keep_A:.1f} A{whose} below the next slab image; "
+            "compute the bare slab and the molecule in this cell (Δρ needs one cell)"
+        )
+    else:
+        typer.echo(
+            f"  vacuum between the ligand's top and the next slab image: "
+            f"{vacuum_info['vacuum_above_ligand_A']:.1f} A (>= {keep_A:.1f} A)"
+        )
 
 
 def _ligand_record(output: Path) -> str:

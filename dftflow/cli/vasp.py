@@ -2,7 +2,8 @@
 """CLI commands ``dftflow inputs``, ``dftflow calc`` and ``dftflow parse`` (VASP engine).
 
 * ``dftflow inputs STRUCTURE --stage slab_relax -o DIR [--potcar-spec] [--set KEY=VALUE ...]``
-  writes INCAR, KPOINTS, POSCAR and POTCAR (or POTCAR.spec) for one stage of the paper's protocol;
+  writes INCAR, KPOINTS, POSCAR and POTCAR (or POTCAR.spec) for one stage of the paper's protocol
+  (``--locpot``: a static stage also writes LOCPOT, LVHAR = True);
 * ``dftflow calc STRUCTURE --stage static [--engine NAME] -d DIR [--json]`` runs one
   calculation (VASP and the mock under custodian) and stores ``DIR/taskdoc.json``;
 * ``dftflow parse DIR [--json]`` prints the TaskDoc of a finished directory.
@@ -11,8 +12,10 @@ Structures are read with ASE (POSCAR/CONTCAR with selective dynamics, CIF, exten
 The ligand atoms a structure carries (extended XYZ column ``ligand`` or the ``<file>.ligand.json``
 sidecar written by ``dftflow build``) are kept: ``inputs`` writes ``DIR/POSCAR.ligand.json`` and
 ``calc`` records them as ``ligand_indices`` in ``DIR/taskdoc.json`` (atom order is kept).
-User mistakes (unreadable structure, unknown stage, unknown INCAR tag, missing POTCAR directory or
-element, truncated/corrupt outputs) print one line and exit with code 2.
+User mistakes (unreadable structure, unknown stage, unknown INCAR tag or a value of the wrong type,
+a bulk stage on a slab, missing POTCAR directory or element, truncated/corrupt outputs, an output
+directory that cannot be written) print one line and exit with code 2; ``inputs`` writes all its
+files or none.
 """
 
 from __future__ import annotations
@@ -102,15 +105,22 @@ def inputs_cmd(
     settings: list[str] = typer.Option(
         None, "--set", help="Override: KEY=VALUE (INCAR tag, KPOINTS='4 4 1'; VALUE none removes)."
     ),
+    locpot: bool = typer.Option(
+        False,
+        "--locpot",
+        help="Static stage: also write LOCPOT (LVHAR = True, LVTOT = False) for the work function.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the inputs as JSON."),
 ) -> None:
     """Write the VASP inputs of one stage of the paper's protocol."""
-    from dftflow.inputs.vasp import write_inputs
+    from dftflow.inputs.vasp import with_locpot, write_inputs
     from dftflow.structures.ligand_atoms import sidecar_path, write_ligand_sidecar
 
     atoms = read_structure(structure)
     st = _stage(stage)
     overrides = parse_settings(settings)
+    if locpot:
+        overrides = with_locpot(st, overrides)
     if output.exists() and not output.is_dir():
         raise InputError(f"{output} exists and is not a directory")
     inputs = write_inputs(atoms, st, output, overrides=overrides, potcar_spec=potcar_spec)
@@ -145,6 +155,11 @@ def calc_cmd(
     directory: Path = typer.Option(..., "--dir", "-d", help="Run directory."),
     settings: list[str] = typer.Option(None, "--set", help="Override: KEY=VALUE."),
     potcar_spec: bool = typer.Option(False, "--potcar-spec", help="POTCAR.spec for --engine vasp."),
+    locpot: bool = typer.Option(
+        False,
+        "--locpot",
+        help="Static stage: also write LOCPOT (LVHAR = True, LVTOT = False) for the work function.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the TaskDoc as JSON."),
 ) -> None:
     """Run one calculation (VASP/mock under custodian) and store DIR/taskdoc.json.
@@ -152,11 +167,15 @@ def calc_cmd(
     The TaskDoc's ``ligand_indices`` are those the structure carries (every engine keeps the atom
     order); ``None`` when it carries none.
     """
+    from dftflow.inputs.vasp import check_stage_fits, with_locpot
     from dftflow.structures.ligand_atoms import ligand_indices_of
 
     atoms = read_structure(structure)
     st = _stage(stage)
+    check_stage_fits(atoms, st)  # every engine: no bulk relaxation of a slab
     overrides = parse_settings(settings)
+    if locpot:
+        overrides = with_locpot(st, overrides)
     eng = _get_engine(engine, potcar_spec)
     directory.mkdir(parents=True, exist_ok=True)
     doc = eng.run(atoms, st, directory, overrides=overrides or None, label=structure.stem)

@@ -34,7 +34,7 @@ from ase import Atoms
 from dftflow.engines.base import ElectronicResult
 from dftflow.engines.embedded_settings import grid_points
 from dftflow.errors import EngineError
-from dftflow.structures.geometry import vacuum_width_A
+from dftflow.structures.geometry import VACUUM_THRESHOLD_A, vacuum_width_A
 from dftflow.structures.ligand_atoms import ligand_indices_of
 
 HARTREE_EV = 27.211386245988
@@ -45,7 +45,7 @@ INSTALL_HINT = (
 )
 
 #: A vacuum gap wider than this along c makes a cell slab-like (non-periodic z, dipole layer), A.
-SLAB_VACUUM_MIN_A = 5.0
+SLAB_VACUUM_MIN_A = VACUUM_THRESHOLD_A  # one threshold (structures.geometry)
 
 #: Atoms that make up the perovskite; any other atom belongs to a ligand (used to seed spin).
 PEROVSKITE_ELEMENTS = frozenset({"Cs", "Pb", "Br"})
@@ -102,7 +102,7 @@ def is_slab_like(atoms: Atoms) -> bool:
     """Whether the system is treated as non-periodic along z (slab, complex, molecule in slab cell).
 
     A cell is slab-like when it is not periodic along z or when its atoms leave a vacuum gap of
-    more than 5 Angstrom along c (the slab cells of the study).
+    more than VACUUM_THRESHOLD_A (5 Angstrom) along c (the slab cells of the study).
     """
     if not atoms.pbc[2]:
         return True

@@ -21,13 +21,20 @@ The flat override mapping used by the CLI, study YAMLs and TaskDocs (:func:`vali
 has INCAR tags (upper case), ``KPOINTS`` (3 ints), ``system`` (``bulk``/``slab``/``molecule``;
 inferred from the vacuum otherwise) and ``potcar_symbols`` (element -> POTCAR symbol). It is
 recorded in :attr:`VaspInputs.overrides` (and from there in the TaskDoc). An INCAR tag pymatgen
-does not know raises :class:`InputError`.
+does not know raises :class:`InputError`, and so does a value of the wrong type or outside VASP's
+allowed values (:func:`check_incar_value`, from pymatgen's ``incar_parameters.json``): there is no
+way to pass an unchecked tag, so a typo never reaches VASP (which would ignore it silently).
+
+A bulk stage (``bulk_relax``: ISIF = 3, 3D k-mesh) on a structure with a vacuum gap is refused
+(:func:`check_stage_fits`), naming the stage to use.
 """
 
 from __future__ import annotations
 
 import json
+import numbers
 import os
+import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,10 +49,18 @@ from pymatgen.io.vasp import Incar, Kpoints, Poscar, VaspInput
 from pymatgen.io.vasp.sets import BadInputSetWarning, VaspInputSet
 
 from dftflow.errors import EngineError, InputError
+from dftflow.fileio import atomic_directory
 from dftflow.inputs import params
 from dftflow.schemas import Stage
 from dftflow.structures.convert import species_blocks, to_structure
-from dftflow.structures.geometry import axis_height_A, unwrap_across_gap, vacuum_axes, vacuum_gap
+from dftflow.structures.geometry import (
+    VACUUM_THRESHOLD_A,
+    axis_height_A,
+    unwrap_across_gap,
+    vacuum_axes,
+    vacuum_gap,
+    widest_vacuum,
+)
 
 #: Valence electrons (ZVAL) of the PBE_54 POTCARs dftflow uses by default and of a few common
 #: alternatives a user may choose with ``potcar_symbols`` (VASP's published values).
@@ -73,8 +88,6 @@ POTCAR_ZVAL = MappingProxyType(
 
 #: Systems with more atoms than this use LREAL = Auto (real-space projection); smaller ones False.
 LREAL_AUTO_MIN_ATOMS = 20
-#: Vacuum (Angstrom) along an axis above which the structure is treated as non-periodic there.
-VACUUM_THRESHOLD_A = 6.0
 #: An empty gap (Angstrom) wider than this along an axis is where a slab is cut for its centre.
 COM_UNWRAP_GAP_A = 1.0
 #: Name of the side file recording how the inputs were made (stage, system, overrides).
@@ -311,17 +324,96 @@ def parse_override_value(key: str, value: Any) -> Any:
             return [int(x) for x in value.replace(",", " ").split()]
         except ValueError as exc:
             raise InputError(f"KPOINTS must be 3 integers, got {value!r}") from exc
-    return Incar.proc_val(key.upper(), value)
+    return _incar_text_value(key.upper(), value.strip())
+
+
+def _incar_types(tag: str) -> set[str]:
+    """VASP's type(s) of ``tag`` from pymatgen's incar_parameters.json (empty when unknown)."""
+    return {t.strip() for t in str(Incar.INCAR_PARAMS.get(tag, {}).get("type", "")).split("|")} - {
+        ""
+    }
+
+
+def _incar_text_value(tag: str, text: str) -> Any:
+    """``text`` as the type VASP reads for ``tag``, strictly; left as text when it does not parse.
+
+    pymatgen's ``Incar.proc_val`` is lenient (``ENCUT = abc`` becomes the string ``"Abc"``,
+    ``ISMEAR = 0.5`` becomes 0, ``LWAVE = maybe`` a string); here a number must be a whole number
+    and a logical one of ``T``/``F``/``.TRUE.``/``.FALSE.``/``true``/``false``, so that
+    :func:`check_incar_value` can refuse the rest. Lists and strings are read by pymatgen.
+    """
+    types = _incar_types(tag)
+    if "list" in types or not types:
+        return Incar.proc_val(tag, text)
+    if "bool" in types and re.fullmatch(r"\.?(t|f|true|false)\.?", text, flags=re.IGNORECASE):
+        return text.lstrip(".").lower().startswith("t")
+    if "int" in types and re.fullmatch(r"[+-]?\d+", text):
+        return int(text)
+    if "float" in types:
+        try:
+            return float(text.lower().replace("d", "e"))  # Fortran 1d-5 too
+        except ValueError:
+            return text
+    if "str" in types:
+        return Incar.proc_val(tag, text)
+    return text
+
+
+def check_incar_value(tag: str, value: Any) -> None:
+    """Refuse a value of the wrong type for ``tag``, or one outside VASP's allowed values.
+
+    Types and allowed values are pymatgen's (``Incar.INCAR_PARAMS``, from VASP's documentation):
+    ``float`` takes any real number, ``int`` a whole number (not a bool), ``bool`` a logical,
+    ``str`` text (compared case-insensitively with the allowed values), ``list`` a sequence or a
+    single number. Tags pymatgen lists without a type are not checked. ``None`` (remove the tag)
+    is always accepted.
+
+    Raises
+    ------
+    InputError
+        One line naming the tag, the value and what VASP expects.
+    """
+    if value is None:
+        return
+    types = _incar_types(tag)
+    if not types:
+        return
+    is_bool = isinstance(value, (bool, np.bool_))
+    is_int = isinstance(value, (numbers.Integral, np.integer)) and not is_bool
+    is_real = isinstance(value, (numbers.Real, np.floating)) and not is_bool
+    ok = (
+        ("float" in types and is_real)
+        or ("int" in types and is_int)
+        or ("bool" in types and is_bool)
+        or ("str" in types and isinstance(value, str))
+        or ("list" in types and (isinstance(value, (list, tuple, np.ndarray)) or is_real))
+    )
+    if not ok:
+        kinds = {"float": "a number", "int": "a whole number", "bool": "a logical (T or F)"}
+        kinds.update({"str": "text", "list": "a list of values"})
+        expected = " or ".join(kinds[t] for t in sorted(types) if t in kinds)
+        raise InputError(f"INCAR tag {tag} takes {expected}, got {value!r}")
+    allowed = Incar.INCAR_PARAMS[tag].get("values")
+    if allowed is None or isinstance(value, (list, tuple, np.ndarray)):
+        return
+
+    def norm(v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
+
+    if norm(value) not in {norm(a) for a in allowed}:
+        shown = ", ".join(dict.fromkeys(str(a) for a in allowed))
+        raise InputError(f"INCAR tag {tag} = {value!r} is not one of VASP's values: {shown}")
 
 
 def validate_incar_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
-    """INCAR tags upper case; an unknown tag raises :class:`InputError`."""
+    """INCAR tags upper case; an unknown tag or a wrongly typed value raises :class:`InputError`."""
     known = _known_incar_tags()
     out: dict[str, Any] = {}
     for key, value in (settings or {}).items():
         up = str(key).upper()
         if up not in known:
             raise InputError(f"unknown INCAR tag {key!r} in overrides (not a VASP INCAR tag)")
+        check_incar_value(up, value)
         out[up] = value
     return out
 
@@ -407,14 +499,9 @@ class VaspInputs:
             Real POTCARs requested but PMG_VASP_PSP_DIR is not set, missing, or lacks an element.
         """
         directory = Path(directory)
+        if directory.exists() and not directory.is_dir():
+            raise InputError(f"cannot write inputs in {directory}: it is not a directory")
         potcar = "\n".join(self.potcar_symbols) if potcar_spec else load_potcar(self.potcar_symbols)
-        VaspInput(
-            incar=self.incar,
-            kpoints=self.kpoints,
-            poscar=self.poscar,
-            potcar=potcar,
-            potcar_spec=potcar_spec,
-        ).write_input(str(directory), make_dir_if_not_present=True)
         record = {
             "stage": self.stage,
             "system": self.system,
@@ -423,7 +510,16 @@ class VaspInputs:
             "kpoints": self.kpoint_divisions,
             "kpoints_style": str(self.kpoints.style),
         }
-        (directory / INPUTS_RECORD).write_text(json.dumps(record, indent=2, default=str))
+        # all files or none: a failure (read-only or missing directory ...) leaves nothing behind
+        with atomic_directory(directory) as tmp:
+            VaspInput(
+                incar=self.incar,
+                kpoints=self.kpoints,
+                poscar=self.poscar,
+                potcar=potcar,
+                potcar_spec=potcar_spec,
+            ).write_input(str(tmp), make_dir_if_not_present=False)
+            (tmp / INPUTS_RECORD).write_text(json.dumps(record, indent=2, default=str))
         return directory
 
 
@@ -709,9 +805,64 @@ def make_inputs(
 
     The charge and spin come from ``atoms.info`` (ASE) or ``Structure.properties``.
     """
+    check_stage_fits(structure, stage)
     charge, spin = charge_and_spin(structure)
     vis = PaperVaspSet.from_overrides(stage, overrides, charge_e=charge, spin=spin)
     return vis.get_inputs(structure)
+
+
+#: INCAR of a LOCPOT request: VASP writes the electrostatic (ionic + Hartree) potential, the one
+#: a work function is read from (LVTOT would add exchange-correlation, which does not level off
+#: in the vacuum the same way). Static stage only.
+LOCPOT_INCAR: Mapping[str, Any] = MappingProxyType({"LVHAR": True, "LVTOT": False})
+
+
+def with_locpot(stage: Stage | str, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``overrides`` plus :data:`LOCPOT_INCAR`, for a static stage (a LOCPOT on request).
+
+    Raises
+    ------
+    InputError
+        Not a static stage, or the overrides already set LVHAR/LVTOT otherwise.
+    """
+    if _stage(stage) is not Stage.static:
+        raise InputError(f"a LOCPOT is written by the static stage, not {_stage(stage).value}")
+    out = dict(overrides or {})
+    for tag, value in LOCPOT_INCAR.items():
+        if tag in out and out[tag] != value:
+            raise InputError(f"--locpot sets {tag} = {value}, but the overrides set {out[tag]!r}")
+        out[tag] = value
+    return out
+
+
+#: The stage for a structure with vacuum along some axes (slab) or along all three (molecule).
+STAGE_FOR_VACUUM = MappingProxyType({"slab": "slab_relax", "molecule": "molecule_relax"})
+
+
+def check_stage_fits(structure: Atoms | Structure, stage: Stage | str) -> None:
+    """Refuse a bulk stage on a structure with a vacuum gap, naming the stage to use.
+
+    ``bulk_relax`` relaxes the cell (ISIF = 3) on a 3D k-mesh: on a slab or a molecule in a box
+    it would close the vacuum. A gap wider than
+    :data:`~dftflow.structures.geometry.VACUUM_THRESHOLD_A` along any axis is vacuum.
+
+    Raises
+    ------
+    InputError
+        E.g. ``structure has a 15.0 A vacuum gap along c: bulk_relax would relax the cell
+        (ISIF 3) across it; use --stage slab_relax``.
+    """
+    if _stage(stage) is not Stage.bulk_relax:
+        return
+    vacuum = widest_vacuum(structure, VACUUM_THRESHOLD_A)
+    if vacuum is None:
+        return
+    axis, width = vacuum
+    use = STAGE_FOR_VACUUM[infer_system(as_structure(structure))]
+    raise InputError(
+        f"structure has a {width:.1f} A vacuum gap along {'abc'[axis]}: bulk_relax would relax "
+        f"the cell (ISIF 3) across it; use --stage {use}"
+    )
 
 
 def write_inputs(

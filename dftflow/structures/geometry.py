@@ -14,14 +14,25 @@ lattice-vector length when the axis is perpendicular to the other two).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from ase import Atoms
 from numpy.typing import ArrayLike
-from pymatgen.core import Structure
+
+if TYPE_CHECKING:  # pymatgen is not imported at run time: the CLI reads the defaults at start-up
+    from pymatgen.core import Structure
 
 #: Two gaps whose widths differ by less than this (fraction of the axis) count as equally wide.
 TIE_TOLERANCE = 1e-9
+#: An atom-free gap (Angstrom, nucleus to nucleus) wider than this along an axis is vacuum: the
+#: system is not periodic there (slab, molecule). One threshold for the input sets (system kind),
+#: the embedded engine (slab-like cells) and the mid-gap detector. Bulk CsPbBr3's widest gap is
+#: a/2 ~ 2.9 A; the study's slabs leave >= 12 A.
+VACUUM_THRESHOLD_A = 5.0
+#: The vacuum (Angstrom) between a slab and its periodic image when none is asked for (``dftflow
+#: build slab``, :func:`dftflow.structures.slab.cspbbr3_001_slab`, a study's ``slab.vacuum_A``).
+DEFAULT_SLAB_VACUUM_A = 15.0
 
 
 @dataclass(frozen=True)
@@ -182,6 +193,26 @@ def vacuum_axes(system: Structure | Atoms, threshold_A: float) -> list[bool]:
         Three flags (a, b, c).
     """
     return [vacuum_width_A(system, axis) > threshold_A for axis in range(3)]
+
+
+def widest_vacuum(system: Structure | Atoms, threshold_A: float = VACUUM_THRESHOLD_A):
+    """The axis (0, 1, 2) and width (Angstrom) of the widest vacuum gap, or None without vacuum.
+
+    Parameters
+    ----------
+    system
+        A pymatgen Structure or ASE Atoms with a cell.
+    threshold_A
+        Minimum width (Angstrom) that counts as vacuum.
+
+    Returns
+    -------
+    tuple of (int, float) or None
+        The axis with the widest gap wider than ``threshold_A`` and that width.
+    """
+    widths = [vacuum_width_A(system, axis) for axis in range(3)]
+    axis = int(np.argmax(widths))
+    return (axis, float(widths[axis])) if widths[axis] > threshold_A else None
 
 
 def vacuum_middle_fraction(system: Structure | Atoms, axis: int = 2) -> tuple[float, float]:

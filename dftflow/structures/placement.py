@@ -1019,3 +1019,51 @@ def required_vacuum_A(
             raise InputError(errors[0])
         height = max(height, *heights)
     return round(height + float(clearance_A), 3)
+
+
+def vacuum_above_ligand_A(complex_: Atoms) -> float:
+    """Vacuum (Angstrom) between the highest atom of a complex and the slab's periodic image above.
+
+    The distance along z from the topmost atom (the ligand's top) to the lowest slab atom (not a
+    marked ligand atom) one c vector up; the slab's own vacuum when nothing stands on it.
+    """
+    lig = set(ligand_indices_of(complex_) or [])
+    slab_idx = [i for i in range(len(complex_)) if i not in lig]
+    if not slab_idx:
+        raise InputError("the structure has no slab atoms (every atom is marked as ligand)")
+    z = complex_.positions[:, 2]
+    return float(np.min(z[slab_idx]) + complex_.cell[2, 2] - np.max(z))
+
+
+def raise_cell_for_vacuum(complex_: Atoms, vacuum_A: float) -> tuple[Atoms, float]:
+    """The complex with c raised so that the ligand's top is ``vacuum_A`` below the next slab image.
+
+    The study does the same for its shared cell (:func:`required_vacuum_A`): the slab's vacuum is
+    kept above the tallest ligand, not only a contact distance. Atoms keep their Cartesian
+    positions; only the c vector (along z) grows. A complex that already has the vacuum is
+    returned unchanged (a copy).
+
+    Parameters
+    ----------
+    complex_
+        Slab + ligand, c along z, ligand atoms marked.
+    vacuum_A
+        The vacuum to keep above the ligand, Angstrom (the slab's own, usually).
+
+    Returns
+    -------
+    tuple of (Atoms, float)
+        The complex and how much c was raised, Angstrom (0.0 when not).
+    """
+    out = complex_.copy()
+    out.set_constraint([c.copy() for c in complex_.constraints])
+    cell = np.array(out.cell[:])
+    if abs(cell[2, 0]) > 1e-6 or abs(cell[2, 1]) > 1e-6:
+        raise InputError("the slab's c vector must be along z to raise the vacuum above a ligand")
+    missing = float(vacuum_A) - vacuum_above_ligand_A(out)
+    if missing <= 1e-6:
+        return out, 0.0
+    raise_by = round(missing, 4)
+    cell[2, 2] += raise_by
+    out.set_cell(cell, scale_atoms=False)
+    return out, raise_by

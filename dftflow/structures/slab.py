@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from dftflow.errors import InputError
 from dftflow.structures.bulk import cspbbr3_cubic
-from dftflow.structures.geometry import unwrap_across_gap
+from dftflow.structures.geometry import DEFAULT_SLAB_VACUUM_A, unwrap_across_gap
 
 #: Elements of the inorganic slab (everything else is adsorbate).
 SLAB_ELEMENTS = frozenset({"Cs", "Pb", "Br"})
@@ -158,7 +158,7 @@ def _sorted_atoms(atoms: Atoms) -> Atoms:
 def cspbbr3_001_slab(
     layers: int = 5,
     supercell: tuple[int, int] = (2, 2),
-    vacuum: float = 15.0,
+    vacuum: float = DEFAULT_SLAB_VACUUM_A,
     termination: Termination = "PbBr2",
     a: float | None = None,
     fix: FixMode = "bottom",

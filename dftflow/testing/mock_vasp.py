@@ -18,7 +18,9 @@ a
    CHGCAR (and AECCAR0/AECCAR2 with LAECHG) on the NGXF grid from Mulliken-weighted atomic
    densities;
 5. writes vasprun.xml, OUTCAR, OSZICAR, CONTCAR, DOSCAR (+ CHGCAR) with
-   :func:`dftflow.testing.vasp_writer.write_vasp_outputs`.
+   :func:`dftflow.testing.vasp_writer.write_vasp_outputs`, and with LVHAR or LVTOT a LOCPOT (the
+   model potential of :func:`dftflow.testing.vasp_writer.write_locpot`: flat in the vacuum at
+   E_F + :data:`MOCK_WORK_FUNCTION_EV`).
 
 Failure injection (so custodian's handlers fire and correct): the environment variable
 ``DFTFLOW_MOCK_VASP_FAILURES`` or a file ``MOCK_VASP_FAILURES`` in the run directory maps attempt
@@ -493,10 +495,34 @@ def run_mock(directory: Path, attempt: int, failure: str | None) -> int:
         import shutil
 
         shutil.copyfile(directory / "CHGCAR", directory / "AECCAR2")
+    if bool(incar.get("LVHAR", False)) or bool(incar.get("LVTOT", False)):
+        _write_mock_locpot(directory, final_atoms, incar, grid, tb.efermi_eV)
     if nsw > 0 and _max_free_force(last, final_atoms) <= fmax:
         out.write(" reached required accuracy - stopping structural energy minimisation\n")
     out.write(f" writing wavefunctions\n General timing: {time.time() - t0:.2f} s\n")
     return 0
+
+
+#: Work function (eV) of the mock's LOCPOT: its vacuum plateau sits this far above E_F (a typical
+#: value for a halide perovskite surface; not computed).
+MOCK_WORK_FUNCTION_EV = 4.5
+
+
+def _write_mock_locpot(directory: Path, atoms, incar, grid, efermi_eV: float) -> None:
+    """Write LOCPOT (LVHAR/LVTOT) on the NGXF grid.
+
+    The model potential of :func:`dftflow.testing.vasp_writer.write_locpot`, flat in the vacuum at
+    E_F + :data:`MOCK_WORK_FUNCTION_EV`.
+    """
+    from dftflow.structures.convert import to_structure
+    from dftflow.testing.vasp_writer import write_locpot
+
+    structure = to_structure(atoms)
+    if grid is None:
+        from dftflow.inputs.vasp import fft_grid
+
+        grid = tuple(fft_grid(structure, float(incar.get("ENCUT", params.ENCUT_EV)))[1])
+    write_locpot(directory / "LOCPOT", structure, grid, float(efermi_eV) + MOCK_WORK_FUNCTION_EV)
 
 
 def _core_density(atoms, grid, potcar_symbols, counts) -> np.ndarray:

@@ -6,7 +6,8 @@ engine writes VASP files it did not compute with VASP. Files: ``vasprun.xml`` (p
 NGXF/NGYF/NGZF, k-points and weights, ionic and electronic steps, eigenvalues and occupations,
 total and l/m-projected DOS, projected eigenvalues),
 ``OUTCAR`` (the lines pymatgen's ``Outcar`` and custodian's handlers read), ``OSZICAR``, ``CONTCAR``
-(selective dynamics kept), ``DOSCAR`` and, when a density is given, ``CHGCAR``.
+(selective dynamics kept), ``DOSCAR`` and, when a density is given, ``CHGCAR``; :func:`write_locpot`
+writes a model ``LOCPOT`` (a plausible local potential, flat in the vacuum).
 
 Conventions (VASP's): energies in eV, forces in eV/Angstrom, stress in kBar; for ISPIN = 1 each band
 holds two electrons, so DOS and occupations carry a factor 2; ``e_0`` (energy sigma->0) equals
@@ -436,6 +437,49 @@ def write_vasp_outputs(
     for name, density in (extra_volumetric or {}).items():
         paths[name.lower()] = write_chgcar(directory / name, final, np.asarray(density) * vol)
     return paths
+
+
+#: Depth (eV) and width (Angstrom) of the Gaussian well each atom digs in the model potential.
+LOCPOT_WELL_DEPTH_EV = 20.0
+LOCPOT_WELL_WIDTH_A = 0.7
+
+
+def model_local_potential(
+    structure: Structure, grid: Sequence[int], vacuum_level_eV: float
+) -> np.ndarray:
+    """A model electrostatic potential (eV) on ``grid``: flat at ``vacuum_level_eV`` in vacuum.
+
+    ``V(r) = V_vac - sum_atoms D exp(-|r - R|^2 / 2 w^2)`` over the atoms and their nearest
+    periodic images (``D`` = :data:`LOCPOT_WELL_DEPTH_EV`, ``w`` = :data:`LOCPOT_WELL_WIDTH_A`):
+    deep inside the slab, equal to the vacuum level (to < 1e-6 eV) farther than ~4 A from any
+    atom. Not a physical potential: the shape a LOCPOT reader must handle (a plateau in the vacuum
+    and wells at the nuclei).
+    """
+    lat = np.asarray(structure.lattice.matrix, dtype=float)
+    axes = [np.arange(int(n)) / int(n) for n in grid]
+    frac = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
+    wells = np.zeros(tuple(int(n) for n in grid))
+    for site_frac in np.asarray(structure.frac_coords, dtype=float):
+        d = frac - site_frac
+        d -= np.round(d)  # nearest image (the cells here are near-orthogonal)
+        r2 = np.sum((d @ lat) ** 2, axis=-1)
+        wells += np.exp(-r2 / (2.0 * LOCPOT_WELL_WIDTH_A**2))
+    return float(vacuum_level_eV) - LOCPOT_WELL_DEPTH_EV * wells
+
+
+def write_locpot(
+    path: str | Path, structure: Structure, grid: Sequence[int], vacuum_level_eV: float
+) -> Path:
+    """Write a LOCPOT (VASP's CHGCAR layout, values in eV, not times the volume).
+
+    The potential is :func:`model_local_potential`; ``path`` is written atomically.
+    """
+    return write_chgcar(
+        path,
+        structure,
+        model_local_potential(structure, grid, vacuum_level_eV),
+        comment=f"{structure.composition.reduced_formula} LOCPOT",
+    )
 
 
 def _write(path: Path, text: str) -> Path:

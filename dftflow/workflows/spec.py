@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from dftflow.engines.registry import DEFAULT_ENGINE, engine_entry
 from dftflow.errors import EngineError, InputError
 from dftflow.inputs import params
+from dftflow.structures.geometry import DEFAULT_SLAB_VACUUM_A
 from dftflow.structures.ligands import get_ligand, ligand_from_smiles
 
 _SAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -119,7 +120,9 @@ class SlabSpec(_Strict):
     supercell: tuple[int, int] = (2, 2)
     layers: int = Field(default=5, ge=2, le=15, description="atomic planes")
     termination: Literal["PbBr2", "CsBr"] = "PbBr2"
-    vacuum_A: float = Field(default=15.0, gt=0, description="minimum vacuum, Angstrom")
+    vacuum_A: float = Field(
+        default=DEFAULT_SLAB_VACUUM_A, gt=0, description="minimum vacuum, Angstrom"
+    )
     fix: Literal["bottom", "center", "none"] = "bottom"
     n_fixed_layers: int | None = Field(default=None, ge=0)
 
