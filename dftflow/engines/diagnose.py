@@ -206,7 +206,8 @@ def diagnose_vasp_run(
     Raises
     ------
     InputError
-        ``directory`` does not exist, is not a directory, or holds none of the output files.
+        ``directory`` does not exist, is not a directory, holds none of the output files, or a
+        file cannot be read (permissions, corrupt compression).
     """
     directory = Path(directory)
     if not directory.exists():
@@ -228,8 +229,12 @@ def diagnose_vasp_run(
         work = Path(tmp)
         for name in (*INPUT_FILES, *OUTPUT_FILES):
             src = _find(directory, name)
-            if src is not None:
+            if src is None:
+                continue
+            try:
                 _copy_plain(src, work / name)
+            except Exception as exc:  # unreadable; corrupt compression (zlib, lzma, EOF errors)
+                raise InputError(f"cannot read {src}: {exc}") from None
         diagnosis.inputs_from_vasprun = _inputs_from_vasprun(work)
         try:
             for handler in handlers:
