@@ -143,6 +143,10 @@ def action_text(action: dict[str, Any]) -> str:
     return f"{target} {act}"
 
 
+def _times(n: int) -> str:
+    return "once" if n == 1 else f"{n} times"
+
+
 def custodian_failure_message(
     exc: Exception, run_log: list[dict[str, Any]], max_errors: int
 ) -> str:
@@ -177,7 +181,7 @@ def custodian_failure_message(
         last = corrections[-1] if corrections else {}
         made = "; ".join(action_text(a) for a in last.get("actions") or []) or "none"
         return (
-            f"VASP failed {len(corrections)} time(s) ({failures or 'unknown failure'}) and "
+            f"VASP failed {_times(len(corrections))} ({failures or 'unknown failure'}) and "
             f"custodian's correction budget is used up (max_errors={max_errors}); its last "
             f"correction is in the inputs but was not run: {made}"
         )

@@ -9,6 +9,11 @@ with one line naming the failure and the correction budget (the reason a FIZZLED
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from pymatgen.io.vasp import Incar
@@ -124,7 +129,7 @@ def test_repeating_failure_ends_with_one_line_naming_it_and_the_budget(slab, tmp
     assert "\n" not in msg
     assert "zbrent" in msg and "VaspErrorHandler" in msg
     assert "correction budget" in msg and "max_errors=2" in msg
-    assert "2 time(s)" in msg
+    assert "VASP failed 2 times" in msg
     # the last correction (EDIFF tightened again) is named: the user can rerun from it
     assert "EDIFF=1e-07" in msg
     assert (tmp_path / ".mock_vasp_attempts").read_text() == "2"
@@ -140,3 +145,36 @@ def test_unrecoverable_failure_names_handler_and_error(slab, tmp_path, mock_vasp
     assert "\n" not in msg
     assert "PotimErrorHandler found POTIM" in msg and "no further correction" in msg
     assert Incar.from_file(tmp_path / "INCAR")["IBRION"] == 3  # the one correction it had
+
+
+@pytest.mark.slow(seconds=25)
+def test_fizzled_firework_shows_the_failure_in_status(tmp_path):
+    """In a study, the Firework whose VASP run custodian gives up on is FIZZLED with that line."""
+    small = Path(__file__).parents[2] / "workflows" / "test_mock_small.yaml"
+    text = small.read_text().replace(
+        "  name: mock\n", "  name: mock\n  settings:\n    max_errors: 1\n", 1
+    )
+    assert "max_errors: 1" in text
+    (tmp_path / "study.yaml").write_text(text)
+    dftflow = shutil.which("dftflow") or str(Path(sys.executable).parent / "dftflow")
+    env = {**os.environ, "DFTFLOW_MOCK_VASP_FAILURES": "1:zbrent,2:zbrent"}
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [dftflow, "run", str(tmp_path / "study.yaml"), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert run.returncode != 0
+    proc = subprocess.run(
+        [dftflow, "status", "-o", str(out), "--json"], capture_output=True, text=True, timeout=60
+    )
+    status = json.loads(proc.stdout)
+    assert status["counts"].get("COMPLETED", 0) == 0 and status["failed"]
+    reasons = [f["reason"] for f in status["failed"]]
+    assert all("\n" not in r for r in reasons)
+    assert any(
+        "zbrent (VaspErrorHandler)" in r and "correction budget" in r and "max_errors=1" in r
+        for r in reasons
+    ), reasons
