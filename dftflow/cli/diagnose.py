@@ -19,10 +19,8 @@ from dftflow.cli.common import echo_json
 def _correction_text(correction: list[dict] | None) -> str:
     from dftflow.engines.vasp import action_text
 
-    if correction is None:
-        return "none left: custodian would stop the run"
-    if not correction:
-        return "no change (custodian would rerun as is)"
+    if not correction:  # custodian treats None and [] alike: unrecoverable
+        return "none: custodian would stop the run"
     return "; ".join(action_text(a) for a in correction)
 
 

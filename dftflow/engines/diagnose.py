@@ -60,8 +60,11 @@ class DiagnosedError(BaseModel):
         The VASP line that matched (grep-based handlers), else a short description.
     correction
         Custodian's actions, e.g. ``[{"dict": "INCAR", "action": {"_set": {"ALGO": "Normal"}}}]``;
-        one list per handler call (errors found together share it); ``None`` when custodian has
-        no correction left (it would stop the run).
+        one list per handler call (errors found together share it); ``None`` or empty when the
+        handler has no correction (left).
+    fixable
+        Whether custodian would correct and rerun; False: custodian would stop the run
+        (it treats ``None`` and an empty list of actions alike).
     """
 
     name: str
@@ -69,6 +72,7 @@ class DiagnosedError(BaseModel):
     file: str | None = None
     message: str | None = None
     correction: list[dict[str, Any]] | None = None
+    fixable: bool = False
 
 
 class Diagnosis(BaseModel):
@@ -285,6 +289,7 @@ def _run_handler(handler: Any, work: Path, diagnosis: Diagnosis) -> None:
                 file=getattr(handler, "output_filename", None),
                 message=_safe_message(handler, str(name), work),
                 correction=None if actions is None else [dict(a) for a in actions],
+                fixable=bool(actions),
             )
         )
 

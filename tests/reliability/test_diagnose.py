@@ -131,11 +131,22 @@ def test_every_mock_failure_is_named_with_custodians_correction(slab, tmp_path, 
     assert err.handler == handler
     sets = _sets(err.correction)
     assert tag in sets and (value is None or sets[tag] == value)
+    assert err.fixable
     if handler in ("VaspErrorHandler", "StdErrHandler"):  # the VASP line that matched
         from custodian.vasp import handlers
 
         patterns = getattr(handlers, handler).error_msgs[name]
         assert any(p in err.message for p in patterns)
+
+
+def test_failure_without_a_correction_is_not_fixable(slab, tmp_path):
+    """REAL_OPTLAY with LREAL off: custodian's only fix (LREAL = False) is already in place."""
+    run = failed_run(slab, tmp_path / "real_optlay", "real_optlay")  # the stage's LREAL: unset
+    (err,) = diagnose_vasp_run(run).errors
+    assert (err.name, err.correction, err.fixable) == ("real_optlay", [], False)
+    proc = _diagnose_cli(str(run))
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("│ real_optlay "))
+    assert "custodian would stop the run" in row
 
 
 def test_cli_json_names_the_failure_and_leaves_the_directory_untouched(zbrent_dir):
@@ -235,6 +246,7 @@ def test_real_unconverged_run_has_no_correction_left():
         ("Unconverged", "UnconvergedErrorHandler")
     ]
     assert data["errors"][0]["correction"] is None  # custodian would stop the run
+    assert data["errors"][0]["fixable"] is False
     assert "electronic" in data["errors"][0]["message"]
     # only vasprun.xml is there: its inputs came from it, in the copy
     assert data["inputs_from_vasprun"] == ["INCAR", "KPOINTS", "POSCAR"]
