@@ -67,6 +67,11 @@ def diagnose_cmd(
         console.print(f"[red]invalid output[/red] ({item['validator']}): {item['meaning']}")
     for handler, reason in diagnosis.not_checked.items():
         console.print(f"[dim]not checked: {handler} ({reason})[/dim]")
+    if diagnosis.earlier_corrections:
+        console.print(
+            f"custodian already corrected this run {len(diagnosis.earlier_corrections)} time(s): "
+            + ", ".join(f"{c.handler}({'/'.join(c.errors)})" for c in diagnosis.earlier_corrections)
+        )
     if diagnosis.inputs_from_vasprun:
         console.print(
             f"[dim]{', '.join(diagnosis.inputs_from_vasprun)} taken from vasprun.xml "

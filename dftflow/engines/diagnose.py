@@ -11,6 +11,8 @@ std_err.txt, OSZICAR, vasprun.xml, OUTCAR; plain or compressed) are copied into 
 directory, decompressed there, and the handlers run there. Large files no handler reads (WAVECAR,
 CHGCAR, ...) are not copied. When INCAR, KPOINTS or POSCAR is missing and vasprun.xml is readable,
 the copy gets them from vasprun.xml (the inputs VASP read; listed in ``inputs_from_vasprun``).
+The corrections custodian already made in the directory (its ``custodian.json``) are reported as
+``earlier_corrections``: the outputs show the last attempt only.
 
 Not diagnosed: FrozenJobErrorHandler judges a *running* job by the age of vasp.out, which says
 nothing about a finished directory.
@@ -27,8 +29,10 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from dftflow.engines.vasp import HANDLERS, make_handlers, make_validators, quiet_custodian
-from dftflow.errors import InputError
+from dftflow.errors import InputError, OutputError
 from dftflow.parse.files import COMPRESSED_SUFFIXES
+from dftflow.parse.vasp import read_corrections
+from dftflow.schemas import Correction
 
 #: Output files custodian's handlers read; a directory with none of them is not a VASP run.
 OUTPUT_FILES = ("vasp.out", "std_err.txt", "OSZICAR", "vasprun.xml", "OUTCAR")
@@ -88,6 +92,10 @@ class Diagnosis(BaseModel):
         default_factory=list, description="custodian validators that fail, with their meaning"
     )
     inputs_from_vasprun: list[str] = Field(default_factory=list)
+    earlier_corrections: list[Correction] = Field(
+        default_factory=list,
+        description="corrections custodian already made in this directory (its custodian.json)",
+    )
 
 
 def _find(directory: Path, name: str) -> Path | None:
@@ -227,6 +235,10 @@ def diagnose_vasp_run(
 
     names = list(handler_names or HANDLERS)
     diagnosis = Diagnosis(directory=str(directory))
+    try:
+        diagnosis.earlier_corrections = read_corrections(directory)
+    except OutputError:  # an unreadable custodian.json is history lost, not a failure of VASP
+        pass
     diagnosis.not_checked.update({n: r for n, r in NOT_FROM_FILES.items() if n in names})
     handlers = make_handlers([n for n in names if n not in NOT_FROM_FILES])
     with tempfile.TemporaryDirectory(prefix="dftflow-diagnose-") as tmp, quiet_custodian(names):

@@ -139,6 +139,26 @@ def test_every_mock_failure_is_named_with_custodians_correction(slab, tmp_path, 
         assert any(p in err.message for p in patterns)
 
 
+def test_corrected_run_is_clean_and_reports_custodians_history(slab, tmp_path, mock_vasp):
+    """A run custodian saved: the last attempt is clean, custodian.json's correction is listed."""
+    mock_vasp.fail({1: "zbrent"})
+    run = tmp_path / "saved"
+    doc = mock_vasp.engine().run(slab, "slab_relax", run)
+    before = _snapshot(run)
+    proc = _diagnose_cli(str(run), "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["errors"] == [] and data["validation"] == []
+    (earlier,) = data["earlier_corrections"]
+    assert earlier["handler"] == "VaspErrorHandler" and earlier["errors"] == ["zbrent"]
+    assert earlier["actions"] == doc.corrections[0].actions
+    assert _snapshot(run) == before
+    human = _diagnose_cli(str(run))
+    assert "custodian already corrected this run 1 time(s): VaspErrorHandler(zbrent)" in " ".join(
+        human.stdout.split()
+    )
+
+
 def test_failure_without_a_correction_is_not_fixable(slab, tmp_path):
     """REAL_OPTLAY with LREAL off: custodian's only fix (LREAL = False) is already in place."""
     run = failed_run(slab, tmp_path / "real_optlay", "real_optlay")  # the stage's LREAL: unset
