@@ -139,6 +139,7 @@ def test_every_mock_failure_is_named_with_custodians_correction(slab, tmp_path, 
         assert any(p in err.message for p in patterns)
 
 
+@pytest.mark.slow(seconds=12)
 def test_corrected_run_is_clean_and_reports_custodians_history(slab, tmp_path, mock_vasp):
     """A run custodian saved: the last attempt is clean, custodian.json's correction is listed."""
     mock_vasp.fail({1: "zbrent"})
@@ -159,6 +160,7 @@ def test_corrected_run_is_clean_and_reports_custodians_history(slab, tmp_path, m
     )
 
 
+@pytest.mark.slow(seconds=12)
 def test_failure_without_a_correction_is_not_fixable(slab, tmp_path):
     """REAL_OPTLAY with LREAL off: custodian's only fix (LREAL = False) is already in place."""
     run = failed_run(slab, tmp_path / "real_optlay", "real_optlay")  # the stage's LREAL: unset
@@ -211,6 +213,7 @@ def test_cli_table_names_failure_and_correction(zbrent_dir):
     assert "CONTCAR -> POSCAR; INCAR EDIFF=1e-06; INCAR NELMIN=8" in row
 
 
+@pytest.mark.slow(seconds=12)
 def test_clean_run_has_no_errors(slab, tmp_path):
     run = failed_run(slab, tmp_path / "clean", None)
     proc = _diagnose_cli(str(run), "--json")
@@ -254,6 +257,7 @@ def test_corrupt_compressed_output_is_one_line_exit_2(zbrent_dir, tmp_path):
 # ------------------------------------------------------------------------------------------------
 # real VASP outputs (custodian's own test files)
 # ------------------------------------------------------------------------------------------------
+@pytest.mark.slow(seconds=12)
 def test_real_unconverged_run_has_no_correction_left():
     """custodian's tests/files/unconverged/vasprun.xml.unconverged_unfixable: its test
     ``test_uncorrectable`` expects errors {"Unconverged"} and actions None."""
