@@ -143,10 +143,6 @@ def action_text(action: dict[str, Any]) -> str:
     return f"{target} {act}"
 
 
-def _times(n: int) -> str:
-    return "once" if n == 1 else f"{n} times"
-
-
 def custodian_failure_message(
     exc: Exception, run_log: list[dict[str, Any]], max_errors: int
 ) -> str:
@@ -180,10 +176,11 @@ def custodian_failure_message(
     if isinstance(exc, (MaxCorrectionsError, MaxCorrectionsPerJobError)):
         last = corrections[-1] if corrections else {}
         made = "; ".join(action_text(a) for a in last.get("actions") or []) or "none"
+        # the budget counts corrections (one attempt may need several), not VASP attempts
         return (
-            f"VASP failed {_times(len(corrections))} ({failures or 'unknown failure'}) and "
-            f"custodian's correction budget is used up (max_errors={max_errors}); its last "
-            f"correction is in the inputs but was not run: {made}"
+            f"custodian's correction budget is used up (max_errors={max_errors}) and VASP still "
+            f"fails: {failures or 'unknown failure'}; the last correction is in the inputs but "
+            f"was not run: {made}"
         )
     if isinstance(exc, MaxCorrectionsPerHandlerError):
         return f"a handler's own correction limit was reached: {failures or exc}"

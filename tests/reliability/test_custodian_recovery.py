@@ -129,7 +129,7 @@ def test_repeating_failure_ends_with_one_line_naming_it_and_the_budget(slab, tmp
     assert "\n" not in msg
     assert "zbrent" in msg and "VaspErrorHandler" in msg
     assert "correction budget" in msg and "max_errors=2" in msg
-    assert "VASP failed 2 times" in msg
+    assert "zbrent (VaspErrorHandler) x2" in msg  # corrected twice, then the budget ended
     # the last correction (EDIFF tightened again) is named: the user can rerun from it
     assert "EDIFF=1e-07" in msg
     assert (tmp_path / ".mock_vasp_attempts").read_text() == "2"
