@@ -2,7 +2,8 @@
 
 Sub-commands live in modules of this package, each exposing ``register(app)``:
 ``build`` (structures), ``vasp`` (inputs, calc, parse), ``analyze`` (analysis and report),
-``study`` (run, submit, launch, status, rerun). User mistakes raise
+``study`` (run, submit, launch, status, rerun), ``diagnose`` (VASP failures, custodian's
+corrections). User mistakes raise
 :class:`dftflow.errors.DftflowError`; :func:`main` prints them as one line and exits with code 2.
 
 A command imports the dftflow layers it uses (structures, workflows, analysis ...) when it runs, not
@@ -46,9 +47,9 @@ def _root(
 
 
 def _register_all() -> None:
-    from dftflow.cli import analyze, build, study, vasp
+    from dftflow.cli import analyze, build, diagnose, study, vasp
 
-    for module in (build, vasp, analyze, study):
+    for module in (build, vasp, analyze, study, diagnose):
         module.register(app)
 
 

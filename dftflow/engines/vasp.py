@@ -17,7 +17,8 @@ import shutil
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,104 @@ def make_handlers(names: Sequence[str] | None = None, *, frozen_timeout_s: float
             )
         out.append(factories[name]())
     return out
+
+
+@contextmanager
+def quiet_custodian(handler_names: Sequence[str]) -> Iterator[None]:
+    """Silence custodian's and its handlers' loggers and pymatgen's warnings inside the block.
+
+    Custodian logs every VASP message it finds at ERROR level; without a logging configuration
+    Python prints those on stderr, which would bury dftflow's own one-line messages.
+    """
+    names = ("custodian", *handler_names, "VasprunXMLValidator", "VaspFilesValidator")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pymatgen's POTCAR/unconverged chatter
+            yield
+    finally:
+        for lg, lvl in zip(loggers, levels, strict=True):
+            lg.setLevel(lvl)
+
+
+def make_validators() -> list:
+    """Custodian's output validators run after a VASP attempt without handler errors."""
+    from custodian.vasp.validators import VaspFilesValidator, VasprunXMLValidator
+
+    return [VasprunXMLValidator(), VaspFilesValidator()]
+
+
+def action_text(action: dict[str, Any]) -> str:
+    """One custodian action as short text: ``INCAR EDIFF=1e-06`` or ``CONTCAR -> POSCAR``."""
+    act = action.get("action", {})
+    target = action.get("dict") or action.get("file") or "?"
+    if "_set" in act:
+        return f"{target} " + " ".join(f"{k}={v}" for k, v in act["_set"].items())
+    if "_unset" in act:
+        return f"{target} unset " + " ".join(str(k) for k in act["_unset"])
+    if "_file_copy" in act:
+        return f"{target} -> {act['_file_copy'].get('dest', '?')}"
+    return f"{target} {act}"
+
+
+def custodian_failure_message(
+    exc: Exception, run_log: list[dict[str, Any]], max_errors: int
+) -> str:
+    """One line saying why custodian gave up: which failures, which corrections, which budget.
+
+    Parameters
+    ----------
+    exc
+        The ``CustodianError`` custodian raised.
+    run_log
+        ``Custodian.run_log`` (one dict per job, each with its ``corrections``).
+    max_errors
+        The correction budget custodian ran with.
+    """
+    from custodian.custodian import (
+        MaxCorrectionsError,
+        MaxCorrectionsPerHandlerError,
+        MaxCorrectionsPerJobError,
+        NonRecoverableError,
+        ValidationError,
+    )
+
+    corrections = [c for run in run_log for c in run.get("corrections", []) or []]
+    seen: dict[str, int] = {}
+    for corr in corrections:
+        handler = type(corr.get("handler")).__name__
+        for err in corr.get("errors") or [handler]:
+            key = f"{err} ({handler})"
+            seen[key] = seen.get(key, 0) + 1
+    failures = ", ".join(f"{k} x{n}" if n > 1 else k for k, n in seen.items())
+    if isinstance(exc, (MaxCorrectionsError, MaxCorrectionsPerJobError)):
+        last = corrections[-1] if corrections else {}
+        made = "; ".join(action_text(a) for a in last.get("actions") or []) or "none"
+        # the budget counts corrections (one attempt may need several), not VASP attempts
+        return (
+            f"custodian's correction budget is used up (max_errors={max_errors}) and VASP still "
+            f"fails: {failures or 'unknown failure'}; the last correction is in the inputs but "
+            f"was not run: {made}"
+        )
+    if isinstance(exc, MaxCorrectionsPerHandlerError):
+        return f"a handler's own correction limit was reached: {failures or exc}"
+    if isinstance(exc, NonRecoverableError):
+        last = corrections[-1] if corrections else {}
+        handler = type(last.get("handler", exc.handler)).__name__
+        errors = ", ".join(str(e) for e in last.get("errors") or []) or "an error"
+        return f"{handler} found {errors} and custodian has no further correction for it"
+    if isinstance(exc, ValidationError):
+        what = {
+            "VasprunXMLValidator": "vasprun.xml is missing or unreadable",
+            "VaspFilesValidator": "CONTCAR, OSZICAR or OUTCAR is missing",
+        }.get(type(exc.validator).__name__, str(exc))
+        return f"output validation failed: {what}" + (f" (after {failures})" if failures else "")
+    return (str(exc).splitlines()[0] if str(exc) else type(exc).__name__) + (
+        f" (failures: {failures})" if failures else ""
+    )
 
 
 def _tail(path: Path, n: int = 3) -> str:
@@ -224,7 +323,6 @@ class VaspEngine:
         from custodian import Custodian
         from custodian.custodian import CustodianError
         from custodian.vasp.jobs import VaspJob
-        from custodian.vasp.validators import VaspFilesValidator, VasprunXMLValidator
 
         job = VaspJob(
             self.command(),
@@ -237,30 +335,24 @@ class VaspEngine:
         custodian = Custodian(
             handlers,
             [job],
-            validators=[VasprunXMLValidator(), VaspFilesValidator()],
+            validators=make_validators(),
             max_errors=self.max_errors,
             polling_time_step=self.polling_time_step,
             monitor_freq=self.monitor_freq,
             directory=str(directory),
         )
-        loggers = [logging.getLogger(n) for n in ("custodian", *self.handler_names)]
-        levels = [lg.level for lg in loggers]
-        for lg in loggers:
-            lg.setLevel(logging.CRITICAL)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # pymatgen's POTCAR/unconverged chatter
+            with quiet_custodian(self.handler_names):
                 custodian.run()
         except CustodianError as exc:
-            detail = _tail(directory / "std_err.txt") or _tail(directory / "vasp.out")
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            msg = custodian_failure_message(exc, custodian.run_log, self.max_errors)
+            detail = ""
+            if not any(run.get("corrections") for run in custodian.run_log):
+                detail = _tail(directory / "std_err.txt") or _tail(directory / "vasp.out")
             raise EngineError(
                 f"VASP in {directory} failed under custodian: {msg}"
                 + (f" (last output: {detail})" if detail else "")
             ) from exc
-        finally:
-            for lg, lvl in zip(loggers, levels, strict=True):
-                lg.setLevel(lvl)
 
 
 def _locate(cmd: list[str] | None) -> list[str] | None:

@@ -27,8 +27,9 @@ Failure injection (so custodian's handlers fire and correct): the environment va
 numbers to failure kinds, e.g. ``"1:zbrent,2:subspacematrix"`` (the file may hold one ``N: kind``
 per
 line). The attempt number is counted in ``.mock_vasp_attempts`` in the run directory. Kinds
-(:data:`FAILURES`): zbrent, subspacematrix, brmix, edddav, eddrmm, too_few_bands, kpoints_trans
-(stderr), positive_energy, potim, unconverged_electronic, unconverged_ionic, nonconverging, frozen.
+(:data:`FAILURES`): zbrent, subspacematrix, brmix, edddav, eddrmm, too_few_bands, nicht_konv,
+real_optlay, kpoints_trans (stderr), positive_energy, potim, unconverged_electronic,
+unconverged_ionic, nonconverging, frozen.
 The crash kinds print VASP's own message text (the strings custodian's VaspErrorHandler and
 StdErrHandler look for), leave partial OUTCAR/OSZICAR/CONTCAR and exit 1.
 """
@@ -107,6 +108,11 @@ FAILURES: dict[str, dict[str, Any]] = {
     "eddrmm": {"stdout": " WARNING in EDDRMM: call to ZHEGV failed, returncode =   6 3   31"},
     "too_few_bands": {
         "stdout": " TOO FEW BANDS !!! Please increase NBANDS",
+    },
+    # real-space projection failures (LREAL = Auto/True): VASP repeats the line per call
+    "nicht_konv": {"stdout": "\n".join([" ERROR: SBESSELITER : nicht konvergent"] * 3)},
+    "real_optlay": {
+        "stdout": "\n".join([" REAL_OPTLAY: internal error (1)     2629200     2629632"] * 3),
     },
     "kpoints_trans": {
         "stderr": "internal error in GENERATE_KPOINTS_TRANS: number of G-vector changed in star",

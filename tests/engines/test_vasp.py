@@ -7,7 +7,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from pymatgen.io.vasp import Chgcar, Incar
+from pymatgen.io.vasp import Chgcar
 
 from dftflow.engines import get_engine
 from dftflow.engines.base import Engine
@@ -42,62 +42,7 @@ def test_slab_relax_end_to_end(slab, tmp_path, mock_vasp):
     assert (tmp_path / "POTCAR.spec").is_file() and not (tmp_path / "POTCAR").exists()
 
 
-CASES = [
-    ("zbrent", None, "VaspErrorHandler", ("EDIFF", 1e-06)),
-    ("subspacematrix", {"LREAL": "Auto"}, "VaspErrorHandler", ("LREAL", False)),
-    ("unconverged_electronic", None, "UnconvergedErrorHandler", ("ALGO", "All")),
-    pytest.param(
-        "too_few_bands", None, "VaspErrorHandler", ("NBANDS", None), marks=pytest.mark.slow
-    ),
-    pytest.param("brmix", None, "VaspErrorHandler", ("IMIX", 1), marks=pytest.mark.slow),
-    pytest.param("edddav", None, "VaspErrorHandler", ("ALGO", "All"), marks=pytest.mark.slow),
-    pytest.param("eddrmm", None, "VaspErrorHandler", ("POTIM", 0.25), marks=pytest.mark.slow),
-    pytest.param("kpoints_trans", None, "StdErrHandler", ("ISYM", 0), marks=pytest.mark.slow),
-    pytest.param(
-        "positive_energy",
-        None,
-        "PositiveEnergyErrorHandler",
-        ("POTIM", 0.25),
-        marks=pytest.mark.slow,
-    ),
-    pytest.param("potim", None, "PotimErrorHandler", ("POTIM", 0.25), marks=pytest.mark.slow),
-    pytest.param(
-        "unconverged_ionic",
-        {"NSW": 20},
-        "UnconvergedErrorHandler",
-        ("IBRION", 1),
-        marks=pytest.mark.slow,
-    ),
-    pytest.param(
-        "nonconverging",
-        {"NELM": 40},
-        "NonConvergingErrorHandler",
-        ("ALGO", "Normal"),
-        marks=pytest.mark.slow,
-    ),
-]
-
-
-@pytest.mark.parametrize(("kind", "overrides", "handler", "change"), CASES)
-def test_injected_error_is_corrected(slab, tmp_path, mock_vasp, kind, overrides, handler, change):
-    mock_vasp.fail({1: kind})
-    doc = mock_vasp.engine().run(slab, "slab_relax", tmp_path, overrides=overrides)
-    assert doc.converged_electronic and doc.converged_ionic  # the second attempt succeeded
-    handlers = [c.handler for c in doc.corrections]
-    assert handler in handlers
-    corr = doc.corrections[handlers.index(handler)]
-    key, value = change
-    sets = {}
-    for action in corr.actions:
-        sets.update(action.get("action", {}).get("_set", {}))
-    assert key in sets and (value is None or sets[key] == value)
-    # custodian really applied it: the INCAR the successful attempt used carries the change
-    incar = Incar.from_file(tmp_path / "INCAR")
-    assert key in incar and (value is None or incar[key] == sets[key])
-    assert (tmp_path / ".mock_vasp_attempts").read_text() == "2"
-    log = _log(tmp_path)
-    assert log[0]["corrections"][0]["handler"]["@class"] == doc.corrections[0].handler
-    assert any("custodian made" in w for w in doc.warnings)
+# Every injected failure corrected under custodian: tests/reliability/test_custodian_recovery.py
 
 
 def test_unfixable_error_is_one_line_engine_error(slab, tmp_path, mock_vasp):
