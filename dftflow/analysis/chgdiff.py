@@ -1,7 +1,9 @@
 """Differential charge density ``Δρ = ρ(slab+L) − ρ(slab) − ρ(L)`` and charge transfer.
 
 The three CHGCARs must share the cell and the FFT grid (the workflow computes them in the same cell
-with explicit NGXF/NGYF/NGZF); anything else is refused with one line naming both grids/lattices.
+with explicit NGXF/NGYF/NGZF), and the complex's atoms must be the slab's plus the ligand's (by
+composition); anything else is refused with one line naming both grids/lattices or all three
+compositions.
 
 Definitions (units in names)
 ----------------------------
@@ -188,6 +190,22 @@ def charge_density_difference(
     -------
     ChgDiffResult
         See the module docstring for the definitions.
+
+    Raises
+    ------
+    InputError
+        Grids, lattices or compositions (complex ≠ slab + ligand) disagree: checked from the
+        three headers before any grid is read; nothing is written.
+    OutputError
+        A missing, truncated or corrupt file; nothing is written.
+
+    Notes
+    -----
+    Memory and speed: only the headers and the total grids are read (augmentation occupancies
+    and magnetisation grids are skipped), one file at a time into two buffers (Δ and a scratch
+    grid, subtracted in place in pymatgen's ``linear_add`` order); the written Δρ CHGCAR has no
+    augmentation occupancies (as pymatgen writes a ``linear_add`` result). Peak: two grids plus
+    the imports (``benchmarks/bench_chgdiff_RESULTS.md``).
     """
     ax = axis_index(axis)
     names = {"AB": str(ab), "A": str(a), "B": str(b)}

@@ -270,7 +270,8 @@ def locpot_profile(path: str | Path, axis: int | str = 2, efermi_eV: float | Non
     The vacuum level is the maximum of the planar average inside the widest atom-free gap, at least
     2 A from the outermost atoms (a plateau for a converged vacuum; with a dipole correction it is
     the higher of the two plateaus). The work function is ``vacuum - E_F`` when E_F is given or
-    found in a vasprun.xml next to the LOCPOT.
+    found in a vasprun.xml next to the LOCPOT. A charge-density file (CHGCAR, AECCAR, PARCHG,
+    ELFCAR: by name or by its non-negative values) is refused (:func:`check_is_potential`).
     """
     ax = axis_index(axis)
     vd = read_volumetric(path, "LOCPOT")

@@ -92,7 +92,7 @@ def test_delta_holds_at_most_two_grids_in_memory(triple, tmp_path, monkeypatch):
     writer formats in chunks; a small chunk keeps its temporaries small at this small grid as
     its default chunk does on a production grid (where the benchmark measures the peak RSS).
     """
-    monkeypatch.setattr(chgcar_io, "VALUES_PER_CHUNK", 2_000)
+    monkeypatch.setattr(chgcar_io, "VALUES_PER_CHUNK", 2_000, raising=False)
     p = triple["paths"]
     grid_bytes = int(np.prod(GRID)) * 8
     tracemalloc.start()
