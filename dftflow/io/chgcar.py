@@ -314,11 +314,13 @@ def read_values(fh: IO[bytes], out: np.ndarray) -> None:
     if parse_n_doubles is not None:
         got = parse_n_doubles(fh, out, n)
     else:
-        got = 0
-        while got < n:
-            batch = list(islice(fh, 100_000))
+        got, per_line = 0, 0
+        while got < n:  # never past the grid: augmentation or another grid may follow
+            want = 1 if not per_line else min(100_000, -(-(n - got) // per_line))
+            batch = list(islice(fh, want))
             if not batch:
                 break
+            per_line = per_line or len(batch[0].split())
             values = np.array(b" ".join(batch).split(), dtype=float)
             if got + values.size > n:
                 raise ValueError(f"more values than the grid's {n} in its last lines")

@@ -110,3 +110,14 @@ def test_read_total_grid_refuses_truncated_and_wrong_buffer(tmp_path):
         read_total_grid(tmp_path / "cut")
     with pytest.raises(ValueError, match="buffer of 10 values"):
         read_total_grid(path, out=np.empty(10))
+
+
+def test_read_total_grid_without_pymatgens_fast_parser(monkeypatch):
+    """Older pymatgen (no ``fast_parser``): the numpy fallback reads the same values."""
+    import sys
+
+    folder = real_vasp_dir("pymatgen_core")
+    _, fast = read_total_grid(folder / "CHGCAR.spin.gz")
+    monkeypatch.setitem(sys.modules, "pymatgen.optimization.fast_parser", None)
+    _, slow = read_total_grid(folder / "CHGCAR.spin.gz")
+    assert np.array_equal(fast, slow)
