@@ -1,7 +1,9 @@
 """Differential charge density ``Δρ = ρ(slab+L) − ρ(slab) − ρ(L)`` and charge transfer.
 
 The three CHGCARs must share the cell and the FFT grid (the workflow computes them in the same cell
-with explicit NGXF/NGYF/NGZF); anything else is refused with one line naming both grids/lattices.
+with explicit NGXF/NGYF/NGZF), and the complex's atoms must be the slab's plus the ligand's (by
+composition); anything else is refused with one line naming both grids/lattices or all three
+compositions.
 
 Definitions (units in names)
 ----------------------------
@@ -32,21 +34,15 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from dftflow.analysis.ligand_split import LigandSplit, ligand_indices_of_run, ligand_split
-from dftflow.analysis.plotting import (
-    ACCUMULATION_COLOUR,
-    ATOM_COLOURS,
-    DEPLETION_COLOUR,
-    new_figure,
-    save_figure,
-)
 from dftflow.errors import InputError
 from dftflow.parse.volumetric import (
     axis_coordinates_A,
     axis_index,
     check_same_grid,
+    grid_difference,
     planar_average,
     plane_charges_e,
-    read_volumetric,
+    read_volumetric_header,
 )
 from dftflow.structures.geometry import axis_height_A, vacuum_middle_fraction
 
@@ -118,6 +114,31 @@ def fragment_atoms(
     return sorted(set(found)) if len(set(found)) == len(found) else None
 
 
+def check_fragments_composition(complex_structure, slab, ligand, names: dict[str, str]) -> None:
+    """Refuse a complex whose composition is not slab + ligand (one line naming all three).
+
+    Δρ = ρ(AB) − ρ(A) − ρ(B) compares the same atoms; a complex passed as the slab (or any
+    swapped or wrong file) would subtract atoms twice and give a meaningless Δρ.
+    """
+    expected = slab.composition + ligand.composition
+    actual = complex_structure.composition
+    if not actual.almost_equals(expected, rtol=0.0, atol=1e-6):
+        raise InputError(
+            f"composition mismatch: complex {_formula(actual)} ({names['AB']}) is not slab "
+            f"{_formula(slab.composition)} ({names['A']}) + ligand "
+            f"{_formula(ligand.composition)} ({names['B']}) = {_formula(expected)}; pass the "
+            "complex, the slab and the ligand in that order"
+        )
+
+
+def _formula(composition) -> str:
+    """``Cs8Pb12Br32C2H3O2``: pymatgen's element order, counts of 1 left out."""
+    return "".join(
+        token.removesuffix("1") if token[-2:-1].isalpha() else token
+        for token in composition.formula.split()
+    )
+
+
 def complex_ligand_split(
     complex_structure,
     ligand_indices: Sequence[int] | None,
@@ -169,17 +190,37 @@ def charge_density_difference(
     -------
     ChgDiffResult
         See the module docstring for the definitions.
+
+    Raises
+    ------
+    InputError
+        Grids, lattices or compositions (complex ≠ slab + ligand) disagree: checked from the
+        three headers before any grid is read; nothing is written.
+    OutputError
+        A missing, truncated or corrupt file; nothing is written.
+
+    Notes
+    -----
+    Memory and speed: only the headers and the total grids are read (augmentation occupancies
+    and magnetisation grids are skipped), one file at a time into two buffers (Δ and a scratch
+    grid, subtracted in place in pymatgen's ``linear_add`` order); the written Δρ CHGCAR has no
+    augmentation occupancies (as pymatgen writes a ``linear_add`` result). Peak: two grids plus
+    the imports (``benchmarks/bench_chgdiff_RESULTS.md``).
     """
     ax = axis_index(axis)
     names = {"AB": str(ab), "A": str(a), "B": str(b)}
-    data = {k: read_volumetric(v, "CHGCAR") for k, v in names.items()}
-    check_same_grid(data["AB"], data["A"], names["AB"], names["A"])
-    check_same_grid(data["AB"], data["B"], names["AB"], names["B"])
-    structure = data["AB"].structure
+    files, headers = {}, {}
+    for key, path in names.items():  # headers only: every check before any grid is read
+        files[key], headers[key] = read_volumetric_header(path, "CHGCAR")
+    check_same_grid(headers["AB"], headers["A"], names["AB"], names["A"])
+    check_same_grid(headers["AB"], headers["B"], names["AB"], names["B"])
+    check_fragments_composition(
+        headers["AB"].structure, headers["A"].structure, headers["B"].structure, names
+    )
+    structure = headers["AB"].structure
     volume = float(structure.lattice.volume)
-    delta_rho_v = data["AB"].data["total"] - data["A"].data["total"] - data["B"].data["total"]
-    delta_rho = delta_rho_v / volume
-    grid = list(delta_rho_v.shape)
+    grid = list(headers["AB"].grid)
+    delta_rho_v = grid_difference([files["AB"], files["A"], files["B"]], grid)
     n_axis = grid[ax]
     written = None
     if output is not None:
@@ -197,7 +238,7 @@ def charge_density_difference(
     height = axis_height_A(structure.lattice.matrix, ax)
     start_A = start * height / n_axis
     total = float(delta_rho_v.sum() / delta_rho_v.size)
-    split = complex_ligand_split(structure, ligand_indices, ab, data["B"].structure)
+    split = complex_ligand_split(structure, ligand_indices, ab, headers["B"].structure)
     plane, side = _interface_plane(structure, ax, start / n_axis, split.mask)
     transfer = None
     notes: list[str] = []
@@ -226,7 +267,7 @@ def charge_density_difference(
         grid=grid,
         volume_A3=volume,
         z_A=axis_coordinates_A(structure, ax, n_axis).tolist(),
-        planar_average_e_per_A3=planar_average(delta_rho, ax).tolist(),
+        planar_average_e_per_A3=(planar_average(delta_rho_v, ax) / volume).tolist(),
         cumulative_charge_e=cumulative.tolist(),
         integration_start_A=start_A,
         total_charge_e=total,
@@ -235,13 +276,14 @@ def charge_density_difference(
         ligand_side=side,
         ligand_indices=split.ligand_indices,
         ligand_atoms_from=split.ligand_atoms_from,
-        max_accumulation_e_per_A3=float(delta_rho.max()),
-        max_depletion_e_per_A3=float(delta_rho.min()),
+        max_accumulation_e_per_A3=float(delta_rho_v.max()) / volume,
+        max_depletion_e_per_A3=float(delta_rho_v.min()) / volume,
         output=written,
         notes=notes,
     )
     if return_grid:
-        return result, delta_rho, structure
+        delta_rho_v /= volume  # in place: Δρ in e/Å^3 without a second grid
+        return result, delta_rho_v, structure
     return result
 
 
@@ -254,6 +296,13 @@ def plot_planar_average(
     result: ChgDiffResult, output: str | Path, *, dpi: int = 150, title: str | None = None
 ) -> Path:
     """Two panels on one z axis: Δρ̄(z) in e/Å^3 and Δq(z) in electrons (from the vacuum start)."""
+    from dftflow.analysis.plotting import (
+        ACCUMULATION_COLOUR,
+        DEPLETION_COLOUR,
+        new_figure,
+        save_figure,
+    )
+
     n = len(result.z_A)
     height = (result.z_A[1] - result.z_A[0]) * n
     start = int(round(result.integration_start_A / height * n)) % n
@@ -299,6 +348,8 @@ def plot_planar_average(
 def _cmap():
     from matplotlib.colors import LinearSegmentedColormap
 
+    from dftflow.analysis.plotting import ACCUMULATION_COLOUR, DEPLETION_COLOUR
+
     return LinearSegmentedColormap.from_list(
         "depl_acc", [DEPLETION_COLOUR, "#ffffff", ACCUMULATION_COLOUR]
     )
@@ -318,6 +369,8 @@ def plot_slice(
 
     Atoms within 1.5 A of the plane are drawn at their projected positions.
     """
+    from dftflow.analysis.plotting import ATOM_COLOURS, new_figure, save_figure
+
     structure_frac = np.mod(structure.frac_coords, 1.0)
     n = delta_rho.shape[normal]
     if position_frac is None:
@@ -451,6 +504,13 @@ def plot_isosurface(
     from matplotlib.patches import Patch
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
     from skimage.measure import marching_cubes
+
+    from dftflow.analysis.plotting import (
+        ACCUMULATION_COLOUR,
+        ATOM_COLOURS,
+        DEPLETION_COLOUR,
+        save_figure,
+    )
 
     lat = np.asarray(structure.lattice.matrix)
     shape = np.array(delta_rho.shape)

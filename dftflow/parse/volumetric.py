@@ -1,6 +1,8 @@
 """Volumetric VASP files (CHGCAR, AECCAR*, PARCHG, LOCPOT): reading, grid checks, planar averages.
 
-Reading is pymatgen's (``Chgcar``/``Locpot``, fast); this module turns every failure into one line
+Whole files are read with pymatgen (``Chgcar``/``Locpot``); the charge density difference reads
+only the headers and the total grids, one file at a time, with :mod:`dftflow.io.chgcar` (two grids
+in memory for three files). This module turns every failure into one line
 (:class:`dftflow.errors.OutputError`) and holds the small numerical helpers.
 
 Units
@@ -12,12 +14,18 @@ holds the local potential in eV (not multiplied by the volume).
 
 from __future__ import annotations
 
+import gzip
+import lzma
 import warnings
+import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from dftflow.errors import DftflowError, InputError, OutputError
+from dftflow.io.chgcar import VolumetricHeader, read_header, read_values
+from dftflow.io.chgcar import open_binary as _open_binary
 from dftflow.parse.files import find_output
 from dftflow.parse.run import load_taskdoc
 from dftflow.structures.geometry import axis_height_A, vacuum_middle_fraction
@@ -25,6 +33,21 @@ from dftflow.structures.geometry import axis_height_A, vacuum_middle_fraction
 AXES = {"x": 0, "y": 1, "z": 2, "a": 0, "b": 1, "c": 2, "0": 0, "1": 1, "2": 2}
 #: Lattice vectors of two grids must agree to this, Angstrom.
 LATTICE_ATOL_A = 1e-4
+#: What a truncated or corrupt (possibly compressed) file raises while it is parsed.
+_READ_ERRORS = (
+    ValueError,
+    IndexError,
+    EOFError,
+    OSError,
+    UnicodeDecodeError,
+    zlib.error,
+    gzip.BadGzipFile,
+    lzma.LZMAError,
+)
+#: File names of charge-density-type files (CHGCAR layout, not potentials), upper case.
+DENSITY_FILE_NAMES = ("CHGCAR", "CHG", "AECCAR", "PARCHG", "ELFCAR", "CHGDIFF")
+#: A potential's grid goes below -POTENTIAL_NEGATIVE_SHARE x its largest |value|; a density's not.
+POTENTIAL_NEGATIVE_SHARE = 0.01
 
 
 def axis_index(axis: int | str) -> int:
@@ -78,8 +101,11 @@ def read_volumetric(path: str | Path, kind: str = "CHGCAR"):
 
 
 def check_same_grid(first, second, first_name: str, second_name: str) -> None:
-    """Refuse two volumetric data sets whose grids or lattices differ (one line naming both)."""
-    g1, g2 = first.data["total"].shape, second.data["total"].shape
+    """Refuse two volumetric data sets whose grids or lattices differ (one line naming both).
+
+    ``first``/``second``: pymatgen ``VolumetricData`` or :class:`VolumetricHeader`.
+    """
+    g1, g2 = _grid_of(first), _grid_of(second)
     if g1 != g2:
         raise InputError(
             f"FFT grids differ: {first_name} {'x'.join(map(str, g1))} vs "
@@ -91,6 +117,107 @@ def check_same_grid(first, second, first_name: str, second_name: str) -> None:
         raise InputError(
             f"lattices differ: {first_name} abc={_abc(first)} vs {second_name} abc={_abc(second)} "
             f"(max difference {np.abs(m1 - m2).max():.2e} A)"
+        )
+
+
+def _grid_of(vd) -> tuple[int, ...]:
+    if isinstance(vd, VolumetricHeader):
+        return tuple(vd.grid)
+    return tuple(vd.data["total"].shape)
+
+
+def read_volumetric_header(path: str | Path, kind: str = "CHGCAR") -> tuple[Path, VolumetricHeader]:
+    """The file (``path`` or ``kind`` in the run directory ``path``) and its header.
+
+    Reads the POSCAR block and the grid line only (milliseconds for any grid size).
+
+    Raises
+    ------
+    OutputError
+        Missing, empty or unreadable file (one line).
+    """
+    file = find_output(path, kind)
+    if file.stat().st_size == 0:
+        raise OutputError(f"{file} is empty")
+    try:
+        with warnings.catch_warnings(), _open_binary(file) as fh:
+            warnings.simplefilter("ignore")
+            header = read_header(fh)
+    except _READ_ERRORS as exc:
+        raise OutputError(
+            f"cannot read {file}: truncated or corrupt {kind} ({type(exc).__name__})"
+        ) from exc
+    return file, header
+
+
+def grid_difference(files: Sequence[Path], grid: Sequence[int], kind: str = "CHGCAR") -> np.ndarray:
+    """``files[0] - files[1] - files[2] - ...`` of the total grids, read one file at a time.
+
+    The first grid is read into the result and each further one into a single scratch buffer
+    and subtracted in place (two grids in memory whatever the number of files; the order of the
+    subtractions is pymatgen's ``linear_add`` order, so the result is bit for bit pymatgen's).
+    Only the header and the first grid of each file are read (augmentation occupancies and
+    magnetisation grids are skipped). The headers must have been checked to agree on ``grid``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``grid``, Fortran-ordered (VASP's order), in the files' units (rho*V).
+
+    Raises
+    ------
+    OutputError
+        A truncated or corrupt file, a grid holding non-numbers (one line naming the file).
+    """
+    n = int(np.prod(grid))
+    result = np.empty(n)
+    scratch = np.empty(n) if len(files) > 1 else None
+    for i, file in enumerate(files):
+        buffer = result if i == 0 else scratch
+        try:
+            with warnings.catch_warnings(), _open_binary(file) as fh:
+                warnings.simplefilter("ignore")
+                header = read_header(fh)
+                if tuple(header.grid) != tuple(grid):
+                    raise ValueError(f"grid {header.grid} changed while reading")
+                read_values(fh, buffer)
+        except _READ_ERRORS as exc:
+            raise OutputError(
+                f"cannot read {file}: truncated or corrupt {kind} ({type(exc).__name__}: {exc})"
+            ) from exc
+        if not np.isfinite(buffer.sum()):
+            raise OutputError(f"cannot read {file}: grid holds non-numbers (corrupt)")
+        if i > 0:
+            np.subtract(result, buffer, out=result)
+    del scratch
+    return result.reshape(tuple(grid), order="F")
+
+
+def check_is_potential(file: Path, data: np.ndarray) -> None:
+    """Refuse a charge-density-type file given where a potential (LOCPOT) is expected.
+
+    pymatgen cannot tell them apart (``Locpot`` and ``Chgcar`` read the same layout; no header
+    field says which quantity the grid holds), so the file's name and its values decide. A
+    LOCPOT holds a potential in eV whose electrostatic part averages to zero over the cell (VASP
+    drops the G=0 term), so its grid always goes well below zero (the wells at the atoms); a
+    CHGCAR, AECCAR, PARCHG (rho*V, mean = electrons in the cell) or ELFCAR (0..1) is
+    non-negative up to noise. Refused: a file named like a density file, or a grid whose minimum
+    is above ``-POTENTIAL_NEGATIVE_SHARE`` x its largest value.
+    """
+    name = file.name.upper()
+    for suffix in (".GZ", ".BZ2", ".XZ", ".LZMA"):
+        name = name.removesuffix(suffix)
+    if name.startswith(DENSITY_FILE_NAMES) and not name.startswith("LOCPOT"):
+        raise InputError(
+            f"{file} is a charge-density file by its name, not a potential: pass the LOCPOT "
+            "(written with LVTOT or LVHAR = .TRUE.)"
+        )
+    vmin, vmax = float(data.min()), float(data.max())
+    if vmax > 0 and vmin >= -POTENTIAL_NEGATIVE_SHARE * vmax:
+        raise InputError(
+            f"{file} does not hold a potential: its values are non-negative (min {vmin:.3g}, "
+            f"max {vmax:.3g}, mean {float(data.mean()):.3g}), as in a charge density (rho*V); a "
+            "LOCPOT goes negative at the atoms: pass the LOCPOT (LVTOT or LVHAR = .TRUE.)"
         )
 
 
@@ -143,11 +270,13 @@ def locpot_profile(path: str | Path, axis: int | str = 2, efermi_eV: float | Non
     The vacuum level is the maximum of the planar average inside the widest atom-free gap, at least
     2 A from the outermost atoms (a plateau for a converged vacuum; with a dipole correction it is
     the higher of the two plateaus). The work function is ``vacuum - E_F`` when E_F is given or
-    found in a vasprun.xml next to the LOCPOT.
+    found in a vasprun.xml next to the LOCPOT. A charge-density file (CHGCAR, AECCAR, PARCHG,
+    ELFCAR: by name or by its non-negative values) is refused (:func:`check_is_potential`).
     """
     ax = axis_index(axis)
     vd = read_volumetric(path, "LOCPOT")
     data = vd.data["total"]
+    check_is_potential(find_output(path, "LOCPOT"), data)
     profile = planar_average(data, ax)
     n = profile.size
     z = axis_coordinates_A(vd.structure, ax, n)

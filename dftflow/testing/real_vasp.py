@@ -14,6 +14,8 @@ Known data sets (see the README.md inside each folder for source, commit and lic
 * ``Mg_Ga`` - ``bulk_sc/`` and ``q=0/`` from
   https://github.com/materialsproject/pymatgen-analysis-defects ``tests/test_files/Mg_Ga/``
   (BSD-3-Clause-LBNL).
+* ``pymatgen_core`` - ``CHGCAR.spin.gz``, ``CHGCAR.nospin.gz``, ``LOCPOT.gz`` (bcc Li) from
+  https://github.com/materialsproject/pymatgen-core ``test-files/io/vasp/outputs/`` (MIT).
 """
 
 from __future__ import annotations
