@@ -3,8 +3,9 @@
 
 * ``dftflow inputs STRUCTURE --stage slab_relax -o DIR [--potcar-spec] [--set KEY=VALUE ...]``
   writes INCAR, KPOINTS, POSCAR and POTCAR (or POTCAR.spec) for one stage of the paper's protocol;
-* ``dftflow calc STRUCTURE --stage static [--engine NAME] -d DIR [--json]`` runs one
-  calculation (VASP and the mock under custodian) and stores ``DIR/taskdoc.json``;
+* ``dftflow calc STRUCTURE --stage static [--engine NAME] -d DIR [--vasp-cmd CMD] [--force]
+  [--json]`` runs one calculation (embedded by default; VASP and the mock under custodian) and
+  stores ``DIR/taskdoc.json``; a DIR holding a finished run is refused unless ``--force``;
 * ``dftflow parse DIR [--json]`` prints the TaskDoc of a finished directory.
 
 Structures are read with ASE (POSCAR/CONTCAR with selective dynamics, CIF, extended XYZ, ...).
@@ -80,8 +81,9 @@ def _stage(stage: str):
         raise InputError(f"unknown stage {stage!r}; choose one of {STAGE_HELP}") from None
 
 
-def _get_engine(name: str, potcar_spec: bool):
+def _get_engine(name: str, potcar_spec: bool, vasp_cmd: str | None = None):
     from dftflow.engines import engine_entry
+    from dftflow.engines.vasp import resolve_vasp_cmd
 
     entry = engine_entry(name)
     config: dict[str, Any] = {}
@@ -89,7 +91,61 @@ def _get_engine(name: str, potcar_spec: bool):
         if "potcar_spec" not in entry.settings_model.model_fields:
             raise InputError(f"--potcar-spec has no meaning for the {entry.name} engine")
         config["potcar_spec"] = True
+    if entry.launches_vasp:
+        config["vasp_cmd"] = resolve_vasp_cmd(vasp_cmd).command
+    elif vasp_cmd is not None:
+        raise InputError(
+            f"--vasp-cmd has no meaning for the {entry.name} engine (it is for --engine vasp)"
+        )
     return entry.create(**config)
+
+
+def finished_run(directory: Path) -> str | None:
+    """What finished run ``directory`` holds (one phrase), or None.
+
+    Finished: a ``taskdoc.json`` (any engine), or a complete ``vasprun.xml`` (a VASP run that
+    reached its end, written by dftflow or not). A directory with only inputs, or with the
+    truncated outputs of an interrupted run, holds nothing finished.
+    """
+    from dftflow.schemas import TASKDOC_FILE, TaskDoc
+
+    doc_path = directory / TASKDOC_FILE
+    if doc_path.is_file():
+        try:
+            doc = TaskDoc.from_json_file(doc_path)
+        except (ValueError, OSError):
+            return f"a {TASKDOC_FILE}"
+        stage = doc.stage.value if doc.stage is not None else "run"
+        return f"a finished {stage} of {doc.formula} ({doc.engine}, E0 = {doc.energy_eV:.4f} eV)"
+    vasprun = directory / "vasprun.xml"
+    if vasprun.is_file():
+        with open(vasprun, "rb") as fh:
+            fh.seek(max(0, vasprun.stat().st_size - 4096))
+            if b"</modeling>" in fh.read():
+                return "a finished VASP run (complete vasprun.xml)"
+    return None
+
+
+def refuse_finished_run(directory: Path, force: bool) -> None:
+    """Refuse (one line) to write into a directory holding a finished run, unless ``force``.
+
+    With ``force`` the replacement is announced on stderr. Resuming is not offered: a finished
+    run has nothing left to compute (``dftflow parse DIR`` reads it), and an interrupted VASP run
+    restarts from its inputs (its truncated outputs are removed first).
+    """
+    if directory.exists() and not directory.is_dir():
+        raise InputError(f"{directory} exists and is not a directory")
+    if not directory.is_dir():
+        return
+    what = finished_run(directory)
+    if what is None:
+        return
+    if not force:
+        raise InputError(
+            f"{directory} holds {what}; nothing was changed: read it with `dftflow parse "
+            f"{directory}`, choose another -d, or pass --force to replace it"
+        )
+    typer.echo(f"--force: replacing {what} in {directory}", err=True)
 
 
 def inputs_cmd(
@@ -145,19 +201,30 @@ def calc_cmd(
     directory: Path = typer.Option(..., "--dir", "-d", help="Run directory."),
     settings: list[str] = typer.Option(None, "--set", help="Override: KEY=VALUE."),
     potcar_spec: bool = typer.Option(False, "--potcar-spec", help="POTCAR.spec for --engine vasp."),
+    vasp_cmd: str = typer.Option(
+        None,
+        "--vasp-cmd",
+        help="How VASP is launched, e.g. 'mpirun -np 32 vasp_std' (--engine vasp; default: "
+        "$DFTFLOW_VASP_CMD, else vasp_std).",
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Replace a finished run in DIR (refused without it)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the TaskDoc as JSON."),
 ) -> None:
-    """Run one calculation (VASP/mock under custodian) and store DIR/taskdoc.json.
+    """Run one calculation (embedded by default; VASP/mock under custodian): DIR/taskdoc.json.
 
     The TaskDoc's ``ligand_indices`` are those the structure carries (every engine keeps the atom
-    order); ``None`` when it carries none.
+    order); ``None`` when it carries none. A DIR holding a finished run (``taskdoc.json`` or a
+    complete ``vasprun.xml``) is refused, nothing changed, unless ``--force`` (said on stderr).
     """
     from dftflow.structures.ligand_atoms import ligand_indices_of
 
     atoms = read_structure(structure)
     st = _stage(stage)
     overrides = parse_settings(settings)
-    eng = _get_engine(engine, potcar_spec)
+    eng = _get_engine(engine, potcar_spec, vasp_cmd)
+    refuse_finished_run(directory, force)
     directory.mkdir(parents=True, exist_ok=True)
     doc = eng.run(atoms, st, directory, overrides=overrides or None, label=structure.stem)
     doc = doc.with_ligand_indices(ligand_indices_of(atoms))

@@ -26,6 +26,12 @@ from dftflow.analysis.chgdiff import charge_density_difference
 from dftflow.analysis.midgap import midgap_against
 from dftflow.analysis.report import write_report
 from dftflow.engines.registry import engine_entry
+from dftflow.engines.vasp import (
+    FWORKER_ENV_KEY,
+    FWORKER_OPTION_KEY,
+    VaspCommand,
+    resolve_vasp_cmd,
+)
 from dftflow.errors import DftflowError, InputError
 from dftflow.fileio import atomic_write_text
 from dftflow.inputs.vasp import shared_fft_grid as vasp_shared_fft_grid
@@ -110,17 +116,30 @@ def _atoms_of(doc: TaskDoc):  # -> ase.Atoms
 
 
 def _engine_for(fw_spec: dict[str, Any]):
+    """The study's engine; a VASP launch command resolved on this worker (:func:`vasp_command`)."""
     engine = dict(_config(fw_spec)["engine"])
     settings = dict(engine.get("settings") or {})
-    env = fw_spec.get("_fw_env") or {}
     entry = engine_entry(engine["name"])
-    takes_cmd = "vasp_cmd" in entry.settings_model.model_fields and "vasp_cmd" not in entry.presets
-    if takes_cmd and "vasp_cmd" not in settings:
-        # the worker's command (FWorker env, or DFTFLOW_VASP_CMD set by the queue script)
-        cmd = env.get("vasp_cmd") or os.environ.get("DFTFLOW_VASP_CMD")
-        if cmd:
-            settings["vasp_cmd"] = cmd
+    if entry.launches_vasp:
+        settings["vasp_cmd"] = vasp_command(fw_spec).command
     return entry.create(**settings)
+
+
+def vasp_command(fw_spec: dict[str, Any]) -> VaspCommand:
+    """The VASP command a Firework runs on this worker (``engines.vasp.resolve_vasp_cmd``).
+
+    ``--vasp-cmd`` of the worker's ``dftflow run``/``launch`` (FWorker env
+    ``dftflow_vasp_cmd``) > ``DFTFLOW_VASP_CMD`` in the worker's environment (a queue script's
+    ``pre_rocket``) > the FWorker's ``env.vasp_cmd`` > the study's ``engine.settings.vasp_cmd``
+    > ``vasp_std``.
+    """
+    env = fw_spec.get("_fw_env") or {}
+    settings = _config(fw_spec)["engine"].get("settings") or {}
+    return resolve_vasp_cmd(
+        env.get(FWORKER_OPTION_KEY),
+        fworker=env.get(FWORKER_ENV_KEY),
+        study=settings.get("vasp_cmd"),
+    )
 
 
 def _overrides(fw_spec: dict[str, Any], kind: str = "slab") -> dict[str, Any]:
