@@ -315,6 +315,14 @@ def complex_cmd(
         f"{summary.n_slab_atoms} + ligand {summary.n_adsorbate_atoms} atoms -> {output}"
     )
     typer.echo(f"  ligand atoms (0-based): {_ranges(ligand_indices)} -> {where}")
+    if complex_.info.get("charge"):
+        from dftflow.schemas import CHARGED_CELL_NOTE
+
+        q = float(complex_.info["charge"])
+        typer.echo(
+            f"  net charge {q:+g} e, recorded in {where.split(' ')[0]}: `dftflow inputs`/`calc` "
+            f"set NELECT = neutral count {-q:+g}; {CHARGED_CELL_NOTE}"
+        )
 
 
 def _ligand_record(output: Path) -> str:

@@ -99,18 +99,22 @@ def _print_status(status: dict, console) -> None:
 def _print_summary(study_dir: Path, console) -> None:
     from rich.table import Table
 
-    from dftflow.schemas import StudySummary
+    from dftflow.schemas import NOT_PHYSICAL_LABEL, StudySummary
 
     path = study_dir / "summary.json"
     if not path.is_file():
         return
     summary = StudySummary.model_validate_json(path.read_text())
-    table = Table(title=f"{summary.study} ({summary.engine}) - {path}")
-    for col in ("ligand", "model", "reference L", "E_ads (eV)", "paper (eV)", "mid-gap"):
+    physical = summary.physical and all(lig.physical for lig in summary.ligands)
+    engine = summary.engine if physical else f"{summary.engine}, {NOT_PHYSICAL_LABEL}"
+    table = Table(title=f"{summary.study} ({engine}) - {path}")
+    e_head = "E_ads (eV)" if physical else f"E_ads (eV), {NOT_PHYSICAL_LABEL}"
+    for col in ("ligand", "model", "reference L", e_head, "paper (eV)", "mid-gap"):
         table.add_column(col)
     for lig in summary.ligands:
         e = f"{lig.e_ads_eV:.3f}" if lig.e_ads_eV is not None else "-"
         p = f"{lig.paper_e_ads_eV:.2f}" if lig.paper_e_ads_eV is not None else "-"
+        p = p if physical else "not compared"
         mg = "-" if lig.midgap is None else ("yes" if lig.midgap.get("has_midgap_states") else "no")
         table.add_row(lig.ligand, lig.model, lig.reference_species, e, p, mg)
     console.print(table)

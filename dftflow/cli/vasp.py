@@ -252,8 +252,12 @@ def _print_doc(doc, as_json: bool) -> None:
     status = "converged" if doc.converged_electronic and doc.converged_ionic else "NOT converged"
     force = "n/a" if doc.max_force_eV_per_A is None else f"{doc.max_force_eV_per_A:.4f}"
     efermi = "n/a" if doc.efermi_eV is None else f"{doc.efermi_eV:.4f}"
+    from dftflow.schemas import NOT_PHYSICAL_LABEL
+
     typer.echo(
-        f"{doc.formula}: E0 = {doc.energy_eV:.6f} eV, {doc.n_ionic_steps} ionic step(s), "
+        ("" if doc.physical else f"{NOT_PHYSICAL_LABEL}: ")
+        + f"{doc.formula} ({doc.charge_state}): E0 = {doc.energy_eV:.6f} eV, "
+        f"{doc.n_ionic_steps} ionic step(s), "
         f"max force {force} eV/A, E_F {efermi} eV, {status}"
         + (f", {len(doc.corrections)} custodian correction(s)" if doc.corrections else "")
     )

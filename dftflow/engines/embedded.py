@@ -139,8 +139,15 @@ class EmbeddedEngine:
         )
         t0 = time.perf_counter()
         cpu0 = time.process_time()
+        charge = float(atoms.info.get("charge", 0.0) or 0.0)
         if stage.is_relax:
             fields = self._relax(atoms, stage, directory, settings)
+            if charge:
+                # CHGNet has no notion of a net charge: state it (the GPAW statics compute it)
+                fields["warnings"].append(
+                    f"CHGNet relaxed this {charge:+g} e cell as if neutral (the potential has no "
+                    "net charge); the GPAW single points compute the charged cell"
+                )
         else:
             fields = self._static(atoms, directory, settings)
         elapsed = time.perf_counter() - t0
@@ -158,6 +165,7 @@ class EmbeddedEngine:
             wall_time_s=elapsed,
             warnings=[*fields.pop("warnings", []), *warnings],
             ligand_indices=ligand_indices_of(structure),  # atom order is kept by every stage
+            charge_e=charge,
             **fields,
         )
         doc.to_json_file(directory / TASKDOC_FILE)

@@ -135,6 +135,7 @@ class EngineEntry:
         except TypeError as exc:
             raise EngineError(f"engine {self.name!r}: invalid settings: {exc}") from exc
         engine.name = self.name  # the entry's name goes into every TaskDoc (e.g. "mock")
+        engine.physical = self.physical  # False marks every TaskDoc "mock (not physical)"
         return engine
 
 

@@ -32,9 +32,9 @@ from pymatgen.core import Structure
 
 from dftflow.engines.base import prepare_run, validated_settings
 from dftflow.errors import EngineError
-from dftflow.inputs.vasp import write_inputs
+from dftflow.inputs.vasp import POTCAR_ZVAL, write_inputs
 from dftflow.parse.vasp import parse_directory
-from dftflow.schemas import TASKDOC_FILE, Stage, TaskDoc
+from dftflow.schemas import NOT_PHYSICAL_NOTE, TASKDOC_FILE, Stage, TaskDoc
 from dftflow.structures.ligand_atoms import ligand_indices_of
 
 #: Handler names accepted in the ``handlers`` setting (the ones that matter for surfaces/molecules).
@@ -225,6 +225,10 @@ class VaspEngine:
         :class:`VaspSettings` fields.
     """
 
+    #: False for a stand-in executable (the registry's ``mock`` entry sets it): every TaskDoc
+    #: then says "mock (not physical)".
+    physical: bool = True
+
     def __init__(self, name: str = "vasp", **settings: Any) -> None:
         cfg = validated_settings(VaspSettings, settings, name)
         self.name = name
@@ -288,9 +292,16 @@ class VaspEngine:
                 f"custodian made {len(doc.corrections)} correction(s): "
                 + ", ".join(f"{c.handler}({'/'.join(c.errors)})" for c in doc.corrections)
             )
+        if not self.physical:
+            warnings_.insert(0, NOT_PHYSICAL_NOTE)
         doc = doc.model_copy(
             update={
                 "engine": self.name,
+                "physical": self.physical,
+                "physical_note": "" if self.physical else NOT_PHYSICAL_NOTE,
+                "charge_e": cell_charge_e(
+                    inputs.incar, inputs.poscar.structure, inputs.potcar_symbols
+                ),
                 "ligand_indices": ligand_indices_of(structure),  # VASP keeps the atom order
                 "overrides": inputs.overrides,
                 "wall_time_s": wall,
@@ -347,6 +358,27 @@ class VaspEngine:
         finally:
             for lg, lvl in zip(loggers, levels, strict=True):
                 lg.setLevel(lvl)
+
+
+def cell_charge_e(
+    incar: Mapping[str, Any], structure: Structure, potcar_symbols: Sequence[str]
+) -> float | None:
+    """Net charge (e) of the cell VASP computes: neutral valence count - NELECT.
+
+    The neutral count is the sum of the POTCARs' ZVAL (``inputs.vasp.POTCAR_ZVAL``, the table
+    NELECT is computed from); no NELECT in the INCAR means a neutral cell. None when a POTCAR
+    symbol has no known ZVAL.
+    """
+    if incar.get("NELECT") is None:
+        return 0.0
+    from dftflow.structures.convert import species_blocks
+
+    _, counts = species_blocks(structure)
+    try:
+        neutral = sum(POTCAR_ZVAL[sym] * n for sym, n in zip(potcar_symbols, counts, strict=True))
+    except KeyError:
+        return None
+    return round(float(neutral) - float(incar["NELECT"]), 6)
 
 
 def _locate(cmd: list[str] | None) -> list[str] | None:

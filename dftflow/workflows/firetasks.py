@@ -35,7 +35,15 @@ from dftflow.engines.vasp import (
 from dftflow.errors import DftflowError, InputError
 from dftflow.fileio import atomic_write_text
 from dftflow.inputs.vasp import shared_fft_grid as vasp_shared_fft_grid
-from dftflow.schemas import LigandResult, PlacementResult, Stage, StudySummary, TaskDoc
+from dftflow.schemas import (
+    CHARGED_CELL_NOTE,
+    NOT_PHYSICAL_NOTE,
+    LigandResult,
+    PlacementResult,
+    Stage,
+    StudySummary,
+    TaskDoc,
+)
 from dftflow.structures.bulk import cspbbr3_cubic, lattice_constant_from_taskdoc
 from dftflow.structures.ligand_atoms import ligand_indices_of
 from dftflow.structures.ligands import get_ligand, ligand_from_smiles, ligand_molecule
@@ -102,7 +110,7 @@ def _taskdoc(fw_spec: dict[str, Any], role: str) -> TaskDoc:
 
 
 def _atoms_of(doc: TaskDoc):  # -> ase.Atoms
-    """Final atoms of a run, with the run's ligand indices marked (atom order is kept)."""
+    """Final atoms of a run, with its ligand indices marked and its net charge in ``info``."""
     from pymatgen.io.ase import AseAtomsAdaptor
 
     from dftflow.structures.ligand_atoms import LIGAND_ARRAY, mark_ligand
@@ -112,6 +120,8 @@ def _atoms_of(doc: TaskDoc):  # -> ase.Atoms
         if prop in structure.site_properties:
             structure.remove_site_property(prop)
     atoms = AseAtomsAdaptor.get_atoms(structure)
+    if doc.charge_e:  # the net charge the run computed goes on to the next stage (NELECT)
+        atoms.info["charge"] = float(doc.charge_e)
     return atoms if doc.ligand_indices is None else mark_ligand(atoms, doc.ligand_indices)
 
 
@@ -299,7 +309,7 @@ def enumerate_candidates(slab_atoms: Any, entry: dict[str, Any]) -> list[Any]:
         slab_atoms,
         ligand_spec(entry),
         modes=lig.placements.modes,
-        form=lig.placements.form,
+        form=lig.placements.form or lig.molecule_form,
         dissociate=lig.placements.dissociate,
         **kwargs,
     )
@@ -546,6 +556,10 @@ def analyse_ligand(
         transfer = float(chg.charge_transfer_e)
     except (DftflowError, KeyError) as exc:
         notes.append(f"charge-density difference failed: {exc}")
+    physical = all(d.physical and engine_entry(d.engine).physical for d in docs.values())
+    charges = {r: d.charge_state for r, d in docs.items()}
+    if any(d.charge_e for d in docs.values()):
+        notes.append(f"charged cells: {CHARGED_CELL_NOTE}")
     placements = [PlacementResult(**p) for p in cx_rec["placements"]]
     failed = [p.label for p in placements if p.energy_eV is None]
     if failed:
@@ -564,6 +578,8 @@ def analyse_ligand(
         charge_transfer_e=transfer,
         taskdocs={r: _result(fw_spec, role)["taskdoc"] for r, role in roles.items()},
         paper_e_ads_eV=paper,
+        physical=physical,
+        charge_states=charges,
         notes=notes,
     )
 
@@ -618,6 +634,10 @@ def build_summary(fw_spec: dict[str, Any], ligand_keys: list[str]) -> StudySumma
         for r in slab_roles
         if role_key(r) in results
     }
+    slab_docs = [TaskDoc.from_json_file(path) for path in slab.values()]
+    physical = engine_entry(cfg["engine"]["name"]).physical and all(
+        [lig.physical for lig in ligands] + [d.physical for d in slab_docs]
+    )
     slab_midgap = None
     if role_key("slab/static") in results:
         slab_doc = TaskDoc.from_json_file(results[role_key("slab/static")]["taskdoc"])
@@ -631,6 +651,8 @@ def build_summary(fw_spec: dict[str, Any], ligand_keys: list[str]) -> StudySumma
         parameters={"effective": cfg["parameters"], "overrides": cfg["overrides"]},
         slab=slab,
         ligands=ligands,
+        physical=physical,
+        physical_note="" if physical else NOT_PHYSICAL_NOTE,
         provenance={"spec_digest": cfg["spec_digest"], "study_dir": cfg["study_dir"]},
         notes=notes,
     )
