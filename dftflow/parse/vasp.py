@@ -407,7 +407,9 @@ def parse_directory(
     if not converged_i:
         notes.append("ionic relaxation did not converge within NSW steps")
     stage_value = Stage(stage) if stage is not None else None
-    physical = str(dict(vr.generator).get("program", "")).strip() not in NOT_PHYSICAL_PROGRAMS
+    # pymatgen's Incar-style dict upper-cases keys and capitalises values ("Dftflow-mock-vasp")
+    generator = {str(k).lower(): str(v).strip().lower() for k, v in dict(vr.generator).items()}
+    physical = generator.get("program", "") not in NOT_PHYSICAL_PROGRAMS
     return TaskDoc(
         physical=physical,
         physical_note="" if physical else NOT_PHYSICAL_NOTE,
