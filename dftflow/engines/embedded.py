@@ -49,7 +49,7 @@ from pymatgen.io.vasp import Poscar
 from dftflow.electronic import BANDS_FILE, DOS_FILE, BandData, complete_dos, write_complete_dos
 from dftflow.engines.base import prepare_run
 from dftflow.engines.embedded_chgnet import chgnet_version, max_free_force, run_chgnet_relax
-from dftflow.engines.embedded_gpaw import run_gpaw_static
+from dftflow.engines.embedded_gpaw import is_slab_like, run_gpaw_static
 from dftflow.engines.embedded_settings import DEFAULT_SETTINGS, merge_settings, validate_settings
 from dftflow.errors import EngineError, InputError
 from dftflow.fileio import atomic_path
@@ -131,6 +131,15 @@ class EmbeddedEngine:
         atoms = _to_atoms(structure)
         if len(atoms) == 0:
             raise InputError("embedded engine: the structure has no atoms")
+        charge = float(atoms.info.get("charge", 0.0) or 0.0)
+        if charge and is_slab_like(atoms):
+            # GPAW refuses charged cells with mixed periodic/zero boundaries (the slab cells'
+            # dipole layer), so a charged species is refused before CHGNet relaxes it for nothing
+            raise EngineError(
+                f"embedded engine: cannot compute the {charge:+g} e cell of "
+                f"{atoms.get_chemical_formula()} (GPAW refuses charged slab-like cells); build "
+                "the neutral form (e.g. --form radical) or use --engine vasp"
+            )
         settings, warnings = self.effective_settings(overrides)
         for name in STALE_RECORDS:
             (directory / name).unlink(missing_ok=True)
@@ -139,7 +148,6 @@ class EmbeddedEngine:
         )
         t0 = time.perf_counter()
         cpu0 = time.process_time()
-        charge = float(atoms.info.get("charge", 0.0) or 0.0)
         if stage.is_relax:
             fields = self._relax(atoms, stage, directory, settings)
             if charge:

@@ -298,3 +298,14 @@ def test_eads_reference_follows_the_adsorbate_run(mock_study, tmp_path):
     charged.write_text(doc.model_copy(update={"charge_e": -1.0}).model_dump_json())
     bad = dftflow("analyze", "eads", "--complex", charged, *triple[2:])
     one_line_error(bad, "net charges do not add up", "complex -1 e")
+
+
+def test_embedded_engine_refuses_a_charged_slab_cell_up_front(work, tmp_path):
+    """GPAW cannot compute a charged cell with the slab's non-periodic z: refused in one line
+    before anything runs (calc's default engine is the embedded one)."""
+    build = ("build", "complex", "--slab", work / "slab.vasp", "--ligand", "AcO")
+    assert dftflow(*build, "--mode", "monodentate", "-o", tmp_path / "aco.vasp").returncode == 0
+    proc = dftflow("calc", tmp_path / "aco.vasp", "--stage", "static", "-d", tmp_path / "e",
+                   timeout=120)  # fmt: skip
+    one_line_error(proc, "embedded engine", "-1 e cell", "--form radical", "--engine vasp")
+    assert not (tmp_path / "e" / "taskdoc.json").exists()

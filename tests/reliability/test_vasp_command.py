@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dftflow.engines.vasp import resolve_vasp_cmd
 from dftflow.schemas import TaskDoc
 
 pytestmark = pytest.mark.fault
@@ -64,6 +63,8 @@ def _env(bindir: Path, log: Path, **extra: str) -> dict[str, str]:
 # The precedence, source by source
 # ---------------------------------------------------------------------------------------------
 def test_each_source_in_order_of_precedence():
+    from dftflow.engines.vasp import resolve_vasp_cmd
+
     env = {"DFTFLOW_VASP_CMD": "mpirun -np 32 vasp_std"}
     full = dict(fworker="srun vasp_std", study="mpiexec vasp_std", environ=env)
     assert resolve_vasp_cmd("ibrun vasp_std", **full).command == "ibrun vasp_std"
