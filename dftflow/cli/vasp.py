@@ -158,17 +158,23 @@ def inputs_cmd(
     settings: list[str] = typer.Option(
         None, "--set", help="Override: KEY=VALUE (INCAR tag, KPOINTS='4 4 1'; VALUE none removes)."
     ),
+    force: bool = typer.Option(
+        False, "--force", help="Write into a directory holding a finished run (its inputs change)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the inputs as JSON."),
 ) -> None:
-    """Write the VASP inputs of one stage of the paper's protocol."""
+    """Write the VASP inputs of one stage of the paper's protocol.
+
+    A directory holding a finished run is refused unless ``--force``: new inputs beside old
+    outputs would misdescribe them.
+    """
     from dftflow.inputs.vasp import write_inputs
     from dftflow.structures.ligand_atoms import sidecar_path, write_ligand_sidecar
 
     atoms = read_structure(structure)
     st = _stage(stage)
     overrides = parse_settings(settings)
-    if output.exists() and not output.is_dir():
-        raise InputError(f"{output} exists and is not a directory")
+    refuse_finished_run(output, force)
     inputs = write_inputs(atoms, st, output, overrides=overrides, potcar_spec=potcar_spec)
     if write_ligand_sidecar(atoms, output / "POSCAR") is None:  # same atom order as POSCAR
         sidecar_path(output / "POSCAR").unlink(missing_ok=True)  # a stale one would mislabel

@@ -87,6 +87,10 @@ def test_calc_refuses_a_finished_run_unless_forced(work, tmp_path):
     one_line_error(again, str(run_dir), "finished static", "--force", "nothing was changed")
     assert (run_dir / "taskdoc.json").read_text() == doc_text
     assert (run_dir / "OUTCAR").stat().st_mtime_ns == outcar
+    incar = (run_dir / "INCAR").read_text()
+    inputs = dftflow("inputs", work / "bulk.vasp", "--stage", "bulk_relax", "-o", run_dir)
+    one_line_error(inputs, "finished static", "--force")
+    assert (run_dir / "INCAR").read_text() == incar
 
     forced = dftflow(*calc, "-d", run_dir, "--force")
     assert forced.returncode == 0, forced.stderr
