@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from dftflow.analysis.adsorption import AdsorptionRow, plot_adsorption_bars
+from dftflow.analysis.plotting import figure_note
 from dftflow.analysis.report import (
     _paper_value,
     dos_figure,
@@ -21,6 +22,7 @@ from dftflow.analysis.report import (
     study_systems,
     write_report,
 )
+from dftflow.schemas import NOT_PHYSICAL_LABEL
 
 
 def main() -> None:
@@ -31,6 +33,13 @@ def main() -> None:
     summary = load_summary(args.study_dir)
     out = args.study_dir / "report" / "figures"
     out.mkdir(parents=True, exist_ok=True)
+    physical = summary.physical and all(lig.physical for lig in summary.ligands)
+    with figure_note(None if physical else NOT_PHYSICAL_LABEL):  # mock figures say so
+        _figures(args, summary, out, physical)
+    print(write_report(args.study_dir, summary))
+
+
+def _figures(args: argparse.Namespace, summary, out: Path, physical: bool) -> None:
     rows = [
         AdsorptionRow(
             ligand=lig.ligand,
@@ -38,6 +47,7 @@ def main() -> None:
             model=lig.model,
             e_ads_eV=lig.e_ads_eV,
             paper_e_ads_eV=_paper_value(lig),
+            physical=physical,
         )
         for lig in summary.ligands
     ]
@@ -57,7 +67,6 @@ def main() -> None:
                 else f"charge transfer {res.charge_transfer_e:+.4f} e, {res.files}"
             )
         )
-    print(write_report(args.study_dir, summary))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,56 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 #: File name of a run's TaskDoc inside its run directory (every engine writes it).
 TASKDOC_FILE = "taskdoc.json"
+#: How results of a stand-in engine (the mock VASP of the tests) are labelled everywhere.
+NOT_PHYSICAL_LABEL = "mock (not physical)"
+#: The note a not-physical TaskDoc and summary carry.
+NOT_PHYSICAL_NOTE = (
+    f"{NOT_PHYSICAL_LABEL}: numbers from the mock VASP of the tests (pair potential + "
+    "tight binding), not from DFT; never compare them with experiment or a paper"
+)
+#: vasprun.xml ``program`` names of stand-ins whose outputs are not physical.
+NOT_PHYSICAL_PROGRAMS = ("dftflow-mock-vasp",)
+#: How a charged periodic cell is compensated (the engines' behaviour, stated in reports).
+CHARGED_CELL_NOTE = (
+    "a charged cell is neutralised by a uniform compensating background (VASP with NELECT "
+    "different from the neutral count; GPAW with charge=); no monopole/Makov-Payne correction "
+    "is applied, so energies of charged cells depend on the cell size"
+)
+
+
+def charge_state(charge_e: float | None, nelect: float | None = None) -> str:
+    """What a calculation computes, from its net charge (e) and electron count.
+
+    ``"anion (charge -1 e)"``, ``"cation (charge +1 e)"``, ``"radical (neutral, odd electron
+    count)"``, ``"neutral"``; ``"unknown charge"`` when the charge is not known. The one wording
+    of labels, reports and E_ads references.
+    """
+    if charge_e is None:
+        return "unknown charge"
+    q = float(charge_e)
+    if abs(q) > 1e-6:
+        kind = "anion" if q < 0 else "cation"
+        return f"{kind} (charge {q:+g} e)"
+    if nelect is not None and int(round(float(nelect))) % 2 == 1:
+        return "radical (neutral, odd electron count)"
+    return "neutral"
+
+
+#: The kinds :func:`charge_state` names (its first word).
+CHARGE_KINDS = ("anion", "cation", "radical", "neutral")
+
+
+def reference_matches(reference_species: str, computed_kind: str) -> bool:
+    """Whether a stated reference species agrees with the kind a run computes.
+
+    ``computed_kind`` is ``"anion"``, ``"cation"``, ``"radical"`` or ``"neutral"`` (the first word
+    of :func:`charge_state`, or a ligand form's model). A statement naming none of these words
+    ("acetate", "acid") cannot be checked and passes; one naming kinds must name the computed one
+    ("neutral acid" does not describe a radical; "acetate radical" does).
+    """
+    words = set(reference_species.lower().replace("(", " ").replace(",", " ").split())
+    named = words.intersection(CHARGE_KINDS)
+    return not named or computed_kind in named or computed_kind not in CHARGE_KINDS
 
 
 class Stage(str, Enum):
@@ -61,6 +111,15 @@ class TaskDoc(BaseModel):
     efermi_eV: float | None = None
     ispin: int = 1
     nelect: float | None = None
+    charge_e: float | None = Field(
+        default=None,
+        description="net charge of the computed cell, e (neutral valence count - NELECT; "
+        "-1 = one extra electron); None = not known (a run dftflow did not set up)",
+    )
+    physical: bool = Field(
+        default=True, description="False for a stand-in engine (the mock VASP): not physical"
+    )
+    physical_note: str = Field(default="", description="why the numbers are not physical")
     structure: dict[str, Any] = Field(description="final structure, pymatgen Structure.as_dict()")
     ligand_indices: list[int] | None = Field(
         default=None,
@@ -96,6 +155,11 @@ class TaskDoc(BaseModel):
                     f"ligand_indices must be sorted, unique and in 0..{self.n_atoms - 1}"
                 )
         return self
+
+    @property
+    def charge_state(self) -> str:
+        """What this run computed: anion/cation (charge), radical or neutral."""
+        return charge_state(self.charge_e, self.nelect)
 
     def with_ligand_indices(self, indices: list[int] | None) -> TaskDoc:
         """A validated copy whose ``ligand_indices`` are ``indices`` (e.g. from the input atoms)."""
@@ -147,6 +211,11 @@ class LigandResult(BaseModel):
         "complex_relax, complex_static, slab_fragment_static, ligand_fragment_static",
     )
     paper_e_ads_eV: float | None = None
+    physical: bool = Field(default=True, description="False: mock numbers, not physical")
+    charge_states: dict[str, str] = Field(
+        default_factory=dict,
+        description="role -> what the run computed (charge_state: anion, radical, neutral ...)",
+    )
     notes: list[str] = Field(default_factory=list)
 
 
@@ -162,6 +231,8 @@ class StudySummary(BaseModel):
     )
     ligands: list[LigandResult] = Field(default_factory=list)
     slab_midgap: dict[str, Any] | None = None
+    physical: bool = Field(default=True, description="False: mock numbers, not physical")
+    physical_note: str = Field(default="", description="why the numbers are not physical")
     provenance: dict[str, Any] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
 

@@ -2,7 +2,10 @@
 
 Sign convention: negative E_ads means binding (the complex is lower in energy than its parts).
 Energies are VASP's e_0 ("energy sigma->0", ``TaskDoc.energy_eV``). The reference species L (neutral
-acid, anion, radical ...) is stated in every result and table; it is never inferred.
+acid, anion, radical ...) is stated in every result and table. Without a statement it is what the
+adsorbate's run computed (its charge and electron count, :func:`dftflow.schemas.charge_state`); a
+statement that contradicts the run ("neutral acid" for an odd-electron radical) is refused, and so
+are complex, slab and adsorbate whose net charges do not add up.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from dftflow.errors import InputError
 from dftflow.parse.run import as_taskdoc
-from dftflow.schemas import TaskDoc
+from dftflow.schemas import CHARGED_CELL_NOTE, NOT_PHYSICAL_LABEL, TaskDoc, reference_matches
 
 #: Relative tolerance on in-plane lattice vectors when comparing the slab and complex cells.
 CELL_RTOL = 1e-3
@@ -32,6 +35,10 @@ class AdsorptionResult(BaseModel):
     reference_species: str
     converged: dict[str, bool] = Field(description="role -> electronic and ionic convergence")
     engine: str
+    physical: bool = Field(default=True, description="False: a mock run is involved")
+    charge_states: dict[str, str] = Field(
+        default_factory=dict, description="role -> what the run computed (anion, radical ...)"
+    )
     formulas: dict[str, str] = Field(default_factory=dict)
     directories: dict[str, str] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
@@ -80,13 +87,30 @@ def check_cells(complex_: TaskDoc, slab: TaskDoc, multiplier: int) -> None:
         )
 
 
+def check_charges(complex_: TaskDoc, slab: TaskDoc, adsorbate: TaskDoc, multiplier: int) -> None:
+    """Refuse runs whose net charges (e) do not add up: q(complex) = N q(slab) + q(L).
+
+    Runs of unknown charge (``charge_e`` None: not set up by dftflow) are not checked.
+    """
+    charges = [complex_.charge_e, slab.charge_e, adsorbate.charge_e]
+    if any(q is None for q in charges):
+        return
+    q_c, q_s, q_a = (float(q) for q in charges)
+    if abs(q_c - (multiplier * q_s + q_a)) > 1e-6:
+        raise InputError(
+            f"net charges do not add up: complex {q_c:+g} e vs {multiplier} x slab {q_s:+g} e + "
+            f"adsorbate {q_a:+g} e (E_ads would compare different electron counts); compute L "
+            "in the form the complex holds"
+        )
+
+
 def adsorption_energy(
     complex: TaskDoc | str | Path,  # noqa: A002 - the agreed API name
     slab: TaskDoc | str | Path,
     adsorbate: TaskDoc | str | Path,
     *,
     slab_multiplier: int = 1,
-    reference_species: str = "neutral acid",
+    reference_species: str | None = None,
     allow_unconverged: bool = False,
 ) -> AdsorptionResult:
     """Adsorption energy of a ligand on a slab.
@@ -99,7 +123,8 @@ def adsorption_energy(
     slab_multiplier
         How many slab cells fit in the complex cell (E(slab 2x2) = 4 E(slab 1x1)).
     reference_species
-        What L is (``"neutral acid"``, ``"anion"``, ``"radical"`` ...); recorded, never guessed.
+        What L is (``"neutral acid"``, ``"acetate anion"``, ``"acetate radical"`` ...); None: what
+        the adsorbate's run computed (``TaskDoc.charge_state``). Must agree with that run.
     allow_unconverged
         Accept runs that are not electronically/ionically converged (recorded as warnings).
 
@@ -111,7 +136,8 @@ def adsorption_energy(
     Raises
     ------
     InputError
-        Unconverged run (unless allowed), composition or cell mismatch, bad multiplier.
+        Unconverged run (unless allowed), composition, cell or charge mismatch, a reference
+        species that contradicts the adsorbate's run, bad multiplier.
     """
     if int(slab_multiplier) != slab_multiplier or slab_multiplier < 1:
         raise InputError(f"slab multiplier must be a positive integer, got {slab_multiplier}")
@@ -135,6 +161,22 @@ def adsorption_energy(
         warnings.append(message)
     check_composition(docs["complex"], docs["slab"], docs["adsorbate"], slab_multiplier)
     check_cells(docs["complex"], docs["slab"], slab_multiplier)
+    check_charges(docs["complex"], docs["slab"], docs["adsorbate"], slab_multiplier)
+    computed = docs["adsorbate"].charge_state
+    if reference_species is None:
+        reference_species = computed
+    elif not reference_matches(reference_species, computed.split()[0]):
+        raise InputError(
+            f"reference species {reference_species!r} contradicts the adsorbate run "
+            f"({docs['adsorbate'].directory}), which computed a {computed}"
+            + (f", NELECT {docs['adsorbate'].nelect:g}" if docs["adsorbate"].nelect else "")
+            + "; state what it computed or rebuild L in the intended form"
+        )
+    if any(d.charge_e for d in docs.values()):
+        warnings.append(f"charged cells: {CHARGED_CELL_NOTE}")
+    physical = all(d.physical for d in docs.values())
+    if not physical:
+        warnings.insert(0, f"{NOT_PHYSICAL_LABEL}: E_ads from mock runs is not a physical number")
     e_c, e_s, e_a = (docs[r].energy_eV for r in ("complex", "slab", "adsorbate"))
     engines = sorted({d.engine for d in docs.values()})
     if len(engines) > 1:
@@ -148,6 +190,8 @@ def adsorption_energy(
         reference_species=reference_species,
         converged=converged,
         engine="+".join(engines),
+        physical=physical,
+        charge_states={r: d.charge_state for r, d in docs.items()},
         formulas={r: d.formula for r, d in docs.items()},
         directories={r: d.directory for r, d in docs.items()},
         warnings=warnings,
@@ -164,25 +208,37 @@ class AdsorptionRow(BaseModel):
     converged: dict[str, bool] = Field(default_factory=dict)
     engine: str = ""
     paper_e_ads_eV: float | None = None
+    physical: bool = True
 
 
 def adsorption_table_markdown(rows: Sequence[AdsorptionRow]) -> str:
-    """A Markdown table: ligand, model, reference, E_ads, paper value, converged flags, engine."""
+    """A Markdown table: ligand, model, reference, E_ads, paper value, converged flags, engine.
+
+    Rows of mock runs say "mock (not physical)" in the E_ads header and engine column, and their
+    paper value is not set beside them ("not compared").
+    """
+    mock = any(not r.physical for r in rows)
+    head = f"E_ads (eV), {NOT_PHYSICAL_LABEL}" if mock else "E_ads (eV)"
     lines = [
-        "| ligand | model | reference species L | E_ads (eV) | paper E_ads (eV) | converged "
+        f"| ligand | model | reference species L | {head} | paper E_ads (eV) | converged "
         "| engine |",
         "|---|---|---|---:|---:|---|---|",
     ]
     for r in rows:
         e = "n/a" if r.e_ads_eV is None else f"{r.e_ads_eV:+.3f}"
         p = "n/a" if r.paper_e_ads_eV is None else f"{r.paper_e_ads_eV:+.2f}"
+        if not r.physical:
+            p = "not compared"
         if r.converged and all(r.converged.values()):
             conv = f"all ({len(r.converged)})"
         else:
             conv = ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in r.converged.items()) or "n/a"
+        engine = r.engine or "n/a"
+        if not r.physical:
+            engine = f"{engine}, {NOT_PHYSICAL_LABEL}"
         lines.append(
             f"| {r.ligand} | {r.model or 'n/a'} | {r.reference_species} | {e} | {p} | {conv} | "
-            f"{r.engine or 'n/a'} |"
+            f"{engine} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -203,11 +259,13 @@ def plot_adsorption_bars(
         raise InputError("no adsorption energies to plot")
     fig, ax = new_figure(figsize=(max(3.5, 1.3 * len(rows) + 1.5), 3.6))
     x = np.arange(len(rows))
-    has_paper = show_paper and any(r.paper_e_ads_eV is not None for r in rows)
+    mock = any(not r.physical for r in rows)  # mock numbers are never set beside the paper's
+    has_paper = show_paper and not mock and any(r.paper_e_ads_eV is not None for r in rows)
     width = 0.38 if has_paper else 0.6
     ours = [np.nan if r.e_ads_eV is None else r.e_ads_eV for r in rows]
     offset = -width / 2 if has_paper else 0.0
-    bars = ax.bar(x + offset, ours, width, color="#3b6fb6", edgecolor="black", label="this work")
+    label = NOT_PHYSICAL_LABEL if mock else "this work"
+    bars = ax.bar(x + offset, ours, width, color="#3b6fb6", edgecolor="black", label=label)
     _label_bars(ax, bars, ours)
     if has_paper:
         paper = [np.nan if r.paper_e_ads_eV is None else r.paper_e_ads_eV for r in rows]
@@ -226,7 +284,8 @@ def plot_adsorption_bars(
     ax.set_xticklabels([f"{r.ligand}\n(L: {r.reference_species})" for r in rows], fontsize=8)
     ax.set_ylabel(r"$E_\mathrm{ads}$ (eV)")
     ax.set_title(
-        title or r"$E_\mathrm{ads} = E(\mathrm{slab+L}) - E(\mathrm{slab}) - E(\mathrm{L})$"
+        (title or r"$E_\mathrm{ads} = E(\mathrm{slab+L}) - E(\mathrm{slab}) - E(\mathrm{L})$")
+        + (f" - {NOT_PHYSICAL_LABEL}" if mock else "")
     )
     values = [v for v in ours + ([] if not has_paper else paper) if np.isfinite(v)]
     lo, hi = min(values + [0.0]), max(values + [0.0])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
@@ -45,6 +47,26 @@ ATOM_COLOURS = {
 }
 
 
+#: Notes every figure saved inside :func:`figure_note` carries (innermost last).
+_NOTES: list[str] = []
+
+
+@contextmanager
+def figure_note(note: str | None) -> Iterator[None]:
+    """Label every figure saved in this block with ``note`` (None: no label).
+
+    Used for ``"mock (not physical)"``: the note is drawn in red above the figure and stored in
+    the PNG's ``Description`` text chunk, so a figure of mock numbers never looks physical.
+    """
+    if note:
+        _NOTES.append(note)
+    try:
+        yield
+    finally:
+        if note:
+            _NOTES.pop()
+
+
 def new_figure(nrows: int = 1, ncols: int = 1, **kwargs):
     """A figure and axes in the dftflow style."""
     plt.rcParams.update(STYLE)
@@ -52,14 +74,23 @@ def new_figure(nrows: int = 1, ncols: int = 1, **kwargs):
 
 
 def save_figure(fig, output: str | Path, *, dpi: int = 150) -> Path:
-    """Save ``fig`` as PNG atomically (temp file then rename) and close it."""
+    """Save ``fig`` as PNG atomically (temp file then rename) and close it.
+
+    Inside :func:`figure_note` the figure is labelled with the note first.
+    """
     output = Path(output)
     if not output.parent.is_dir():
         plt.close(fig)
         raise InputError(f"cannot write {output}: directory {output.parent} does not exist")
+    fmt = output.suffix.lstrip(".") or "png"
+    metadata = {}
+    if _NOTES:
+        note = "; ".join(dict.fromkeys(_NOTES))
+        fig.text(0.5, 1.0, note, ha="center", va="bottom", color="#c00000", fontweight="bold")
+        metadata = {"Description": note} if fmt == "png" else {}
     try:
         with atomic_path(output) as tmp:
-            fig.savefig(tmp, dpi=dpi, format=(output.suffix.lstrip(".") or "png"))
+            fig.savefig(tmp, dpi=dpi, format=fmt, metadata=metadata or None)
     finally:
         plt.close(fig)
     return output

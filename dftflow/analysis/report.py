@@ -19,7 +19,14 @@ from dftflow.errors import DftflowError, InputError, OutputError
 from dftflow.fileio import atomic_write_text
 from dftflow.inputs import params
 from dftflow.inputs.params import PAPER_E_ADS_EV
-from dftflow.schemas import LigandResult, StudySummary, TaskDoc
+from dftflow.schemas import (
+    CHARGED_CELL_NOTE,
+    NOT_PHYSICAL_LABEL,
+    NOT_PHYSICAL_NOTE,
+    LigandResult,
+    StudySummary,
+    TaskDoc,
+)
 from dftflow.structures.geometry import vacuum_width_A
 
 #: Extra Gaussian broadening of the report's DOS panels, eV (display only; the runs' own
@@ -109,23 +116,51 @@ def write_report(study_dir: str | Path, summary: StudySummary) -> Path:
     Path
         ``STUDY_DIR/report/report.md``.
     """
+    from dftflow.analysis.plotting import figure_note
+
+    study_dir = Path(study_dir)
+    out = study_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    physical = summary.physical and all(lig.physical for lig in summary.ligands)
+    engine = summary.engine if physical else f"{summary.engine}, {NOT_PHYSICAL_LABEL}"
+    md: list[str] = [f"# Study report: {summary.study}", ""]
+    if not physical:
+        md += [
+            f"> **{NOT_PHYSICAL_LABEL.upper()}**: {summary.physical_note or NOT_PHYSICAL_NOTE}. "
+            "Every number, table and figure below tests the workflow only; none is compared "
+            "with the paper.",
+            "",
+        ]
+    md += [
+        f"Engine: **{engine}**. Energies in eV; E_ads = E(slab+L) − E(slab) − "
+        "E(L), negative = binding; the reference species L is stated per row.",
+        "",
+    ]
+    facts: dict[str, Any] = {
+        "e_ads": {},
+        "paper": {},
+        "midgap": {},
+        "transfer": {},
+        "physical": physical,
+    }
+    with figure_note(None if physical else NOT_PHYSICAL_LABEL):
+        md += _report_body(study_dir, summary, out, facts)
+    text = "\n".join(md)
+    path = atomic_write_text(out / "report.md", text)
+    html_text = markdown_to_html(text, title=f"Study report: {summary.study}")
+    atomic_write_text(out / "report.html", html_text)
+    return path
+
+
+def _report_body(study_dir: Path, summary: StudySummary, out: Path, facts: dict) -> list[str]:
+    """Every section of the report after its title (figures written into ``out``)."""
     from dftflow.analysis.adsorption import (
         AdsorptionRow,
         adsorption_table_markdown,
         plot_adsorption_bars,
     )
 
-    study_dir = Path(study_dir)
-    out = study_dir / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    md: list[str] = [
-        f"# Study report: {summary.study}",
-        "",
-        f"Engine: **{summary.engine}**. Energies in eV; E_ads = E(slab+L) − E(slab) − "
-        "E(L), negative = binding; the reference species L is stated per row.",
-        "",
-    ]
-    facts: dict[str, Any] = {"e_ads": {}, "paper": {}, "midgap": {}, "transfer": {}}
+    md: list[str] = []
 
     # ---- adsorption energies -----------------------------------------------------------
     md += ["## Adsorption energies", ""]
@@ -141,6 +176,7 @@ def write_report(study_dir: str | Path, summary: StudySummary) -> Path:
                 converged=lig.converged,
                 engine=lig.engine or summary.engine,
                 paper_e_ads_eV=paper,
+                physical=facts["physical"],
             )
         )
         facts["e_ads"][lig.ligand] = lig.e_ads_eV
@@ -168,6 +204,8 @@ def write_report(study_dir: str | Path, summary: StudySummary) -> Path:
     # ---- settings -------------------------------------------------------------------
     md += ["", "## Calculation settings", ""]
     md += settings_lines(systems)
+    md += ["", "## Charge states", ""]
+    md += charge_lines(study_dir, summary)
 
     # ---- DOS ------------------------------------------------------------------------
     md += ["", "## Densities of states", ""]
@@ -186,7 +224,10 @@ def write_report(study_dir: str | Path, summary: StudySummary) -> Path:
     md += _paper_comparison(facts)
 
     # ---- provenance ---------------------------------------------------------------------
-    md += ["", "## Provenance", "", f"- engine: {summary.engine}"]
+    engine_label = summary.engine
+    if not facts["physical"]:
+        engine_label += f" ({NOT_PHYSICAL_LABEL})"
+    md += ["", "## Provenance", "", f"- engine: {engine_label}"]
     for k, v in _versions().items():
         md.append(f"- {k} {v}")
     for k, v in sorted(summary.parameters.items()):
@@ -196,11 +237,36 @@ def write_report(study_dir: str | Path, summary: StudySummary) -> Path:
     for note in summary.notes:
         md.append(f"- note: {note}")
     md.append("")
-    text = "\n".join(md)
-    path = atomic_write_text(out / "report.md", text)
-    html_text = markdown_to_html(text, title=f"Study report: {summary.study}")
-    atomic_write_text(out / "report.html", html_text)
-    return path
+    return md
+
+
+def charge_lines(study_dir: Path, summary: StudySummary) -> list[str]:
+    """Markdown bullets: what each ligand's runs computed, and how a charged cell is compensated.
+
+    Read from the static TaskDocs (``charge_e``, ``nelect``): anion/cation with its charge,
+    radical (odd electron count) or neutral.
+    """
+    md: list[str] = []
+    charged = False
+    for lig in summary.ligands:
+        parts = []
+        for role in ("complex_static", "molecule_static"):
+            doc, why = _taskdoc(study_dir, lig.taskdocs.get(role))
+            if doc is None:
+                parts.append(f"{role}: {why}")
+                continue
+            charged = charged or bool(doc.charge_e)
+            nel = f", {doc.nelect:g} valence electrons" if doc.nelect is not None else ""
+            parts.append(f"{role.replace('_static', '')} {doc.charge_state}{nel}")
+        md.append(f"- {lig.ligand} (L = {lig.reference_species}): " + "; ".join(parts) + ".")
+    if charged:
+        md.append(f"- Compensation: {CHARGED_CELL_NOTE}.")
+    elif summary.ligands:
+        md.append(
+            "- Every cell is neutral (no NELECT set: the valence electrons of the POTCARs/"
+            "setups); odd-electron (radical) cells are spin-polarised."
+        )
+    return md
 
 
 def _cell_and_vacuum(doc: TaskDoc) -> str:
@@ -493,6 +559,11 @@ def _chgdiff_section(study_dir: Path, summary: StudySummary, out: Path, facts: d
 
 def _paper_comparison(facts: dict) -> list[str]:
     md: list[str] = []
+    if not facts.get("physical", True):
+        return [
+            f"- Not compared: the numbers are {NOT_PHYSICAL_LABEL}; only a physical engine "
+            "(embedded, vasp) gives numbers to set beside the paper's."
+        ]
     pairs = {k: (v, facts["paper"].get(k)) for k, v in facts["e_ads"].items()}
     both = {k: v for k, v in pairs.items() if v[0] is not None and v[1] is not None}
     if not both:

@@ -12,13 +12,30 @@ from pathlib import Path
 import typer
 
 from dftflow.cli.common import check_writable, echo_json
-from dftflow.errors import InputError
+from dftflow.errors import DftflowError, InputError
 
 analyze_app = typer.Typer(
     name="analyze",
     help="Adsorption energies, DOS, mid-gap states, charge density differences, LOCPOT.",
     no_args_is_help=True,
 )
+
+
+def _mock_note(paths: list[Path]) -> str | None:
+    """``"mock (not physical)"`` when a run among ``paths`` is a mock run, else None.
+
+    ``paths`` are run directories or files in them; figures of mock numbers carry the note.
+    """
+    from dftflow.parse.run import load_taskdoc
+    from dftflow.schemas import NOT_PHYSICAL_LABEL
+
+    for path in paths:
+        try:
+            if not load_taskdoc(path).physical:
+                return NOT_PHYSICAL_LABEL
+        except DftflowError:  # not a run directory: nothing says it is a mock run
+            continue
+    return None
 
 
 def _echo(data: dict, as_json: bool, lines: list[str]) -> None:
@@ -38,13 +55,17 @@ def eads_cmd(
         1, "--slab-multiplier", help="Slab cells per complex cell."
     ),
     reference_species: str = typer.Option(
-        "neutral acid", "--reference-species", help="What L is: neutral acid, anion, radical ..."
+        None,
+        "--reference-species",
+        help="What L is (e.g. 'neutral acid', 'acetate radical'); default: what the adsorbate "
+        "run computed (anion/cation with its charge, radical, neutral). Must agree with it.",
     ),
     allow_unconverged: bool = typer.Option(False, "--allow-unconverged"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (key e_ads_eV)."),
 ) -> None:
     """E_ads = E(complex) - N*E(slab) - E(adsorbate) from e_0 energies, eV."""
     from dftflow.analysis.adsorption import adsorption_energy
+    from dftflow.schemas import NOT_PHYSICAL_LABEL
 
     result = adsorption_energy(
         complex_dir,
@@ -58,7 +79,8 @@ def eads_cmd(
         result.model_dump(mode="json"),
         as_json,
         [
-            f"E_ads = {result.e_ads_eV:+.4f} eV (L = {result.reference_species}; "
+            ("" if result.physical else f"{NOT_PHYSICAL_LABEL}: ")
+            + f"E_ads = {result.e_ads_eV:+.4f} eV (L = {result.reference_species}; "
             f"E_complex {result.e_complex_eV:.4f}, {result.slab_multiplier} x E_slab "
             f"{result.e_slab_eV:.4f}, E_L {result.e_adsorbate_eV:.4f} eV)",
             *[f"warning: {w}" for w in result.warnings],
@@ -92,6 +114,7 @@ def dos_cmd(
         parse_groups,
         plot_dos_panels,
     )
+    from dftflow.analysis.plotting import figure_note
 
     if labels and len(labels) != len(directories):
         raise InputError(f"{len(labels)} labels for {len(directories)} directories")
@@ -114,7 +137,8 @@ def dos_cmd(
         for i, d in enumerate(directories)
     ]
     if output is not None:
-        plot_dos_panels(curves, output, show_elements=elements, dpi=dpi)
+        with figure_note(_mock_note(list(directories))):
+            plot_dos_panels(curves, output, show_elements=elements, dpi=dpi)
     data = {
         "systems": [c.model_dump(mode="json") for c in curves],
         "output": None if output is None else str(output),
@@ -196,7 +220,12 @@ def chgdiff_cmd(
     if output is not None:
         check_writable(output)
     if plot is not None:
-        result = chgdiff_plots(ab, a, b, plot, axis=axis, iso_e_per_A3=iso, dpi=dpi, output=output)
+        from dftflow.analysis.plotting import figure_note
+
+        with figure_note(_mock_note([ab, a, b])):
+            result = chgdiff_plots(
+                ab, a, b, plot, axis=axis, iso_e_per_A3=iso, dpi=dpi, output=output
+            )
     else:
         result = charge_density_difference(ab, a, b, axis=axis, output=output)
     ct = "n/a" if result.charge_transfer_e is None else f"{result.charge_transfer_e:+.4f} e"
@@ -247,8 +276,18 @@ def report_cmd(
 ) -> None:
     """Write STUDY_DIR/report/report.md (+ .html and PNGs) from summary.json."""
     from dftflow.analysis.report import load_summary, write_report
+    from dftflow.engines import engine_entry
+    from dftflow.errors import EngineError
+    from dftflow.schemas import NOT_PHYSICAL_NOTE
 
-    path = write_report(study_dir, load_summary(study_dir))
+    summary = load_summary(study_dir)
+    try:  # a summary written before the field existed: the registry knows the mock
+        mock = not engine_entry(summary.engine).physical
+    except EngineError:
+        mock = False
+    if mock and summary.physical:
+        summary = summary.model_copy(update={"physical": False, "physical_note": NOT_PHYSICAL_NOTE})
+    path = write_report(study_dir, summary)
     _echo({"report": str(path)}, as_json, [f"wrote {path}"])
 
 

@@ -354,6 +354,14 @@ def complex_cmd(
             f"  vacuum between the ligand's top and the next slab image: "
             f"{vacuum_info['vacuum_above_ligand_A']:.1f} A (>= {keep_A:.1f} A)"
         )
+    if complex_.info.get("charge"):
+        from dftflow.schemas import CHARGED_CELL_NOTE
+
+        q = float(complex_.info["charge"])
+        typer.echo(
+            f"  net charge {q:+g} e, recorded in {where.split(' ')[0]}: `dftflow inputs`/`calc` "
+            f"set NELECT = neutral count {-q:+g}; {CHARGED_CELL_NOTE}"
+        )
 
 
 def _ligand_record(output: Path) -> str:

@@ -29,6 +29,34 @@ _DirOption = Annotated[Path, typer.Option("-o", "--dir", help="Study directory."
 _LaunchpadOption = Annotated[
     Path | None, typer.Option("-l", "--launchpad", help="LaunchPad YAML (default: embedded).")
 ]
+_VaspCmdOption = Annotated[
+    str | None,
+    typer.Option(
+        "--vasp-cmd",
+        help="How VASP is launched, e.g. 'srun vasp_std' (engine vasp). Precedence: this > "
+        "$DFTFLOW_VASP_CMD > FWorker env vasp_cmd > study engine.settings.vasp_cmd > vasp_std.",
+    ),
+]
+
+
+def _vasp_cmd_option(vasp_cmd: str | None, engine: str | None = None) -> str | None:
+    """The ``--vasp-cmd`` value checked: not blank, and only for an engine that launches VASP."""
+    if vasp_cmd is None:
+        return None
+    if not vasp_cmd.strip():
+        raise InputError("--vasp-cmd is empty; e.g. --vasp-cmd 'srun vasp_std'")
+    if engine is not None and not engine_entry(engine).launches_vasp:
+        raise InputError(
+            f"--vasp-cmd has no meaning for the {engine} engine (it is for engine vasp)"
+        )
+    return vasp_cmd.strip()
+
+
+def _option_env(vasp_cmd: str | None) -> dict:
+    """FWorker env carrying ``--vasp-cmd`` to the Firetasks of this process."""
+    from dftflow.engines.vasp import FWORKER_OPTION_KEY
+
+    return {FWORKER_OPTION_KEY: vasp_cmd} if vasp_cmd else {}
 
 
 def _check_engine(engine: str | None) -> str | None:
@@ -71,18 +99,22 @@ def _print_status(status: dict, console) -> None:
 def _print_summary(study_dir: Path, console) -> None:
     from rich.table import Table
 
-    from dftflow.schemas import StudySummary
+    from dftflow.schemas import NOT_PHYSICAL_LABEL, StudySummary
 
     path = study_dir / "summary.json"
     if not path.is_file():
         return
     summary = StudySummary.model_validate_json(path.read_text())
-    table = Table(title=f"{summary.study} ({summary.engine}) - {path}")
-    for col in ("ligand", "model", "reference L", "E_ads (eV)", "paper (eV)", "mid-gap"):
+    physical = summary.physical and all(lig.physical for lig in summary.ligands)
+    engine = summary.engine if physical else f"{summary.engine}, {NOT_PHYSICAL_LABEL}"
+    table = Table(title=f"{summary.study} ({engine}) - {path}")
+    e_head = "E_ads (eV)" if physical else f"E_ads (eV), {NOT_PHYSICAL_LABEL}"
+    for col in ("ligand", "model", "reference L", e_head, "paper (eV)", "mid-gap"):
         table.add_column(col)
     for lig in summary.ligands:
         e = f"{lig.e_ads_eV:.3f}" if lig.e_ads_eV is not None else "-"
         p = f"{lig.paper_e_ads_eV:.2f}" if lig.paper_e_ads_eV is not None else "-"
+        p = p if physical else "not compared"
         mg = "-" if lig.midgap is None else ("yes" if lig.midgap.get("has_midgap_states") else "no")
         table.add_row(lig.ligand, lig.model, lig.reference_species, e, p, mg)
     console.print(table)
@@ -90,7 +122,7 @@ def _print_summary(study_dir: Path, console) -> None:
         console.print(f"note: {note}")
 
 
-def _run_here(progress, overall, handle, study_dir, query) -> None:
+def _run_here(progress, overall, handle, study_dir, query, vasp_cmd=None) -> None:
     """Run every Firework in this process; one progress line per Firework."""
     from dftflow.workflows.rapidfire import RunEvent, run_local
 
@@ -104,10 +136,10 @@ def _run_here(progress, overall, handle, study_dir, query) -> None:
         if ev.state == "COMPLETED":
             progress.advance(overall)
 
-    run_local(handle, study_dir, query, on_event=on_event)
+    run_local(handle, study_dir, query, on_event=on_event, env=_option_env(vasp_cmd))
 
 
-def _run_workers(progress, overall, handle, study_dir, query, n_workers):
+def _run_workers(progress, overall, handle, study_dir, query, n_workers, vasp_cmd=None):
     """Start ``n_workers`` worker processes; one progress line per running Firework."""
     from dftflow.workflows.workers import run_workers
 
@@ -122,7 +154,7 @@ def _run_workers(progress, overall, handle, study_dir, query, n_workers):
             progress.update(lines.pop(name), completed=1, description=f"{name} finished")
 
     progress.update(overall, description=f"study ({n_workers} workers)")
-    return run_workers(handle, study_dir, n_workers, query, on_status=on_status)
+    return run_workers(handle, study_dir, n_workers, query, on_status=on_status, vasp_cmd=vasp_cmd)
 
 
 def register(app: typer.Typer) -> None:
@@ -150,6 +182,7 @@ def register(app: typer.Typer) -> None:
                 "4, for the embedded engine; 1 for vasp and mock).",
             ),
         ] = 0,
+        vasp_cmd: _VaspCmdOption = None,
     ) -> None:
         """Submit the study to DIR's embedded LaunchPad and run every Firework here (resumable)."""
         from rich.progress import (
@@ -167,6 +200,7 @@ def register(app: typer.Typer) -> None:
         from dftflow.workflows.workers import WorkerExit, default_workers
 
         spec = _load(study, engine)
+        vasp_cmd = _vasp_cmd_option(vasp_cmd, spec.engine.name)
         study_dir = _study_dir(out)
         handle = open_launchpad(study_dir, create=True)
         sub = submit_study(spec, study_dir, handle)
@@ -192,10 +226,10 @@ def register(app: typer.Typer) -> None:
                 overall = progress.add_task("study", total=before["total"], completed=done0)
                 if n_workers > 1:
                     exits = _run_workers(
-                        progress, overall, handle, study_dir, sub.study_query, n_workers
+                        progress, overall, handle, study_dir, sub.study_query, n_workers, vasp_cmd
                     )
                 else:
-                    _run_here(progress, overall, handle, study_dir, sub.study_query)
+                    _run_here(progress, overall, handle, study_dir, sub.study_query, vasp_cmd)
         except KeyboardInterrupt:
             typer.echo(
                 "interrupted: finished calculations are kept, the running ones were stopped; "
@@ -269,6 +303,7 @@ def register(app: typer.Typer) -> None:
         fworker: Annotated[
             Path | None, typer.Option("-w", "--fworker", help="FWorker YAML (env: vasp_cmd).")
         ] = None,
+        vasp_cmd: _VaspCmdOption = None,
     ) -> None:
         """Run the study's READY Fireworks here, or submit worker jobs to a queue (--queue)."""
         from dftflow.workflows.launchpad import open_launchpad
@@ -276,7 +311,8 @@ def register(app: typer.Typer) -> None:
         from dftflow.workflows.rapidfire import run_local
 
         study_dir = out.absolute()
-        env = _fworker_env(fworker)
+        vasp_cmd = _vasp_cmd_option(vasp_cmd)
+        env = {**_fworker_env(fworker), **_option_env(vasp_cmd)}
         if queue is not None:
             qadapter = load_qadapter(queue)
             submit_command(qadapter)
@@ -284,7 +320,13 @@ def register(app: typer.Typer) -> None:
         query = {"spec.dftflow.study_dir": str(study_dir)} if handle.kind == "mongodb" else {}
         if queue is not None:
             ids = queue_launch(
-                handle, study_dir, qadapter, nlaunches or 1, query, fworker_file=fworker
+                handle,
+                study_dir,
+                qadapter,
+                nlaunches or 1,
+                query,
+                fworker_file=fworker,
+                vasp_cmd=vasp_cmd,
             )
             console.print(f"submitted {len(ids)} job(s): {' '.join(ids) or '(nothing ready)'}")
             return

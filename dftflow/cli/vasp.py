@@ -4,8 +4,9 @@
 * ``dftflow inputs STRUCTURE --stage slab_relax -o DIR [--potcar-spec] [--set KEY=VALUE ...]``
   writes INCAR, KPOINTS, POSCAR and POTCAR (or POTCAR.spec) for one stage of the paper's protocol
   (``--locpot``: a static stage also writes LOCPOT, LVHAR = True);
-* ``dftflow calc STRUCTURE --stage static [--engine NAME] -d DIR [--json]`` runs one
-  calculation (VASP and the mock under custodian) and stores ``DIR/taskdoc.json``;
+* ``dftflow calc STRUCTURE --stage static [--engine NAME] -d DIR [--vasp-cmd CMD] [--force]
+  [--json]`` runs one calculation (embedded by default; VASP and the mock under custodian) and
+  stores ``DIR/taskdoc.json``; a DIR holding a finished run is refused unless ``--force``;
 * ``dftflow parse DIR [--json]`` prints the TaskDoc of a finished directory.
 
 Structures are read with ASE (POSCAR/CONTCAR with selective dynamics, CIF, extended XYZ, ...).
@@ -83,8 +84,9 @@ def _stage(stage: str):
         raise InputError(f"unknown stage {stage!r}; choose one of {STAGE_HELP}") from None
 
 
-def _get_engine(name: str, potcar_spec: bool):
+def _get_engine(name: str, potcar_spec: bool, vasp_cmd: str | None = None):
     from dftflow.engines import engine_entry
+    from dftflow.engines.vasp import resolve_vasp_cmd
 
     entry = engine_entry(name)
     config: dict[str, Any] = {}
@@ -92,7 +94,61 @@ def _get_engine(name: str, potcar_spec: bool):
         if "potcar_spec" not in entry.settings_model.model_fields:
             raise InputError(f"--potcar-spec has no meaning for the {entry.name} engine")
         config["potcar_spec"] = True
+    if entry.launches_vasp:
+        config["vasp_cmd"] = resolve_vasp_cmd(vasp_cmd).command
+    elif vasp_cmd is not None:
+        raise InputError(
+            f"--vasp-cmd has no meaning for the {entry.name} engine (it is for --engine vasp)"
+        )
     return entry.create(**config)
+
+
+def finished_run(directory: Path) -> str | None:
+    """What finished run ``directory`` holds (one phrase), or None.
+
+    Finished: a ``taskdoc.json`` (any engine), or a complete ``vasprun.xml`` (a VASP run that
+    reached its end, written by dftflow or not). A directory with only inputs, or with the
+    truncated outputs of an interrupted run, holds nothing finished.
+    """
+    from dftflow.schemas import TASKDOC_FILE, TaskDoc
+
+    doc_path = directory / TASKDOC_FILE
+    if doc_path.is_file():
+        try:
+            doc = TaskDoc.from_json_file(doc_path)
+        except (ValueError, OSError):
+            return f"a {TASKDOC_FILE}"
+        stage = doc.stage.value if doc.stage is not None else "run"
+        return f"a finished {stage} of {doc.formula} ({doc.engine}, E0 = {doc.energy_eV:.4f} eV)"
+    vasprun = directory / "vasprun.xml"
+    if vasprun.is_file():
+        with open(vasprun, "rb") as fh:
+            fh.seek(max(0, vasprun.stat().st_size - 4096))
+            if b"</modeling>" in fh.read():
+                return "a finished VASP run (complete vasprun.xml)"
+    return None
+
+
+def refuse_finished_run(directory: Path, force: bool) -> None:
+    """Refuse (one line) to write into a directory holding a finished run, unless ``force``.
+
+    With ``force`` the replacement is announced on stderr. Resuming is not offered: a finished
+    run has nothing left to compute (``dftflow parse DIR`` reads it), and an interrupted VASP run
+    restarts from its inputs (its truncated outputs are removed first).
+    """
+    if directory.exists() and not directory.is_dir():
+        raise InputError(f"{directory} exists and is not a directory")
+    if not directory.is_dir():
+        return
+    what = finished_run(directory)
+    if what is None:
+        return
+    if not force:
+        raise InputError(
+            f"{directory} holds {what}; nothing was changed: read it with `dftflow parse "
+            f"{directory}`, choose another -d, or pass --force to replace it"
+        )
+    typer.echo(f"--force: replacing {what} in {directory}", err=True)
 
 
 def inputs_cmd(
@@ -110,9 +166,16 @@ def inputs_cmd(
         "--locpot",
         help="Static stage: also write LOCPOT (LVHAR = True, LVTOT = False) for the work function.",
     ),
+    force: bool = typer.Option(
+        False, "--force", help="Write into a directory holding a finished run (its inputs change)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the inputs as JSON."),
 ) -> None:
-    """Write the VASP inputs of one stage of the paper's protocol."""
+    """Write the VASP inputs of one stage of the paper's protocol.
+
+    A directory holding a finished run is refused unless ``--force``: new inputs beside old
+    outputs would misdescribe them.
+    """
     from dftflow.inputs.vasp import with_locpot, write_inputs
     from dftflow.structures.ligand_atoms import sidecar_path, write_ligand_sidecar
 
@@ -123,6 +186,7 @@ def inputs_cmd(
         overrides = with_locpot(st, overrides)
     if output.exists() and not output.is_dir():
         raise InputError(f"{output} exists and is not a directory")
+    refuse_finished_run(output, force)
     inputs = write_inputs(atoms, st, output, overrides=overrides, potcar_spec=potcar_spec)
     if write_ligand_sidecar(atoms, output / "POSCAR") is None:  # same atom order as POSCAR
         sidecar_path(output / "POSCAR").unlink(missing_ok=True)  # a stale one would mislabel
@@ -160,12 +224,22 @@ def calc_cmd(
         "--locpot",
         help="Static stage: also write LOCPOT (LVHAR = True, LVTOT = False) for the work function.",
     ),
+    vasp_cmd: str = typer.Option(
+        None,
+        "--vasp-cmd",
+        help="How VASP is launched, e.g. 'mpirun -np 32 vasp_std' (--engine vasp; default: "
+        "$DFTFLOW_VASP_CMD, else vasp_std).",
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Replace a finished run in DIR (refused without it)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the TaskDoc as JSON."),
 ) -> None:
-    """Run one calculation (VASP/mock under custodian) and store DIR/taskdoc.json.
+    """Run one calculation (embedded by default; VASP/mock under custodian): DIR/taskdoc.json.
 
     The TaskDoc's ``ligand_indices`` are those the structure carries (every engine keeps the atom
-    order); ``None`` when it carries none.
+    order); ``None`` when it carries none. A DIR holding a finished run (``taskdoc.json`` or a
+    complete ``vasprun.xml``) is refused, nothing changed, unless ``--force`` (said on stderr).
     """
     from dftflow.inputs.vasp import check_stage_fits, with_locpot
     from dftflow.structures.ligand_atoms import ligand_indices_of
@@ -176,7 +250,8 @@ def calc_cmd(
     overrides = parse_settings(settings)
     if locpot:
         overrides = with_locpot(st, overrides)
-    eng = _get_engine(engine, potcar_spec)
+    eng = _get_engine(engine, potcar_spec, vasp_cmd)
+    refuse_finished_run(directory, force)
     directory.mkdir(parents=True, exist_ok=True)
     doc = eng.run(atoms, st, directory, overrides=overrides or None, label=structure.stem)
     doc = doc.with_ligand_indices(ligand_indices_of(atoms))
@@ -204,8 +279,12 @@ def _print_doc(doc, as_json: bool) -> None:
     status = "converged" if doc.converged_electronic and doc.converged_ionic else "NOT converged"
     force = "n/a" if doc.max_force_eV_per_A is None else f"{doc.max_force_eV_per_A:.4f}"
     efermi = "n/a" if doc.efermi_eV is None else f"{doc.efermi_eV:.4f}"
+    from dftflow.schemas import NOT_PHYSICAL_LABEL
+
     typer.echo(
-        f"{doc.formula}: E0 = {doc.energy_eV:.6f} eV, {doc.n_ionic_steps} ionic step(s), "
+        ("" if doc.physical else f"{NOT_PHYSICAL_LABEL}: ")
+        + f"{doc.formula} ({doc.charge_state}): E0 = {doc.energy_eV:.6f} eV, "
+        f"{doc.n_ionic_steps} ionic step(s), "
         f"max force {force} eV/A, E_F {efermi} eV, {status}"
         + (f", {len(doc.corrections)} custodian correction(s)" if doc.corrections else "")
     )

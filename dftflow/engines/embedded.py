@@ -49,7 +49,7 @@ from pymatgen.io.vasp import Poscar
 from dftflow.electronic import BANDS_FILE, DOS_FILE, BandData, complete_dos, write_complete_dos
 from dftflow.engines.base import prepare_run
 from dftflow.engines.embedded_chgnet import chgnet_version, max_free_force, run_chgnet_relax
-from dftflow.engines.embedded_gpaw import run_gpaw_static
+from dftflow.engines.embedded_gpaw import is_slab_like, run_gpaw_static
 from dftflow.engines.embedded_settings import DEFAULT_SETTINGS, merge_settings, validate_settings
 from dftflow.errors import EngineError, InputError
 from dftflow.fileio import atomic_path
@@ -131,6 +131,15 @@ class EmbeddedEngine:
         atoms = _to_atoms(structure)
         if len(atoms) == 0:
             raise InputError("embedded engine: the structure has no atoms")
+        charge = float(atoms.info.get("charge", 0.0) or 0.0)
+        if charge and is_slab_like(atoms):
+            # GPAW refuses charged cells with mixed periodic/zero boundaries (the slab cells'
+            # dipole layer), so a charged species is refused before CHGNet relaxes it for nothing
+            raise EngineError(
+                f"embedded engine: cannot compute the {charge:+g} e cell of "
+                f"{atoms.get_chemical_formula()} (GPAW refuses charged slab-like cells); build "
+                "the neutral form (e.g. --form radical) or use --engine vasp"
+            )
         settings, warnings = self.effective_settings(overrides)
         for name in STALE_RECORDS:
             (directory / name).unlink(missing_ok=True)
@@ -141,6 +150,12 @@ class EmbeddedEngine:
         cpu0 = time.process_time()
         if stage.is_relax:
             fields = self._relax(atoms, stage, directory, settings)
+            if charge:
+                # CHGNet has no notion of a net charge: state it (the GPAW statics compute it)
+                fields["warnings"].append(
+                    f"CHGNet relaxed this {charge:+g} e cell as if neutral (the potential has no "
+                    "net charge); the GPAW single points compute the charged cell"
+                )
         else:
             fields = self._static(atoms, directory, settings)
         elapsed = time.perf_counter() - t0
@@ -158,6 +173,7 @@ class EmbeddedEngine:
             wall_time_s=elapsed,
             warnings=[*fields.pop("warnings", []), *warnings],
             ligand_indices=ligand_indices_of(structure),  # atom order is kept by every stage
+            charge_e=charge,
             **fields,
         )
         doc.to_json_file(directory / TASKDOC_FILE)

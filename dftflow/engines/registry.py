@@ -97,6 +97,14 @@ class EngineEntry:
     install_hint: str = "pip install dftflow"
     description: str = ""
 
+    @property
+    def launches_vasp(self) -> bool:
+        """Whether this engine runs a VASP launch command the machine chooses (``--vasp-cmd``).
+
+        True for ``vasp``; the mock fixes its own executable (its preset).
+        """
+        return "vasp_cmd" in self.settings_model.model_fields and "vasp_cmd" not in self.presets
+
     def fingerprint(self) -> dict[str, Any]:
         """What results depend on beyond the study spec: code defaults and package versions.
 
@@ -127,6 +135,7 @@ class EngineEntry:
         except TypeError as exc:
             raise EngineError(f"engine {self.name!r}: invalid settings: {exc}") from exc
         engine.name = self.name  # the entry's name goes into every TaskDoc (e.g. "mock")
+        engine.physical = self.physical  # False marks every TaskDoc "mock (not physical)"
         return engine
 
 

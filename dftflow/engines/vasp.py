@@ -6,19 +6,24 @@ read back from ``custodian.json`` into ``TaskDoc.corrections``. The TaskDoc is w
 ``taskdoc.json`` in the run directory.
 
 Configuration: :class:`VaspSettings` (``get_engine("vasp", **settings)`` or a study YAML's
-``engine.settings``).
+``engine.settings``). How VASP is launched (``srun vasp_std``, ``mpirun -np 32 vasp_std``) is a
+property of the machine, not of the study: :func:`resolve_vasp_cmd` applies one precedence for
+``calc``, ``run``, ``launch`` and every worker (``--vasp-cmd`` > ``DFTFLOW_VASP_CMD`` > the
+FWorker's ``env.vasp_cmd`` > the study's ``engine.settings.vasp_cmd`` > ``vasp_std``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import shutil
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +33,9 @@ from pymatgen.core import Structure
 
 from dftflow.engines.base import prepare_run, validated_settings
 from dftflow.errors import EngineError
-from dftflow.inputs.vasp import write_inputs
+from dftflow.inputs.vasp import POTCAR_ZVAL, write_inputs
 from dftflow.parse.vasp import parse_directory
-from dftflow.schemas import TASKDOC_FILE, Stage, TaskDoc
+from dftflow.schemas import NOT_PHYSICAL_NOTE, TASKDOC_FILE, Stage, TaskDoc
 from dftflow.structures.ligand_atoms import ligand_indices_of
 
 #: Handler names accepted in the ``handlers`` setting (the ones that matter for surfaces/molecules).
@@ -68,6 +73,79 @@ STALE_OUTPUTS = (
     "custodian.json",
     ".mock_vasp_attempts",  # the mock VASP's attempt counter (it injects errors per attempt)
 )
+
+
+#: The environment variable that says how VASP is launched on this machine (e.g. set by a queue
+#: script's ``pre_rocket``): ``export DFTFLOW_VASP_CMD="mpirun -np 32 vasp_std"``.
+VASP_CMD_ENV = "DFTFLOW_VASP_CMD"
+#: The command when nothing says otherwise.
+DEFAULT_VASP_CMD = "vasp_std"
+#: FWorker ``env`` key of a ``--vasp-cmd`` given on the command line of ``dftflow run``/``launch``
+#: (it travels with the worker, above every other source).
+FWORKER_OPTION_KEY = "dftflow_vasp_cmd"
+#: FWorker ``env`` key of the worker's own VASP command (``launchers/my_fworker.yaml``).
+FWORKER_ENV_KEY = "vasp_cmd"
+
+
+@dataclass(frozen=True)
+class VaspCommand:
+    """The VASP command a run uses and where it came from (for messages and TaskDocs)."""
+
+    command: str
+    source: str
+
+
+def resolve_vasp_cmd(
+    option: str | None = None,
+    *,
+    fworker: str | None = None,
+    study: str | Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> VaspCommand:
+    """The VASP launch command by one precedence, highest first.
+
+    1. ``option``: ``--vasp-cmd`` of ``dftflow calc``/``run``/``launch``;
+    2. the environment variable :data:`VASP_CMD_ENV` (``DFTFLOW_VASP_CMD``), e.g. exported by the
+       ``pre_rocket`` of ``launchers/my_qadapter_pbs.yaml``;
+    3. ``fworker``: the FWorker's ``env.vasp_cmd`` (``launchers/my_fworker.yaml``);
+    4. ``study``: the study YAML's ``engine.settings.vasp_cmd``;
+    5. :data:`DEFAULT_VASP_CMD` (``vasp_std``).
+
+    Empty strings count as not set. ``environ`` defaults to ``os.environ``.
+
+    Raises
+    ------
+    EngineError
+        A command that is only blanks.
+    """
+    env = os.environ if environ is None else environ
+    if study is not None and not isinstance(study, str):
+        study = shlex.join(str(c) for c in study)
+    for value, source in (
+        (option, "--vasp-cmd"),
+        (env.get(VASP_CMD_ENV), VASP_CMD_ENV),
+        (fworker, "FWorker env vasp_cmd"),
+        (study, "study engine.settings.vasp_cmd"),
+    ):
+        if value is not None and str(value) != "":
+            if not str(value).strip():
+                raise EngineError(f"empty VASP command from {source}; e.g. 'srun vasp_std'")
+            return VaspCommand(str(value).strip(), source)
+    return VaspCommand(DEFAULT_VASP_CMD, "default")
+
+
+def gamma_command(vasp_cmd: Sequence[str]) -> list[str]:
+    """The Gamma-only command of a launch command: its ``vasp_std`` replaced by ``vasp_gam``.
+
+    ``mpirun -np 32 vasp_std`` -> ``mpirun -np 32 vasp_gam``, so that Gamma-only runs (molecules)
+    start the same way (custodian falls back to ``vasp_cmd`` when ``vasp_gam`` is not on PATH).
+    A command whose executable is not called ``vasp_std`` is returned unchanged.
+    """
+    parts = list(vasp_cmd)
+    exe = Path(parts[-1])
+    if exe.name == "vasp_std":
+        parts[-1] = str(exe.with_name("vasp_gam"))
+    return parts
 
 
 def _split(cmd: str | Sequence[str] | None) -> list[str] | None:
@@ -217,7 +295,9 @@ class VaspSettings(BaseModel):
         description="VASP command: 'srun vasp_std', 'mpirun -np 32 vasp_std'",
     )
     gamma_cmd: str | list[str] | None = Field(
-        default="vasp_gam", description="command for Gamma-only meshes; vasp_cmd when not on PATH"
+        default=None,
+        description="command for Gamma-only meshes; None: vasp_cmd with vasp_std -> vasp_gam "
+        "(vasp_cmd itself when that is not on PATH)",
     )
     potcar_spec: bool = Field(default=False, description="write POTCAR.spec instead of POTCAR")
     max_errors: int = Field(default=5, ge=1, description="custodian's correction budget")
@@ -244,12 +324,17 @@ class VaspEngine:
         :class:`VaspSettings` fields.
     """
 
+    #: False for a stand-in executable (the registry's ``mock`` entry sets it): every TaskDoc
+    #: then says "mock (not physical)".
+    physical: bool = True
+
     def __init__(self, name: str = "vasp", **settings: Any) -> None:
         cfg = validated_settings(VaspSettings, settings, name)
         self.name = name
         self.settings = cfg
         self.vasp_cmd = _locate(_split(cfg.vasp_cmd))
-        self.gamma_cmd = _locate(_split(cfg.gamma_cmd))
+        gamma = _split(cfg.gamma_cmd) if cfg.gamma_cmd is not None else None
+        self.gamma_cmd = _locate(gamma or gamma_command(_split(cfg.vasp_cmd)))
         self.potcar_spec = cfg.potcar_spec
         self.max_errors = cfg.max_errors
         self.handler_names = list(cfg.handlers or HANDLERS)
@@ -258,11 +343,16 @@ class VaspEngine:
         self.monitor_freq = cfg.monitor_freq
         self.frozen_timeout_s = cfg.frozen_timeout_s
 
-    def command(self) -> list[str]:
-        """The command custodian runs (``env K=V ...`` prefix when ``env`` is set)."""
+    def command(self, gamma: bool = False) -> list[str]:
+        """The command custodian runs (``env K=V ...`` prefix when ``env`` is set).
+
+        ``gamma``: the command of Gamma-only runs (custodian uses it when its executable is on
+        PATH).
+        """
+        cmd = list(self.gamma_cmd if gamma and self.gamma_cmd else self.vasp_cmd)
         if self.settings.env:
-            return ["env", *(f"{k}={v}" for k, v in self.settings.env.items()), *self.vasp_cmd]
-        return list(self.vasp_cmd)
+            return ["env", *(f"{k}={v}" for k, v in self.settings.env.items()), *cmd]
+        return cmd
 
     def run(
         self,
@@ -301,9 +391,16 @@ class VaspEngine:
                 f"custodian made {len(doc.corrections)} correction(s): "
                 + ", ".join(f"{c.handler}({'/'.join(c.errors)})" for c in doc.corrections)
             )
+        if not self.physical:
+            warnings_.insert(0, NOT_PHYSICAL_NOTE)
         doc = doc.model_copy(
             update={
                 "engine": self.name,
+                "physical": self.physical,
+                "physical_note": "" if self.physical else NOT_PHYSICAL_NOTE,
+                "charge_e": cell_charge_e(
+                    inputs.incar, inputs.poscar.structure, inputs.potcar_symbols
+                ),
                 "ligand_indices": ligand_indices_of(structure),  # VASP keeps the atom order
                 "overrides": inputs.overrides,
                 "wall_time_s": wall,
@@ -329,7 +426,7 @@ class VaspEngine:
             output_file="vasp.out",
             stderr_file="std_err.txt",
             auto_npar=False,
-            gamma_vasp_cmd=self.gamma_cmd,
+            gamma_vasp_cmd=self.command(gamma=True) if self.gamma_cmd else None,
         )
         handlers = make_handlers(self.handler_names, frozen_timeout_s=self.frozen_timeout_s)
         custodian = Custodian(
@@ -353,6 +450,27 @@ class VaspEngine:
                 f"VASP in {directory} failed under custodian: {msg}"
                 + (f" (last output: {detail})" if detail else "")
             ) from exc
+
+
+def cell_charge_e(
+    incar: Mapping[str, Any], structure: Structure, potcar_symbols: Sequence[str]
+) -> float | None:
+    """Net charge (e) of the cell VASP computes: neutral valence count - NELECT.
+
+    The neutral count is the sum of the POTCARs' ZVAL (``inputs.vasp.POTCAR_ZVAL``, the table
+    NELECT is computed from); no NELECT in the INCAR means a neutral cell. None when a POTCAR
+    symbol has no known ZVAL.
+    """
+    if incar.get("NELECT") is None:
+        return 0.0
+    from dftflow.structures.convert import species_blocks
+
+    _, counts = species_blocks(structure)
+    try:
+        neutral = sum(POTCAR_ZVAL[sym] * n for sym, n in zip(potcar_symbols, counts, strict=True))
+    except KeyError:
+        return None
+    return round(float(neutral) - float(incar["NELECT"]), 6)
 
 
 def _locate(cmd: list[str] | None) -> list[str] | None:

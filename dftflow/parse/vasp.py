@@ -32,7 +32,14 @@ import numpy as np
 from dftflow.electronic import BandData
 from dftflow.errors import OutputError
 from dftflow.parse.files import find_file
-from dftflow.schemas import Correction, Stage, TaskDoc, jsonable
+from dftflow.schemas import (
+    NOT_PHYSICAL_NOTE,
+    NOT_PHYSICAL_PROGRAMS,
+    Correction,
+    Stage,
+    TaskDoc,
+    jsonable,
+)
 
 #: VASP's own SIGMA default, eV (vasprun.xml lists every parameter, so it is rarely needed).
 VASP_DEFAULT_SIGMA_EV = 0.2
@@ -400,7 +407,12 @@ def parse_directory(
     if not converged_i:
         notes.append("ionic relaxation did not converge within NSW steps")
     stage_value = Stage(stage) if stage is not None else None
+    # pymatgen's Incar-style dict upper-cases keys and capitalises values ("Dftflow-mock-vasp")
+    generator = {str(k).lower(): str(v).strip().lower() for k, v in dict(vr.generator).items()}
+    physical = generator.get("program", "") not in NOT_PHYSICAL_PROGRAMS
     return TaskDoc(
+        physical=physical,
+        physical_note="" if physical else NOT_PHYSICAL_NOTE,
         label=label,
         stage=stage_value,
         engine="vasp",  # the engine that ran it sets its own name (e.g. "mock") in its TaskDoc
@@ -446,6 +458,7 @@ def summary_dict(doc: TaskDoc) -> dict[str, Any]:
         "n_ionic_steps",
     )
     data = doc.model_dump(mode="json")
+    data["charge_state"] = doc.charge_state  # anion/cation (charge), radical or neutral
     return {**{k: data[k] for k in keys}, **{k: v for k, v in data.items() if k not in keys}}
 
 

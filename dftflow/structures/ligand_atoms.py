@@ -83,13 +83,23 @@ def sidecar_path(structure_path: str | Path) -> Path:
     return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
+#: ``atoms.info`` keys the sidecar carries besides the indices: the net charge of the structure
+#: (e; the inputs compute NELECT from it) and the builder's label of the species.
+SIDECAR_INFO_KEYS = ("charge", "model", "form")
+
+
 def sidecar_content(atoms: Any, structure_name: str) -> dict[str, Any] | None:
-    """The sidecar JSON of ``atoms`` (None when its ligand atoms are unknown)."""
+    """The sidecar JSON of ``atoms`` (None when its ligand atoms are unknown).
+
+    Besides the ligand indices it carries ``charge`` (net charge in e), ``model`` and ``form``
+    from ``atoms.info`` when the builder set them: a POSCAR cannot hold them, and a charged
+    species read back without its charge would be computed neutral.
+    """
     indices = ligand_indices_of(atoms)
     if indices is None:
         return None
     symbols = atoms.get_chemical_symbols()
-    return {
+    content = {
         "structure": structure_name,
         "n_atoms": len(atoms),
         "formula": atoms.get_chemical_formula("hill"),
@@ -98,6 +108,11 @@ def sidecar_content(atoms: Any, structure_name: str) -> dict[str, Any] | None:
         "ligand_symbols": [symbols[i] for i in indices],
         "meaning": "atoms the dftflow builder added as the ligand (0-based, file order)",
     }
+    info = getattr(atoms, "info", {}) or {}
+    for key in SIDECAR_INFO_KEYS:
+        if isinstance(info.get(key), (str, int, float)) and not isinstance(info[key], bool):
+            content[key] = info[key]
+    return content
 
 
 def write_ligand_sidecar(atoms: Any, structure_path: str | Path) -> Path | None:
@@ -149,12 +164,20 @@ def with_ligand_sidecar(atoms: Any, structure_path: str | Path) -> Any:
     """``atoms`` read from ``structure_path``, marked from its sidecar when there is one.
 
     A ``"ligand"`` array already in the file (extended XYZ) wins; without either, ``atoms`` is
-    returned unchanged (ligand atoms unknown).
+    returned unchanged (ligand atoms unknown). The sidecar's ``charge``/``model``/``form`` go
+    into ``atoms.info`` (what the file itself says wins).
     """
     if ligand_indices_of(atoms) is not None:
         return atoms
     indices = read_ligand_sidecar(structure_path, atoms)
-    return atoms if indices is None else mark_ligand(atoms, indices)
+    if indices is None:
+        return atoms
+    marked = mark_ligand(atoms, indices)
+    content = json.loads(sidecar_path(structure_path).read_text())  # checked just above
+    for key in SIDECAR_INFO_KEYS:  # the charge the builder labelled: the inputs compute it
+        if key in content and key not in marked.info:
+            marked.info[key] = content[key]
+    return marked
 
 
 def split_indices(n_atoms: int, ligand_indices: Sequence[int]) -> tuple[list[int], list[int]]:

@@ -415,6 +415,23 @@ def form_smiles(spec: LigandSpec, form: Form = "as_is") -> tuple[str, int, str]:
     return Chem.MolToSmiles(out), charge, model
 
 
+def reference_species_name(spec: LigandSpec, form: Form = "as_is") -> str:
+    """What the isolated ligand in ``form`` is, in words (the default E_ads reference L).
+
+    ``"neutral acid"`` (an acid as is), ``"acetate radical"``, ``"acetate anion (charge -1 e)"``,
+    ``"... cation (charge +1 e)"``, ``"neutral molecule"``: the kind is the form's model
+    (:func:`form_smiles`), so the words always name what the inputs compute.
+    """
+    _, charge, model = form_smiles(spec, form)
+    name = spec.full_name or spec.name
+    if model == "radical":
+        return f"{name} radical"
+    if model in ("anion", "cation"):
+        return f"{name} {model} (charge {charge:+d} e)"
+    acid = ligand_anchor(spec, form).kind in ("carboxylic_acid", "phosphonic_acid")
+    return "neutral acid" if acid else "neutral molecule"
+
+
 def _chain_torsions(mol) -> list[tuple[int, int, int, int]]:
     """Torsions k-i-j-l of single, acyclic bonds inside unbranched chains (set anti)."""
     from rdkit import Chem

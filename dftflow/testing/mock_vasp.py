@@ -211,6 +211,18 @@ def _same(a: Any, b: Any) -> bool:
     return bool(np.isclose(float(a), float(b), rtol=1e-6, atol=1e-8))
 
 
+def _neutral_electrons(structure, potcar_symbols: list[str]) -> float:
+    """Valence electrons of the neutral cell (POTCAR ZVALs of the POTCAR.spec symbols)."""
+    from dftflow.inputs.vasp import POTCAR_ZVAL
+    from dftflow.structures.convert import species_blocks
+
+    _, counts = species_blocks(structure)
+    try:
+        return float(sum(POTCAR_ZVAL[s] * n for s, n in zip(potcar_symbols, counts, strict=True)))
+    except (KeyError, ValueError) as exc:
+        raise MockVaspRefusal(f"no valence for POTCAR {exc}") from None
+
+
 def check_inputs(directory: Path) -> dict[str, Any]:
     """Read the inputs and compare them with the stage's expected parameters.
 
@@ -245,6 +257,10 @@ def check_inputs(directory: Path) -> dict[str, Any]:
     overrides = dict(record.get("overrides") or {})
     if "system" in record and "system" not in overrides:
         overrides["system"] = record["system"]
+    if incar.get("NELECT") is not None:  # a charged cell: NELECT says its net charge
+        structure.properties["charge"] = _neutral_electrons(structure, symbols) - float(
+            incar["NELECT"]
+        )
     expected = make_inputs(structure, stage, overrides)
     problems = []
     for key, value in expected.incar.items():

@@ -26,10 +26,24 @@ from dftflow.analysis.chgdiff import charge_density_difference
 from dftflow.analysis.midgap import midgap_against
 from dftflow.analysis.report import write_report
 from dftflow.engines.registry import engine_entry
+from dftflow.engines.vasp import (
+    FWORKER_ENV_KEY,
+    FWORKER_OPTION_KEY,
+    VaspCommand,
+    resolve_vasp_cmd,
+)
 from dftflow.errors import DftflowError, InputError
 from dftflow.fileio import atomic_write_text
 from dftflow.inputs.vasp import shared_fft_grid as vasp_shared_fft_grid
-from dftflow.schemas import LigandResult, PlacementResult, Stage, StudySummary, TaskDoc
+from dftflow.schemas import (
+    CHARGED_CELL_NOTE,
+    NOT_PHYSICAL_NOTE,
+    LigandResult,
+    PlacementResult,
+    Stage,
+    StudySummary,
+    TaskDoc,
+)
 from dftflow.structures.bulk import cspbbr3_cubic, lattice_constant_from_taskdoc
 from dftflow.structures.ligand_atoms import ligand_indices_of
 from dftflow.structures.ligands import get_ligand, ligand_from_smiles, ligand_molecule
@@ -96,7 +110,7 @@ def _taskdoc(fw_spec: dict[str, Any], role: str) -> TaskDoc:
 
 
 def _atoms_of(doc: TaskDoc):  # -> ase.Atoms
-    """Final atoms of a run, with the run's ligand indices marked (atom order is kept)."""
+    """Final atoms of a run, with its ligand indices marked and its net charge in ``info``."""
     from pymatgen.io.ase import AseAtomsAdaptor
 
     from dftflow.structures.ligand_atoms import LIGAND_ARRAY, mark_ligand
@@ -106,21 +120,36 @@ def _atoms_of(doc: TaskDoc):  # -> ase.Atoms
         if prop in structure.site_properties:
             structure.remove_site_property(prop)
     atoms = AseAtomsAdaptor.get_atoms(structure)
+    if doc.charge_e:  # the net charge the run computed goes on to the next stage (NELECT)
+        atoms.info["charge"] = float(doc.charge_e)
     return atoms if doc.ligand_indices is None else mark_ligand(atoms, doc.ligand_indices)
 
 
 def _engine_for(fw_spec: dict[str, Any]):
+    """The study's engine; a VASP launch command resolved on this worker (:func:`vasp_command`)."""
     engine = dict(_config(fw_spec)["engine"])
     settings = dict(engine.get("settings") or {})
-    env = fw_spec.get("_fw_env") or {}
     entry = engine_entry(engine["name"])
-    takes_cmd = "vasp_cmd" in entry.settings_model.model_fields and "vasp_cmd" not in entry.presets
-    if takes_cmd and "vasp_cmd" not in settings:
-        # the worker's command (FWorker env, or DFTFLOW_VASP_CMD set by the queue script)
-        cmd = env.get("vasp_cmd") or os.environ.get("DFTFLOW_VASP_CMD")
-        if cmd:
-            settings["vasp_cmd"] = cmd
+    if entry.launches_vasp:
+        settings["vasp_cmd"] = vasp_command(fw_spec).command
     return entry.create(**settings)
+
+
+def vasp_command(fw_spec: dict[str, Any]) -> VaspCommand:
+    """The VASP command a Firework runs on this worker (``engines.vasp.resolve_vasp_cmd``).
+
+    ``--vasp-cmd`` of the worker's ``dftflow run``/``launch`` (FWorker env
+    ``dftflow_vasp_cmd``) > ``DFTFLOW_VASP_CMD`` in the worker's environment (a queue script's
+    ``pre_rocket``) > the FWorker's ``env.vasp_cmd`` > the study's ``engine.settings.vasp_cmd``
+    > ``vasp_std``.
+    """
+    env = fw_spec.get("_fw_env") or {}
+    settings = _config(fw_spec)["engine"].get("settings") or {}
+    return resolve_vasp_cmd(
+        env.get(FWORKER_OPTION_KEY),
+        fworker=env.get(FWORKER_ENV_KEY),
+        study=settings.get("vasp_cmd"),
+    )
 
 
 def _overrides(fw_spec: dict[str, Any], kind: str = "slab") -> dict[str, Any]:
@@ -280,7 +309,7 @@ def enumerate_candidates(slab_atoms: Any, entry: dict[str, Any]) -> list[Any]:
         slab_atoms,
         ligand_spec(entry),
         modes=lig.placements.modes,
-        form=lig.placements.form,
+        form=lig.placements.form or lig.molecule_form,
         dissociate=lig.placements.dissociate,
         **kwargs,
     )
@@ -527,6 +556,10 @@ def analyse_ligand(
         transfer = float(chg.charge_transfer_e)
     except (DftflowError, KeyError) as exc:
         notes.append(f"charge-density difference failed: {exc}")
+    physical = all(d.physical and engine_entry(d.engine).physical for d in docs.values())
+    charges = {r: d.charge_state for r, d in docs.items()}
+    if any(d.charge_e for d in docs.values()):
+        notes.append(f"charged cells: {CHARGED_CELL_NOTE}")
     placements = [PlacementResult(**p) for p in cx_rec["placements"]]
     failed = [p.label for p in placements if p.energy_eV is None]
     if failed:
@@ -545,6 +578,8 @@ def analyse_ligand(
         charge_transfer_e=transfer,
         taskdocs={r: _result(fw_spec, role)["taskdoc"] for r, role in roles.items()},
         paper_e_ads_eV=paper,
+        physical=physical,
+        charge_states=charges,
         notes=notes,
     )
 
@@ -599,6 +634,10 @@ def build_summary(fw_spec: dict[str, Any], ligand_keys: list[str]) -> StudySumma
         for r in slab_roles
         if role_key(r) in results
     }
+    slab_docs = [TaskDoc.from_json_file(path) for path in slab.values()]
+    physical = engine_entry(cfg["engine"]["name"]).physical and all(
+        [lig.physical for lig in ligands] + [d.physical for d in slab_docs]
+    )
     slab_midgap = None
     if role_key("slab/static") in results:
         slab_doc = TaskDoc.from_json_file(results[role_key("slab/static")]["taskdoc"])
@@ -612,6 +651,8 @@ def build_summary(fw_spec: dict[str, Any], ligand_keys: list[str]) -> StudySumma
         parameters={"effective": cfg["parameters"], "overrides": cfg["overrides"]},
         slab=slab,
         ligands=ligands,
+        physical=physical,
+        physical_note="" if physical else NOT_PHYSICAL_NOTE,
         provenance={"spec_digest": cfg["spec_digest"], "study_dir": cfg["study_dir"]},
         notes=notes,
     )

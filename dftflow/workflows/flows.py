@@ -44,7 +44,8 @@ def required_vacuum_A(spec: StudySpec) -> float:
     slab = ft.build_slab(spec.slab.model_dump(mode="json"), spec.bulk.a_A)
     specs = [ft.ligand_spec(lig.model_dump(mode="json")) for lig in spec.ligands]
     forms = sorted(
-        {lig.molecule_form for lig in spec.ligands} | {lig.placements.form for lig in spec.ligands}
+        {lig.molecule_form for lig in spec.ligands}
+        | {lig.placements.form or lig.molecule_form for lig in spec.ligands}
     )
     return max(spec.slab.vacuum_A, float(placement.required_vacuum_A(slab, specs, forms=forms)))
 

@@ -50,10 +50,17 @@ def submit_command(qadapter: Any) -> str:
 
 
 def worker_command(
-    study_dir: Path, handle: LaunchpadHandle, fworker_file: str | Path | None = None
+    study_dir: Path,
+    handle: LaunchpadHandle,
+    fworker_file: str | Path | None = None,
+    vasp_cmd: str | None = None,
 ) -> str:
-    """The shell command a queue job runs: a dftflow worker on the same LaunchPad and study."""
-    args = launch_command(study_dir, handle)
+    """The shell command a queue job runs: a dftflow worker on the same LaunchPad and study.
+
+    ``vasp_cmd`` (``launch --queue ... --vasp-cmd``) goes on the worker's command line; without
+    it the job's ``DFTFLOW_VASP_CMD`` (exported by the adapter's ``pre_rocket``) decides.
+    """
+    args = launch_command(study_dir, handle, vasp_cmd)
     if fworker_file is not None:
         args += ["-w", str(Path(fworker_file).absolute())]
     return " ".join(shlex.quote(a) for a in args)
@@ -66,6 +73,7 @@ def queue_launch(
     nlaunches: int = 1,
     query: dict[str, Any] | None = None,
     fworker_file: str | Path | None = None,
+    vasp_cmd: str | None = None,
 ) -> list[str]:
     """Submit ``nlaunches`` queue jobs, each running a dftflow worker for the study.
 
@@ -73,7 +81,7 @@ def queue_launch(
     """
     study_dir = Path(study_dir).absolute()
     submit_command(qadapter)
-    qadapter["rocket_launch"] = worker_command(study_dir, handle, fworker_file)
+    qadapter["rocket_launch"] = worker_command(study_dir, handle, fworker_file, vasp_cmd)
     qadapter.setdefault("job_name", "dftflow-" + safe_name(study_dir.name)[:40])
     launcher_dir = study_dir / "queue"
     launcher_dir.mkdir(parents=True, exist_ok=True)

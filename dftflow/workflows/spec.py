@@ -21,8 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from dftflow.engines.registry import DEFAULT_ENGINE, engine_entry
 from dftflow.errors import EngineError, InputError
 from dftflow.inputs import params
+from dftflow.schemas import reference_matches
 from dftflow.structures.geometry import DEFAULT_SLAB_VACUUM_A
-from dftflow.structures.ligands import get_ligand, ligand_from_smiles
+from dftflow.structures.ligands import (
+    form_smiles,
+    get_ligand,
+    ligand_from_smiles,
+    reference_species_name,
+)
 
 _SAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -140,7 +146,11 @@ class PlacementSpec(_Strict):
     modes: list[str] | None = Field(
         default=None, description="binding modes in order; None: the structures API's defaults"
     )
-    form: MoleculeForm = Field(default="as_is", description="form of the ligand on the surface")
+    form: MoleculeForm | None = Field(
+        default=None,
+        description="form of the ligand on the surface; None: the ligand's molecule_form "
+        "(the same species, charge and electron count as the reference L)",
+    )
     dissociate: bool = Field(default=False, description="move the acidic H to a surface Br")
     azimuths_deg: list[float] | None = None
     max_candidates: int = Field(default=4, ge=1, le=50, description="per binding mode")
@@ -155,7 +165,11 @@ class LigandEntry(_Strict):
     name: str = Field(description="library name or alias (dftflow/data/ligands), or a new name")
     smiles: str | None = Field(default=None, description="define a ligand not in the library")
     model: str = Field(description="adsorption model, stated in the report")
-    reference_species: str = Field(description="what L is in E_ads: neutral acid, anion, radical")
+    reference_species: str | None = Field(
+        default=None,
+        description="what L is in E_ads (neutral acid, acetate anion, acetate radical); it must "
+        "name what molecule_form computes; None: named from molecule_form",
+    )
     molecule_form: MoleculeForm = Field(description="form of the isolated reference molecule")
     placements: PlacementSpec = Field(default_factory=PlacementSpec)
     notes: str = ""
@@ -231,22 +245,51 @@ def parse_study(data: Any, source: str = "study") -> StudySpec:
         spec = StudySpec.model_validate(data)
     except ValidationError as exc:
         raise InputError(f"{source}: {_format_validation_error(exc)}") from None
-    for lig in spec.ligands:
-        check_ligand(lig, source)
-    return spec
+    ligands = [check_ligand(lig, source) for lig in spec.ligands]
+    return spec.model_copy(update={"ligands": ligands})
 
 
-def check_ligand(lig: LigandEntry, source: str = "study") -> None:
-    """Raise a one-line error if the ligand is neither in the library nor given by SMILES."""
+def check_ligand(lig: LigandEntry, source: str = "study") -> LigandEntry:
+    """The ligand entry checked; ``reference_species`` and ``placements.form`` filled in.
+
+    Unset, the reference species is named from ``molecule_form``
+    (:func:`~dftflow.structures.ligands.reference_species_name`) and the adsorbed form is
+    ``molecule_form``.
+
+    One-line errors: the ligand is neither in the library nor given by SMILES; the stated
+    reference species contradicts what ``molecule_form`` computes ("neutral acid" for the
+    acetate radical); the isolated ligand (``molecule_form``) and the adsorbed one
+    (``placements.form``) carry different net charges, so that E_ads would compare different
+    electron counts. Labels, charges (NELECT) and references come from one place:
+    :func:`dftflow.structures.ligands.form_smiles`.
+    """
+    if lig.placements.form is None:
+        placements = lig.placements.model_copy(update={"form": lig.molecule_form})
+        lig = lig.model_copy(update={"placements": placements})
     try:
-        if lig.smiles:
-            ligand_from_smiles(lig.smiles, name=lig.name)
-        else:
-            get_ligand(lig.name)
+        spec = ligand_from_smiles(lig.smiles, name=lig.name) if lig.smiles else get_ligand(lig.name)
+        _, charge, model = form_smiles(spec, lig.molecule_form)
+        _, charge_on_slab, _ = form_smiles(spec, lig.placements.form)
+        default = reference_species_name(spec, lig.molecule_form)
     except InputError as exc:
         raise InputError(f"{source}: ligand {lig.name!r}: {exc}") from None
     except (KeyError, ValueError) as exc:
         raise InputError(f"{source}: unknown ligand {lig.name!r} ({exc})") from None
+    if lig.reference_species is None:
+        return lig.model_copy(update={"reference_species": default})
+    if not reference_matches(lig.reference_species, model):
+        raise InputError(
+            f"{source}: ligand {lig.name!r}: reference_species {lig.reference_species!r} "
+            f"contradicts molecule_form {lig.molecule_form} ({model}, charge {charge:+d} e); "
+            f"state e.g. {default!r} or change molecule_form"
+        )
+    if charge != charge_on_slab and not lig.placements.dissociate:
+        raise InputError(
+            f"{source}: ligand {lig.name!r}: the adsorbed form ({lig.placements.form}, charge "
+            f"{charge_on_slab:+d} e) and the reference molecule ({lig.molecule_form}, charge "
+            f"{charge:+d} e) differ in charge: E_ads would compare different electron counts"
+        )
+    return lig
 
 
 def load_study(path: str | Path) -> StudySpec:

@@ -31,9 +31,15 @@ def thread_env(workers: int) -> dict[str, str]:
     return {k: n for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
-def launch_command(study_dir: Path, handle: LaunchpadHandle) -> list[str]:
-    """``dftflow launch`` for ``study_dir`` on the same LaunchPad, run by this Python."""
-    return [sys.executable, "-m", "dftflow", "launch", "-o", str(study_dir), *handle.cli_args()]
+def launch_command(
+    study_dir: Path, handle: LaunchpadHandle, vasp_cmd: str | None = None
+) -> list[str]:
+    """``dftflow launch`` for ``study_dir`` on the same LaunchPad, run by this Python.
+
+    ``vasp_cmd``: a ``--vasp-cmd`` given to ``dftflow run``/``launch``, passed on to the worker.
+    """
+    cmd = [sys.executable, "-m", "dftflow", "launch", "-o", str(study_dir), *handle.cli_args()]
+    return cmd + (["--vasp-cmd", vasp_cmd] if vasp_cmd else [])
 
 
 @dataclass
@@ -53,6 +59,7 @@ def run_workers(
     *,
     on_status: Callable[[dict[str, Any]], None] | None = None,
     poll_s: float = 1.0,
+    vasp_cmd: str | None = None,
 ) -> list[WorkerExit]:
     """Run the study's Fireworks with ``workers`` ``dftflow launch`` processes side by side.
 
@@ -61,13 +68,13 @@ def run_workers(
     process only watches: ``on_status`` receives :func:`~dftflow.workflows.status.study_status`
     (with ``running``) every ``poll_s``. Worker output goes to ``DIR/logs/worker-<k>.log``.
     SIGINT/SIGTERM here stop the workers with SIGTERM: their running Fireworks are recorded FIZZLED
-    and rerun on the next ``dftflow run``.
+    and rerun on the next ``dftflow run``. ``vasp_cmd`` (``--vasp-cmd``) is passed to every worker.
     """
     study_dir = Path(study_dir).absolute()
     log_dir = study_dir / "logs"
     log_dir.mkdir(exist_ok=True)
     env = {**os.environ, **thread_env(workers)}
-    cmd = launch_command(study_dir, handle)
+    cmd = launch_command(study_dir, handle, vasp_cmd)
     procs: list[tuple[subprocess.Popen, Path]] = []
     logs: list[IO[str]] = []
 

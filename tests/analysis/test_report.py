@@ -37,7 +37,7 @@ def study(tmp_path_factory):
         reference_species="neutral acid",
         e_ads_eV=-0.85,
         converged={"complex": True},
-        engine="mock",
+        engine="vasp",  # synthetic VASP-format runs (a mock summary is not compared)
         taskdocs={"complex_static": doc("oa_complex", c, -45.0, trap=0)},
     )
     aco = LigandResult(
@@ -46,7 +46,7 @@ def study(tmp_path_factory):
         reference_species="radical",
         e_ads_eV=-1.70,
         converged={"complex": True},
-        engine="mock",
+        engine="vasp",
         taskdocs={
             "complex_static": doc("aco_complex", c, -46.0, chgcar=chg["paths"]["AB"]),
             "slab_fragment_static": doc("aco_slabfrag", s, -30.0, chgcar=chg["paths"]["A"]),
@@ -55,7 +55,7 @@ def study(tmp_path_factory):
     )
     summary = StudySummary(
         study="paper",
-        engine="mock",
+        engine="vasp",
         slab={"slab_static": slab},
         ligands=[oa, aco],
         parameters={"ENCUT": 400},
@@ -195,7 +195,7 @@ def test_adsorption_table_lists_only_what_did_not_converge():
             model="m",
             e_ads_eV=-1.0,
             converged={"complex": True, "slab": True},
-            engine="mock",
+            engine="vasp",
         ),
         AdsorptionRow(
             ligand="B",
@@ -203,7 +203,7 @@ def test_adsorption_table_lists_only_what_did_not_converge():
             model="m",
             e_ads_eV=-0.5,
             converged={"complex": False, "slab": True},
-            engine="mock",
+            engine="vasp",
         ),
     ]
     text = adsorption_table_markdown(rows)
