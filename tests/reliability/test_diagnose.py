@@ -301,3 +301,30 @@ def test_real_finished_static_runs_are_clean(name):
     } <= set(diagnosis.checked)
     assert diagnosis.not_checked["VaspErrorHandler"] == "no vasp.out"
     assert _snapshot(run) == before
+
+
+#: custodian's vasp.out error files (tests/files/vasp.<kind> with its INCAR, KPOINTS, POSCAR and
+#: CONTCAR) -> the error name and the first correction its tests/vasp/test_handlers.py expects.
+REAL_ERRORS = {
+    "subspace": ("subspacematrix", {"dict": "INCAR", "action": {"_set": {"LREAL": False}}}),
+    "zbrent": ("zbrent", {"dict": "INCAR", "action": {"_set": {"EDIFF": 1e-06}}}),
+    "brmix": ("brmix", {"dict": "INCAR", "action": {"_set": {"IMIX": 1}}}),
+    "edddav": ("edddav", {"dict": "INCAR", "action": {"_set": {"ALGO": "All", "ISEARCH": 1}}}),
+    "eddrmm": ("eddrmm", {"dict": "INCAR", "action": {"_set": {"ALGO": "Normal"}}}),
+    "nicht_konvergent": ("nicht_konv", {"dict": "INCAR", "action": {"_set": {"LREAL": False}}}),
+    "real_optlay": ("real_optlay", {"dict": "INCAR", "action": {"_set": {"LREAL": False}}}),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(REAL_ERRORS))
+def test_real_vasp_error_outputs_are_named_with_custodians_correction(kind):
+    """Real VASP error messages (custodian's test files): the name and correction custodian's own
+    tests expect, the directory unchanged."""
+    run = real_vasp_dir(f"custodian/vasp_errors/{kind}")
+    before = _snapshot(run)
+    diagnosis = diagnose_vasp_run(run)
+    name, action = REAL_ERRORS[kind]
+    assert [e.name for e in diagnosis.errors] == [name]
+    assert diagnosis.errors[0].handler == "VaspErrorHandler"
+    assert action in diagnosis.errors[0].correction
+    assert _snapshot(run) == before
