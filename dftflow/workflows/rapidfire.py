@@ -21,7 +21,12 @@ from fireworks import FWorker, LaunchPad
 from fireworks.core.rocket_launcher import launch_rocket
 
 from dftflow.workflows.launchpad import LaunchpadHandle
-from dftflow.workflows.store import terminate_gracefully, termination_requested
+from dftflow.workflows.store import (
+    WorkerStopped,
+    terminate_gracefully,
+    termination_requested,
+    termination_signal,
+)
 
 _WORKER_NAME = re.compile(r"dftflow@(.+):(\d+)")
 
@@ -65,13 +70,19 @@ def run_local(
 ) -> int:
     """Run READY Fireworks matching ``query`` one after the other until none can run.
 
-    Waits while other workers run Fireworks this one may need. SIGTERM stops the worker: a running
-    Firework is recorded as FIZZLED and every finished one is already on disk.
+    Waits while other workers run Fireworks this one may need. SIGTERM or SIGINT (Ctrl-C) stops
+    the worker: a running Firework is recorded as FIZZLED (``dftflow run`` or ``dftflow rerun``
+    restarts it), nothing new is started and every finished one is already on disk.
 
     Returns
     -------
     int
         Number of Fireworks this worker ran.
+
+    Raises
+    ------
+    WorkerStopped
+        After stopping on SIGTERM or SIGINT (its ``signum`` says which).
     """
     study_dir = Path(study_dir).absolute()
     fworker = fworker_for(query, env)
@@ -90,6 +101,9 @@ def run_local(
                 break
             if _launch(lp, fworker, ready, study_dir, on_event):
                 ran += 1
+        signum = termination_signal()
+    if signum:
+        raise WorkerStopped(signum)
     return ran
 
 

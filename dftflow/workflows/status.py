@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections import Counter
 from typing import Any
@@ -76,11 +77,30 @@ def _lost(fws: list[dict[str, Any]], launches: dict[int, dict[str, Any]]) -> lis
     return sorted(set(lost))
 
 
+_EXC_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Z]\w*(?:Error|Exception|Terminated)): (.+)$")
+
+
 def _reason(launch: dict[str, Any] | None) -> str:
+    """Why a launch FIZZLED, in one line: the message of the task's exception.
+
+    Taken from the launch's ``action.stored_data._exception`` that FireWorks records; the module
+    path of the exception class is dropped ("EngineError: custodian gave up after 5 corrections
+    ..."), and dftflow's own errors and the stop signals keep only their message.
+    """
     data = ((launch or {}).get("action") or {}).get("stored_data") or {}
     trace = (data.get("_exception") or {}).get("_stacktrace") or data.get("_message") or ""
     lines = [ln.strip() for ln in str(trace).strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else ""
+    if not lines:
+        return "no reason recorded" if launch else ""
+    m = _EXC_LINE.match(lines[-1])
+    if m is None:
+        return lines[-1]
+    cls, msg = m.groups()
+    return msg if cls in _MESSAGE_ONLY else f"{cls}: {msg}"
+
+
+#: Exceptions whose message says it all (dftflow's errors, the stop signals).
+_MESSAGE_ONLY = {"EngineError", "InputError", "OutputError", "DftflowError", "WorkerTerminated"}
 
 
 def _status_from_docs(
