@@ -6,6 +6,7 @@ worker process on this host has died can be recognised as lost (:mod:`dftflow.wo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -29,6 +30,11 @@ from dftflow.workflows.store import (
 )
 
 _WORKER_NAME = re.compile(r"dftflow@(.+):(\d+)")
+#: Environment variable naming the worker in the processes it starts (VASP): after the worker was
+#: killed, ``dftflow run`` / ``rerun`` finds and stops them (:func:`~.status.stop_orphans`).
+WORKER_ENV = "DFTFLOW_WORKER"
+#: File in ``DIR/logs/`` receiving the tracebacks of failed Firetasks.
+TRACEBACK_LOG = "tracebacks.log"
 
 
 def worker_name() -> str:
@@ -88,7 +94,10 @@ def run_local(
     fworker = fworker_for(query, env)
     _quiet_fireworks()
     ran = 0
-    with terminate_gracefully():
+    previous = os.environ.get(WORKER_ENV)
+    os.environ[WORKER_ENV] = fworker.name
+    with terminate_gracefully(), contextlib.ExitStack() as stack:
+        stack.callback(_restore_env, WORKER_ENV, previous)
         while not termination_requested():
             if max_fireworks and ran >= max_fireworks:
                 break
@@ -107,6 +116,13 @@ def run_local(
     return ran
 
 
+def _restore_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
 def _launch(
     lp: LaunchPad,
     fworker: FWorker,
@@ -119,11 +135,16 @@ def _launch(
         on_event(RunEvent("start", ready["fw_id"], ready["name"]))
     t0 = time.monotonic()
     cwd = os.getcwd()
-    try:
-        os.chdir(study_dir)
-        launched = launch_rocket(lp, fworker, fw_id=ready["fw_id"], strm_lvl="ERROR")
-    finally:
-        os.chdir(cwd)
+    log_dir = study_dir / "logs"
+    log_dir.mkdir(exist_ok=True)
+    # FireWorks prints the traceback of a failed task on stderr: it goes to DIR/logs/ (the one-line
+    # reason is in `dftflow status`, the whole traceback also in the LaunchPad)
+    with open(log_dir / TRACEBACK_LOG, "a") as log, contextlib.redirect_stderr(log):
+        try:
+            os.chdir(study_dir)
+            launched = launch_rocket(lp, fworker, fw_id=ready["fw_id"], strm_lvl="ERROR")
+        finally:
+            os.chdir(cwd)
     if launched and on_event:
         state = lp.get_fw_dict_by_id(ready["fw_id"])["state"]
         on_event(RunEvent("end", ready["fw_id"], ready["name"], state, time.monotonic() - t0))
