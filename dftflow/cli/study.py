@@ -66,7 +66,7 @@ def _option_env(vasp_cmd: str | None) -> dict:
 
 def _stopped(signum: int, study_dir: Path, again: str) -> typer.Exit:
     """The one "interrupted" line on stderr, and the exit (128 + signal number)."""
-    what = "interrupted (Ctrl-C)" if signum == signal.SIGINT else f"stopped by signal {signum}"
+    what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
     typer.echo(
         f"{what}: finished calculations are kept, the running ones were stopped and recorded "
         f"FIZZLED, nothing new was started; {again} to resume ({study_dir})",
