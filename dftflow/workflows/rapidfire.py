@@ -137,12 +137,14 @@ def _launch(
     cwd = os.getcwd()
     log_dir = study_dir / "logs"
     log_dir.mkdir(exist_ok=True)
-    # FireWorks prints the traceback of a failed task on stderr: it goes to DIR/logs/ (the one-line
-    # reason is in `dftflow status`, the whole traceback also in the LaunchPad)
-    with open(log_dir / TRACEBACK_LOG, "a") as log, contextlib.redirect_stderr(log):
+    # the traceback of a failed task goes to DIR/logs/, not the terminal (the one-line reason is
+    # in `dftflow status`, the whole traceback also in the LaunchPad)
+    with open(log_dir / TRACEBACK_LOG, "a") as log:
         try:
             os.chdir(study_dir)
-            launched = launch_rocket(lp, fworker, fw_id=ready["fw_id"], strm_lvl="ERROR")
+            launched = launch_rocket(
+                lp, fworker, fw_id=ready["fw_id"], strm_lvl="ERROR", err_file=log
+            )
         finally:
             os.chdir(cwd)
     if launched and on_event:

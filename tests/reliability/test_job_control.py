@@ -4,6 +4,8 @@ Every test runs the installed ``dftflow`` console script in its own session, so 
 sent as a terminal sends it: SIGINT to the whole foreground process group (``os.killpg``), which
 reaches the worker and the (mock) VASP it runs. The mock VASP is slowed down with
 ``DFTFLOW_MOCK_VASP_SECONDS`` so that the interrupt or the kill lands mid-calculation.
+The slow marks are wall times measured with other jobs on the two cores (load 4-5); the
+resumed runs of the small study dominate them.
 """
 
 from __future__ import annotations
@@ -137,7 +139,7 @@ def _assert_stopped_cleanly(
     assert children and not any(c.is_running() for c in children)  # no worker, no VASP left
 
 
-@pytest.mark.slow(seconds=75)
+@pytest.mark.slow(seconds=100)
 def test_ctrl_c_with_one_worker_stops_then_the_same_command_resumes(tmp_path):
     out = tmp_path / "study"
     done = _first_firework_done(out)
@@ -157,7 +159,7 @@ def test_ctrl_c_with_one_worker_stops_then_the_same_command_resumes(tmp_path):
     assert (out / "summary.json").is_file()
 
 
-@pytest.mark.slow(seconds=60)
+@pytest.mark.slow(seconds=130)
 def test_ctrl_c_with_two_workers_then_a_killed_worker_then_one_run_finishes(tmp_path):
     out = tmp_path / "study"
     done = _first_firework_done(out)
@@ -195,7 +197,7 @@ def test_ctrl_c_with_two_workers_then_a_killed_worker_then_one_run_finishes(tmp_
     assert _snapshot(out)[BULK_DOC] == done[BULK_DOC]
 
 
-@pytest.mark.slow(seconds=30)
+@pytest.mark.slow(seconds=50)
 def test_fizzled_firework_fails_launch_and_run_and_status_says_why(tmp_path):
     out = tmp_path / "study"
     study = yaml.safe_load(SMALL.read_text())
