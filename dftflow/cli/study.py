@@ -16,6 +16,7 @@ import signal
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 import yaml
 
@@ -24,10 +25,10 @@ from dftflow.engines import engine_entry
 from dftflow.errors import InputError
 
 
-def _incomplete(message: str) -> typer.Exit:
-    """Some calculations failed (not a user mistake): one line on stderr, exit code 1."""
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    return typer.Exit(1)
+class StudyIncomplete(click.ClickException):
+    """Some calculations failed (not a user mistake): printed as one line, exit code 1."""
+
+    exit_code = 1
 
 
 _DirOption = Annotated[Path, typer.Option("-o", "--dir", help="Study directory.")]
@@ -281,7 +282,7 @@ def register(app: typer.Typer) -> None:
             )
         if status["failed"] or status["counts"].get("COMPLETED", 0) != status["total"]:
             failed = f"{_fizzled_line(status['failed'])}; " if status["failed"] else ""
-            raise _incomplete(
+            raise StudyIncomplete(
                 f"{failed}{status['total'] - status['counts'].get('COMPLETED', 0)} of "
                 f"{status['total']} Fireworks not completed; see `dftflow status -o {study_dir}` "
                 "for why, then run the same command again"
@@ -376,7 +377,7 @@ def register(app: typer.Typer) -> None:
         console.print(f"ran {n} Firework(s)")
         failed = study_status(handle, query)["failed"]
         if failed:
-            raise _incomplete(
+            raise StudyIncomplete(
                 f"{_fizzled_line(failed)}; see `dftflow status -o {study_dir}` for why, then "
                 f"`dftflow rerun -o {study_dir}`"
             )
