@@ -3,10 +3,16 @@
 ``dftflow run STUDY.yaml -o DIR`` is the main job: it submits the study to DIR's embedded
 LaunchPad, runs every Firework here, and writes DIR/summary.json and the report; run it again on
 the same DIR to resume (nothing finished is recomputed).
+
+Exit codes of ``run`` and ``launch``: 0 when every Firework they were to run COMPLETED; 1 when a
+Firework FIZZLED (one line names them; ``dftflow status`` says why); 130 after Ctrl-C (SIGINT) and
+143 after SIGTERM, with one "interrupted" line: the running Fireworks are recorded FIZZLED and the
+same command (``run``) or ``dftflow rerun`` + ``launch`` resumes.
 """
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -59,6 +65,24 @@ def _option_env(vasp_cmd: str | None) -> dict:
     return {FWORKER_OPTION_KEY: vasp_cmd} if vasp_cmd else {}
 
 
+def _stopped(signum: int, study_dir: Path, again: str) -> typer.Exit:
+    """The one "interrupted" line on stderr, and the exit (128 + signal number)."""
+    what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+    typer.echo(
+        f"{what}: finished calculations are kept, the running ones were stopped and recorded "
+        f"FIZZLED, nothing new was started; {again} to resume ({study_dir})",
+        err=True,
+    )
+    return typer.Exit(128 + signum)
+
+
+def _fizzled_line(failed: list[dict]) -> str:
+    """One line naming FIZZLED Fireworks (id and name)."""
+    names = ", ".join(f"{f['fw_id']} {f['name']}" for f in failed[:10])
+    more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
+    return f"{len(failed)} Firework(s) FIZZLED: {names}{more}"
+
+
 def _check_engine(engine: str | None) -> str | None:
     return None if engine is None else engine_entry(engine).name
 
@@ -80,6 +104,7 @@ def _study_dir(path: Path) -> Path:
 
 
 def _print_status(status: dict, console) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"{status['total']} Fireworks")
@@ -88,11 +113,17 @@ def _print_status(status: dict, console) -> None:
     for state, n in status["counts"].items():
         table.add_row(state, str(n))
     console.print(table)
+    # one line each, never wrapped; names and reasons are not rich markup
     for f in status["failed"]:
-        console.print(f"[red]FIZZLED[/red] {f['fw_id']} {f['name']}: {f['reason']}")
+        console.print(
+            f"[red]FIZZLED[/red] {f['fw_id']} {escape(f['name'])}: {escape(f['reason'])}",
+            soft_wrap=True,
+        )
     for f in status["lost"]:
         console.print(
-            f"[yellow]LOST[/yellow] {f['fw_id']} {f['name']} (worker gone; dftflow rerun)"
+            f"[yellow]LOST[/yellow] {f['fw_id']} {escape(f['name'])}: its worker is gone "
+            "(killed); `dftflow run` again (or `dftflow rerun`) reruns it",
+            soft_wrap=True,
         )
 
 
@@ -196,6 +227,7 @@ def register(app: typer.Typer) -> None:
 
         from dftflow.workflows.launchpad import open_launchpad
         from dftflow.workflows.status import study_status
+        from dftflow.workflows.store import WorkerStopped
         from dftflow.workflows.submission import rerun_failed, submit_study
         from dftflow.workflows.workers import WorkerExit, default_workers
 
@@ -231,19 +263,17 @@ def register(app: typer.Typer) -> None:
                 else:
                     _run_here(progress, overall, handle, study_dir, sub.study_query, vasp_cmd)
         except KeyboardInterrupt:
-            typer.echo(
-                "interrupted: finished calculations are kept, the running ones were stopped; "
-                f"run the same command again to resume ({study_dir})",
-                err=True,
-            )
-            raise typer.Exit(130) from None
+            raise _stopped(signal.SIGINT, study_dir, "run the same command again") from None
+        except WorkerStopped as exc:
+            raise _stopped(exc.signum, study_dir, "run the same command again") from None
         status = study_status(handle, sub.study_query)
         if json_out:
             echo_json(status)
         else:
             _print_status(status, console)
             _print_summary(study_dir, console)
-        crashed = [e for e in exits if e.returncode not in (0, None)]
+        # exit 1 of a worker: a Firework FIZZLED (named below)
+        crashed = [e for e in exits if e.returncode not in (0, 1, None)]
         if crashed:
             console.print(
                 "; ".join(
@@ -251,10 +281,11 @@ def register(app: typer.Typer) -> None:
                 )
             )
         if status["failed"] or status["counts"].get("COMPLETED", 0) != status["total"]:
+            failed = f"{_fizzled_line(status['failed'])}; " if status["failed"] else ""
             raise StudyIncomplete(
-                f"{status['total'] - status['counts'].get('COMPLETED', 0)} of {status['total']} "
-                f"Fireworks not completed; see `dftflow status -o {study_dir}`, then run again "
-                "or `dftflow rerun`"
+                f"{failed}{status['total'] - status['counts'].get('COMPLETED', 0)} of "
+                f"{status['total']} Fireworks not completed; see `dftflow status -o {study_dir}` "
+                "for why, then run the same command again"
             )
 
     @app.command("submit")
@@ -305,10 +336,16 @@ def register(app: typer.Typer) -> None:
         ] = None,
         vasp_cmd: _VaspCmdOption = None,
     ) -> None:
-        """Run the study's READY Fireworks here, or submit worker jobs to a queue (--queue)."""
+        """Run the study's READY Fireworks here, or submit worker jobs to a queue (--queue).
+
+        Exit code 1 when a Firework of the study is FIZZLED at the end (one line names them);
+        130 (Ctrl-C) or 143 (SIGTERM) when stopped.
+        """
         from dftflow.workflows.launchpad import open_launchpad
         from dftflow.workflows.queue import load_qadapter, queue_launch, submit_command
         from dftflow.workflows.rapidfire import run_local
+        from dftflow.workflows.status import study_status
+        from dftflow.workflows.store import WorkerStopped
 
         study_dir = out.absolute()
         vasp_cmd = _vasp_cmd_option(vasp_cmd)
@@ -330,8 +367,20 @@ def register(app: typer.Typer) -> None:
             )
             console.print(f"submitted {len(ids)} job(s): {' '.join(ids) or '(nothing ready)'}")
             return
-        n = run_local(handle, study_dir, query, max_fireworks=nlaunches, env=env)
+        again = f"`dftflow rerun -o {study_dir}` then launch again"
+        try:
+            n = run_local(handle, study_dir, query, max_fireworks=nlaunches, env=env)
+        except WorkerStopped as exc:
+            raise _stopped(exc.signum, study_dir, again) from None
+        except KeyboardInterrupt:  # SIGINT before or after the worker loop
+            raise _stopped(signal.SIGINT, study_dir, again) from None
         console.print(f"ran {n} Firework(s)")
+        failed = study_status(handle, query)["failed"]
+        if failed:
+            raise StudyIncomplete(
+                f"{_fizzled_line(failed)}; see `dftflow status -o {study_dir}` for why, then "
+                f"`dftflow rerun -o {study_dir}`"
+            )
 
     @app.command("status")
     def status_cmd(

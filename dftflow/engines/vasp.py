@@ -14,6 +14,7 @@ FWorker's ``env.vasp_cmd`` > the study's ``engine.settings.vasp_cmd`` > ``vasp_s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -278,6 +279,26 @@ def custodian_failure_message(
     )
 
 
+def _stop_children(directory: Path, timeout_s: float = 5.0) -> None:
+    """Terminate this process's children running in ``directory`` (VASP), then kill what is left."""
+    import psutil
+
+    def in_directory(p: psutil.Process) -> bool:
+        try:
+            return Path(p.cwd()) == directory.resolve()
+        except (psutil.Error, OSError):
+            return False
+
+    children = [p for p in psutil.Process().children(recursive=True) if in_directory(p)]
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            child.terminate()
+    _, alive = psutil.wait_procs(children, timeout=timeout_s)
+    for child in alive:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+
+
 def _tail(path: Path, n: int = 3) -> str:
     if not path.is_file():
         return ""
@@ -450,6 +471,11 @@ class VaspEngine:
                 f"VASP in {directory} failed under custodian: {msg}"
                 + (f" (last output: {detail})" if detail else "")
             ) from exc
+        except BaseException:
+            # interrupted (SIGTERM/SIGINT raised in this process): VASP must not go on writing
+            # into the run directory that a rerun will use
+            _stop_children(directory)
+            raise
 
 
 def cell_charge_e(

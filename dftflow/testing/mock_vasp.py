@@ -32,6 +32,9 @@ real_optlay, kpoints_trans (stderr), positive_energy, potim, unconverged_electro
 unconverged_ionic, nonconverging, frozen.
 The crash kinds print VASP's own message text (the strings custodian's VaspErrorHandler and
 StdErrHandler look for), leave partial OUTCAR/OSZICAR/CONTCAR and exit 1.
+
+Duration: ``DFTFLOW_MOCK_VASP_SECONDS`` (default 0) makes every run take at least that long (it
+sleeps after reading the inputs), so that a test can interrupt or kill a calculation mid-run.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ ENV_FAILURES = "DFTFLOW_MOCK_VASP_FAILURES"
 FAILURE_FILE = "MOCK_VASP_FAILURES"
 ATTEMPT_FILE = ".mock_vasp_attempts"
 ENV_FROZEN_S = "DFTFLOW_MOCK_VASP_FROZEN_S"
+ENV_SECONDS = "DFTFLOW_MOCK_VASP_SECONDS"
 GENERATOR = "dftflow-mock-vasp"
 #: 1 eV/Angstrom^3 in kBar (VASP's stress unit; VASP's sign is opposite to ASE's).
 EV_PER_A3_TO_KBAR = 1602.1766208
@@ -408,6 +412,7 @@ def run_mock(directory: Path, attempt: int, failure: str | None) -> int:
     out.write(f" running on    1 total cores\n vasp.6.4.2 mock ({GENERATOR}) attempt {attempt}\n")
     out.write(f" POSCAR found :  {len(structure)} atoms, stage {inp['stage']}\n")
     out.flush()
+    time.sleep(float(os.environ.get(ENV_SECONDS) or 0))  # a long calculation, for tests
     spec = FAILURES.get(failure or "", {})
     atoms = _atoms_with_constraints(structure)
     zval = {**POTCAR_ZVAL}
@@ -599,6 +604,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("OSZICAR", "OUTCAR", "vasprun.xml"):  # VASP truncates these at start-up
             (directory / name).unlink(missing_ok=True)
         code = run_mock(directory, attempt, plan.get(attempt))
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group, like it reaches VASP
+        sys.stderr.write("dftflow-mock-vasp: interrupted\n")
+        return 130
     except MockVaspRefusal as exc:
         sys.stderr.write(f"dftflow-mock-vasp: refusing input: {exc}\n")
         sys.stdout.write(f" ERROR: dftflow-mock-vasp refused the input: {exc}\n")

@@ -6,6 +6,7 @@ worker process on this host has died can be recognised as lost (:mod:`dftflow.wo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -21,9 +22,19 @@ from fireworks import FWorker, LaunchPad
 from fireworks.core.rocket_launcher import launch_rocket
 
 from dftflow.workflows.launchpad import LaunchpadHandle
-from dftflow.workflows.store import terminate_gracefully, termination_requested
+from dftflow.workflows.store import (
+    WorkerStopped,
+    terminate_gracefully,
+    termination_requested,
+    termination_signal,
+)
 
 _WORKER_NAME = re.compile(r"dftflow@(.+):(\d+)")
+#: Environment variable naming the worker in the processes it starts (VASP): after the worker was
+#: killed, ``dftflow run`` / ``rerun`` finds and stops them (:func:`~.status.stop_orphans`).
+WORKER_ENV = "DFTFLOW_WORKER"
+#: File in ``DIR/logs/`` receiving the tracebacks of failed Firetasks.
+TRACEBACK_LOG = "tracebacks.log"
 
 
 def worker_name() -> str:
@@ -65,19 +76,28 @@ def run_local(
 ) -> int:
     """Run READY Fireworks matching ``query`` one after the other until none can run.
 
-    Waits while other workers run Fireworks this one may need. SIGTERM stops the worker: a running
-    Firework is recorded as FIZZLED and every finished one is already on disk.
+    Waits while other workers run Fireworks this one may need. SIGTERM or SIGINT (Ctrl-C) stops
+    the worker: a running Firework is recorded as FIZZLED (``dftflow run`` or ``dftflow rerun``
+    restarts it), nothing new is started and every finished one is already on disk.
 
     Returns
     -------
     int
         Number of Fireworks this worker ran.
+
+    Raises
+    ------
+    WorkerStopped
+        After stopping on SIGTERM or SIGINT (its ``signum`` says which).
     """
     study_dir = Path(study_dir).absolute()
     fworker = fworker_for(query, env)
     _quiet_fireworks()
     ran = 0
-    with terminate_gracefully():
+    previous = os.environ.get(WORKER_ENV)
+    os.environ[WORKER_ENV] = fworker.name
+    with terminate_gracefully(), contextlib.ExitStack() as stack:
+        stack.callback(_restore_env, WORKER_ENV, previous)
         while not termination_requested():
             if max_fireworks and ran >= max_fireworks:
                 break
@@ -90,7 +110,17 @@ def run_local(
                 break
             if _launch(lp, fworker, ready, study_dir, on_event):
                 ran += 1
+        signum = termination_signal()
+    if signum:
+        raise WorkerStopped(signum)
     return ran
+
+
+def _restore_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def _launch(
@@ -105,11 +135,18 @@ def _launch(
         on_event(RunEvent("start", ready["fw_id"], ready["name"]))
     t0 = time.monotonic()
     cwd = os.getcwd()
-    try:
-        os.chdir(study_dir)
-        launched = launch_rocket(lp, fworker, fw_id=ready["fw_id"], strm_lvl="ERROR")
-    finally:
-        os.chdir(cwd)
+    log_dir = study_dir / "logs"
+    log_dir.mkdir(exist_ok=True)
+    # the traceback of a failed task goes to DIR/logs/, not the terminal (the one-line reason is
+    # in `dftflow status`, the whole traceback also in the LaunchPad)
+    with open(log_dir / TRACEBACK_LOG, "a") as log:
+        try:
+            os.chdir(study_dir)
+            launched = launch_rocket(
+                lp, fworker, fw_id=ready["fw_id"], strm_lvl="ERROR", err_file=log
+            )
+        finally:
+            os.chdir(cwd)
     if launched and on_event:
         state = lp.get_fw_dict_by_id(ready["fw_id"])["state"]
         on_event(RunEvent("end", ready["fw_id"], ready["name"], state, time.monotonic() - t0))

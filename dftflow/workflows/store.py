@@ -15,8 +15,9 @@ This module wraps it so that the user never loses or duplicates work:
 * the exit-time write of mongomock-persistence is disabled (it would overwrite other processes' work
   with a stale copy);
 * read-only sessions (``dftflow status``) take a shared lock and never write;
-* :func:`terminate_gracefully` turns SIGTERM into an exception inside the running Firework, which
-  FireWorks records as FIZZLED (flushed at once), so ``dftflow rerun`` can restart it.
+* :func:`terminate_gracefully` turns SIGTERM and SIGINT (Ctrl-C) into an exception inside the
+  running Firework, which FireWorks records as FIZZLED (flushed at once), so ``dftflow run`` or
+  ``dftflow rerun`` can restart it.
 
 What mongomock and mongomock-persistence need (their patches, counting writes, the explicit choice
 of the mongomock client) is done by one adapter, :mod:`dftflow.workflows.mongomock_adapter`, when a
@@ -364,19 +365,48 @@ for _name, _attr in list(vars(LaunchPad).items()):
 
 
 # ------------------------------------------------------------------------------------------
-# SIGTERM: never interrupt a store write; interrupt a running Firework so FireWorks records it.
+# SIGTERM / SIGINT: never interrupt a store write; interrupt a running Firework so FireWorks
+# records it.
 # ------------------------------------------------------------------------------------------
 class WorkerTerminated(Exception):
-    """Raised inside a running Firetask when the worker receives SIGTERM (time limit, scancel)."""
+    """Raised inside a running Firetask when the worker receives SIGTERM or SIGINT."""
 
 
-_sigterm_state = {"deferred": 0, "pending": False, "requested": False, "in_task": 0}
-_TERMINATED = "terminated by SIGTERM (queue time limit or scancel)"
+class WorkerStopped(Exception):
+    """Raised by a worker loop after it stopped on a signal (``signum``: SIGTERM or SIGINT).
+
+    The Firework that was running is recorded FIZZLED (resumable); nothing new was started.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(_REASONS.get(signum, f"stopped by signal {signum}"))
+        self.signum = signum
+
+
+#: Signals that stop a worker: SIGTERM (queue time limit, scancel, ``dftflow run`` stopping its
+#: workers) and SIGINT (Ctrl-C at the terminal, sent to the whole foreground process group).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_REASONS = {
+    signal.SIGTERM: "terminated by SIGTERM (queue time limit, scancel or dftflow run stopping)",
+    signal.SIGINT: "interrupted by SIGINT (Ctrl-C)",
+}
+_sigterm_state: dict[str, Any] = {
+    "deferred": 0,
+    "pending": False,
+    "requested": False,
+    "in_task": 0,
+    "signum": 0,
+}
+
+
+def _terminated() -> WorkerTerminated:
+    signum = _sigterm_state["signum"] or signal.SIGTERM
+    return WorkerTerminated(_REASONS.get(signum, f"stopped by signal {signum}"))
 
 
 @contextlib.contextmanager
 def _defer_sigterm() -> Iterator[None]:
-    """Delay a SIGTERM that arrives during a store operation until the operation has flushed."""
+    """Delay a stop signal that arrives during a store operation until the operation has flushed."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -387,32 +417,38 @@ def _defer_sigterm() -> Iterator[None]:
         _sigterm_state["deferred"] -= 1
     if _sigterm_state["deferred"] == 0 and _sigterm_state["pending"] and _sigterm_state["in_task"]:
         _sigterm_state["pending"] = False
-        raise WorkerTerminated(_TERMINATED)
+        raise _terminated()
 
 
 def _sigterm_handler(signum: int, frame: Any) -> None:
     _sigterm_state["requested"] = True
+    _sigterm_state["signum"] = _sigterm_state["signum"] or signum
     if _sigterm_state["in_task"] and not _sigterm_state["deferred"]:
-        raise WorkerTerminated(_TERMINATED)
+        raise _terminated()
     _sigterm_state["pending"] = True
 
 
 def termination_requested() -> bool:
-    """Whether SIGTERM was received since :func:`terminate_gracefully` was installed."""
+    """Whether SIGTERM or SIGINT was received since :func:`terminate_gracefully` was installed."""
     return bool(_sigterm_state["requested"])
+
+
+def termination_signal() -> int:
+    """The first stop signal received since :func:`terminate_gracefully` was installed (or 0)."""
+    return int(_sigterm_state["signum"]) if _sigterm_state["requested"] else 0
 
 
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
-    """Mark the body (a Firetask's computation) as interruptible by SIGTERM.
+    """Mark the body (a Firetask's computation) as interruptible by SIGTERM and SIGINT.
 
-    A SIGTERM received before or during the body raises :class:`WorkerTerminated` in it;
-    FireWorks then records the Firework as FIZZLED (flushed at once) and ``dftflow rerun``
-    restarts it. Outside such bodies SIGTERM only asks the worker to stop after the current
-    Firework.
+    A stop signal received before or during the body raises :class:`WorkerTerminated` in it;
+    FireWorks then records the Firework as FIZZLED (flushed at once) and ``dftflow run`` or
+    ``dftflow rerun`` restarts it. Outside such bodies a stop signal only asks the worker to stop
+    after the current Firework.
     """
     if _sigterm_state["requested"]:
-        raise WorkerTerminated(_TERMINATED)
+        raise _terminated()
     _sigterm_state["in_task"] += 1
     try:
         yield
@@ -422,13 +458,24 @@ def interruptible() -> Iterator[None]:
 
 @contextlib.contextmanager
 def terminate_gracefully() -> Iterator[None]:
-    """Install the SIGTERM handler for a worker (main thread only) and restore the old one after."""
+    """Install the stop handler for SIGTERM and SIGINT (main thread only); restore the old ones.
+
+    SIGINT is handled like SIGTERM: Ctrl-C at the terminal reaches every process of the foreground
+    group, and a worker must then record its running Firework and start nothing new (FireWorks
+    would otherwise record the ``KeyboardInterrupt`` as a failure and go on to the next one).
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.signal(signal.SIGTERM, _sigterm_handler)
-    _sigterm_state.update(requested=False, pending=False)
+    # a SIGINT ignored on purpose (a background job of a non-interactive shell) stays ignored
+    old = {
+        s: signal.signal(s, _sigterm_handler)
+        for s in STOP_SIGNALS
+        if signal.getsignal(s) is not signal.SIG_IGN
+    }
+    _sigterm_state.update(requested=False, pending=False, signum=0)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for s, handler in old.items():
+            signal.signal(s, handler)

@@ -11,7 +11,7 @@ from dftflow.workflows.flows import build_workflow
 from dftflow.workflows.launchpad import LaunchpadHandle
 from dftflow.workflows.query import study_query
 from dftflow.workflows.spec import StudySpec
-from dftflow.workflows.status import lost_fw_ids
+from dftflow.workflows.status import lost_fw_ids, lost_workers, stop_orphans
 
 
 @dataclass
@@ -68,7 +68,13 @@ def rerun_failed(
     """Put FIZZLED and lost Fireworks of ``query`` back to READY (their children follow).
 
     Lost: RUNNING with a dead worker on this host, or silent for ``silent_hours`` on any host.
+    Processes a dead worker of this host left running (its VASP, after the worker was killed with
+    SIGKILL) are stopped first (:func:`~dftflow.workflows.status.stop_orphans`): they would write
+    into the directory where the rerun starts.
     """
+    with handle.read_only() as lp:
+        dead = lost_workers(lp, query)
+    stop_orphans(dead)  # outside the lock: may wait for processes to end
     with handle.session() as lp:
         ids = lp.get_fw_ids({**query, "state": "FIZZLED"}) + lost_fw_ids(lp, query)
         if silent_hours is not None:

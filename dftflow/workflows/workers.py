@@ -67,8 +67,10 @@ def run_workers(
     operation, so each Firework runs exactly once) and waits while others run what it needs. This
     process only watches: ``on_status`` receives :func:`~dftflow.workflows.status.study_status`
     (with ``running``) every ``poll_s``. Worker output goes to ``DIR/logs/worker-<k>.log``.
-    SIGINT/SIGTERM here stop the workers with SIGTERM: their running Fireworks are recorded FIZZLED
-    and rerun on the next ``dftflow run``. ``vasp_cmd`` (``--vasp-cmd``) is passed to every worker.
+    SIGINT (Ctrl-C) or SIGTERM here is passed on to the workers: their running Fireworks are
+    recorded FIZZLED (with the signal as the reason) and rerun on the next ``dftflow run``; the
+    ``KeyboardInterrupt`` or ``SystemExit(143)`` is raised again once every worker has stopped.
+    ``vasp_cmd`` (``--vasp-cmd``) is passed to every worker.
     """
     study_dir = Path(study_dir).absolute()
     log_dir = study_dir / "logs"
@@ -82,6 +84,7 @@ def run_workers(
         raise SystemExit(128 + signum)
 
     previous = signal.signal(signal.SIGTERM, _stop)
+    stop_with = signal.SIGTERM
     try:
         for k in range(workers):
             log = log_dir / f"worker-{k + 1}.log"
@@ -92,8 +95,11 @@ def run_workers(
             if on_status is not None:
                 on_status(study_status(handle, query))
             time.sleep(poll_s)
+    except KeyboardInterrupt:
+        stop_with = signal.SIGINT  # the workers record "interrupted by SIGINT (Ctrl-C)"
+        raise
     finally:
-        _stop_workers([p for p, _ in procs])
+        _stop_workers([p for p, _ in procs], stop_with)
         for fh in logs:
             fh.close()
         signal.signal(signal.SIGTERM, previous)
@@ -103,18 +109,18 @@ def run_workers(
 
 
 def _start_worker(cmd: list[str], log: IO[str], env: dict[str, str]) -> subprocess.Popen:
-    # own session: a Ctrl-C at the terminal reaches only this process, which then stops the
-    # workers with SIGTERM (their running Firework is recorded FIZZLED)
+    # own session: a Ctrl-C at the terminal reaches only this process, which then passes it on
+    # to the workers (their running Firework is recorded FIZZLED)
     return subprocess.Popen(
         cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
     )
 
 
-def _stop_workers(procs: list[subprocess.Popen]) -> None:
-    """SIGTERM to every running worker, then wait for each (kill after :data:`STOP_TIMEOUT_S`)."""
+def _stop_workers(procs: list[subprocess.Popen], signum: int = signal.SIGTERM) -> None:
+    """``signum`` to every running worker, then wait (kill after :data:`STOP_TIMEOUT_S`)."""
     for p in procs:
         if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
+            p.send_signal(signum)
     for p in procs:
         try:
             p.wait(timeout=STOP_TIMEOUT_S)
