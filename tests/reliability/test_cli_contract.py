@@ -63,6 +63,11 @@ CASES: list[tuple[str, str, str]] = [
     ("parse", "usage", "parse"),
     ("parse", "unreadable", "parse {unreadable_dir}"),
     ("parse", "unreadable", "parse {empty_dir}"),
+    # diagnose (writes nothing: custodian's corrections go to a temporary copy)
+    ("diagnose", "usage", "diagnose"),
+    ("diagnose", "usage", "diagnose {run} --no-such-option"),
+    ("diagnose", "unreadable", "diagnose {unreadable_dir}"),
+    ("diagnose", "unreadable", "diagnose {empty_dir}"),
     # report
     ("report", "usage", "report --no-such-option"),
     ("report", "unreadable", "report {unreadable_dir}"),
@@ -127,7 +132,16 @@ CASES: list[tuple[str, str, str]] = [
 #: Commands with neither an input nor an output path (only usage errors and bad values apply).
 NO_INPUT_PATH = {"ligands", "build slab"}
 #: Commands that write nothing (no unwritable-output case).
-NO_OUTPUT = {"ligands", "parse", "launch", "status", "rerun", "analyze eads", "analyze midgap"}
+NO_OUTPUT = {
+    "ligands",
+    "parse",
+    "diagnose",
+    "launch",
+    "status",
+    "rerun",
+    "analyze eads",
+    "analyze midgap",
+}
 
 
 def leaf_commands() -> set[str]:
