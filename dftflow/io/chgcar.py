@@ -24,13 +24,12 @@ import lzma
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from itertools import islice
+from itertools import groupby, islice
 from pathlib import Path
 from typing import IO
 
 import numpy as np
-from pymatgen.core import Structure
-from pymatgen.io.vasp import Poscar
+from pymatgen.core import Lattice, Structure
 
 from dftflow.fileio import atomic_path
 
@@ -224,8 +223,7 @@ def write_chgcar(
         raise ValueError(f"volumetric data must be 3D, got shape {total.shape}")
     if diff is not None and np.shape(diff) != total.shape:
         raise ValueError(f"diff grid {np.shape(diff)} differs from total grid {total.shape}")
-    poscar = Poscar(structure, comment=comment or structure.composition.reduced_formula)
-    header = poscar.get_str(significant_figures=8)
+    header = poscar_block(structure, comment or structure.composition.reduced_formula)
     grid_line = ("".join(f"{n:5d}" for n in total.shape) + "\n").encode()
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         fh.write(header.encode())
@@ -243,17 +241,79 @@ def write_chgcar(
 # ------------------------------------------------------------------------------------------
 
 
+# The POSCAR block of a volumetric file is read and written here rather than with pymatgen's
+# Poscar: importing pymatgen.io.vasp costs ~0.65 CPU s (its outputs module pulls in scipy.signal and
+# the DOS classes), a third of a whole `dftflow analyze chgdiff` on 160x160x224 grids (measured,
+# benchmarks/bench_chgdiff_RESULTS.md). A block this reader does not know (VASP 4: no species
+# line) goes to pymatgen's Poscar.
+
+
+def poscar_block(structure: Structure, comment: str) -> str:
+    """The POSCAR block of a volumetric file (VASP 5: species line, direct coordinates).
+
+    Site order is kept: consecutive sites of one element form a block, as pymatgen's Poscar
+    writes them. Ends with a newline and no blank line.
+    """
+    symbols = [site.specie.symbol for site in structure]
+    blocks = [(sym, len(list(run))) for sym, run in groupby(symbols)]
+    lines = [" ".join(comment.split()) or "dftflow", "1.0"]
+    lines += ["".join(f"{x:22.16f}" for x in row) for row in structure.lattice.matrix]
+    lines.append("".join(f"{sym:>5s}" for sym, _ in blocks))
+    lines.append("".join(f"{n:6d}" for _, n in blocks))
+    lines.append("direct")
+    lines += ["".join(f"{x:20.16f}" for x in site.frac_coords) for site in structure]
+    return "\n".join(lines) + "\n"
+
+
+def parse_poscar_block(text: str) -> Structure:
+    """The structure of a POSCAR block (the lines before a volumetric file's first blank line).
+
+    Raises
+    ------
+    ValueError
+        Not a POSCAR block.
+    """
+    lines = [line.split() for line in text.splitlines()]
+    try:
+        scale = float(lines[1][0])
+        matrix = [[float(x) for x in row[:3]] for row in lines[2:5]]
+        species = lines[5]
+        if all(tok.isdigit() for tok in species):  # VASP 4: no species line
+            return _pymatgen_poscar(text)
+        counts = [int(tok) for tok in lines[6]]
+        row = 7
+        if lines[row] and lines[row][0][0] in "sS":  # selective dynamics
+            row += 1
+        cartesian = lines[row][0][0] in "cCkK"
+        n = sum(counts)
+        coords = [[float(x) for x in line[:3]] for line in lines[row + 1 : row + 1 + n]]
+        if len(coords) != n or any(len(c) != 3 for c in coords) or len(counts) != len(species):
+            raise ValueError("too few coordinates")
+    except (IndexError, ValueError) as exc:
+        raise ValueError(f"not a POSCAR block: {exc}") from exc
+    lattice = Lattice(matrix)
+    if scale < 0:  # a negative scale is the cell volume
+        scale = (-scale / lattice.volume) ** (1 / 3)
+    lattice = Lattice(lattice.matrix * scale)
+    names = [sym.split("/")[0].split("_")[0] for sym in species]  # "Pb_d" or "Pb/hash" -> "Pb"
+    elements = [sym for sym, k in zip(names, counts, strict=True) for _ in range(k)]
+    if cartesian:
+        coords = [[x * scale for x in c] for c in coords]
+    return Structure(lattice, elements, coords, coords_are_cartesian=cartesian)
+
+
+def _pymatgen_poscar(text: str) -> Structure:
+    from pymatgen.io.vasp import Poscar
+
+    return Poscar.from_str(text).structure
+
+
 @dataclass
 class VolumetricHeader:
-    """What precedes the first grid of a volumetric file: the POSCAR block and the grid shape."""
+    """What precedes the first grid of a volumetric file: the structure and the grid shape."""
 
-    poscar: Poscar
+    structure: Structure
     grid: tuple[int, int, int]
-
-    @property
-    def structure(self) -> Structure:
-        """The cell and atoms."""
-        return self.poscar.structure
 
 
 def open_binary(path: str | Path) -> IO[bytes]:
@@ -285,7 +345,7 @@ def read_header(fh: IO[bytes]) -> VolumetricHeader:
         if not line and lines:
             break
         lines.append(line)
-    poscar = Poscar.from_str(b"\n".join(lines).decode("utf-8", errors="replace"))
+    structure = parse_poscar_block(b"\n".join(lines).decode("utf-8", errors="replace"))
     line = fh.readline()
     while line and not line.strip():
         line = fh.readline()
@@ -293,7 +353,7 @@ def read_header(fh: IO[bytes]) -> VolumetricHeader:
     if len(fields) != 3 or not all(f.isdigit() and int(f) > 0 for f in fields):
         raise ValueError(f"expected the grid line (three positive integers), got {line[:40]!r}")
     nx, ny, nz = (int(f) for f in fields)
-    return VolumetricHeader(poscar, (nx, ny, nz))
+    return VolumetricHeader(structure, (nx, ny, nz))
 
 
 def read_values(fh: IO[bytes], out: np.ndarray) -> None:

@@ -121,3 +121,35 @@ def test_read_total_grid_without_pymatgens_fast_parser(monkeypatch):
     monkeypatch.setitem(sys.modules, "pymatgen.optimization.fast_parser", None)
     _, slow = read_total_grid(folder / "CHGCAR.spin.gz")
     assert np.array_equal(fast, slow)
+
+
+def test_poscar_block_reader_matches_pymatgen_on_every_form():
+    """The POSCAR block of a volumetric file (read here without pymatgen.io.vasp, for speed) gives
+    pymatgen's structure: VASP 6 species with POTCAR hashes, Cartesian coordinates, a negative
+    scale (the volume), selective dynamics; a VASP 4 block (no species line) goes to pymatgen."""
+    from pymatgen.io.vasp import Poscar
+
+    from dftflow.io.chgcar import parse_poscar_block, poscar_block
+
+    cell = "  4.0 0.0 0.0\n  0.0 4.0 0.0\n  0.0 0.0 9.0\n"
+    blocks = [
+        "Li hash\n1.0\n" + cell + "Li_sv/8d9c  O/1a2b\n 1 2\nDirect\n0 0 0\n0.5 0.5 0.1\n"
+        "0.5 0.5 0.9\n",
+        "cart\n1.5\n" + cell + "Pb Br\n1 1\nselective dynamics\nCartesian\n0 0 0 T T T\n"
+        "1 1 1 F F F\n",
+        "vol\n-288.0\n" + cell + "Cs\n1\nDirect\n0.25 0.25 0.25\n",
+    ]
+    for text in blocks:
+        ours = parse_poscar_block(text)
+        theirs = Poscar.from_str(text).structure
+        assert [s.symbol for s in ours.species] == [s.symbol for s in theirs.species]
+        assert np.allclose(ours.lattice.matrix, theirs.lattice.matrix, atol=1e-12)
+        assert np.allclose(ours.cart_coords, theirs.cart_coords, atol=1e-12)
+    assert abs(parse_poscar_block(blocks[2]).volume - 288.0) < 1e-9
+    theirs = Poscar.from_str(blocks[0]).structure
+    written = poscar_block(theirs, "round trip")
+    again = Poscar.from_str(written).structure  # pymatgen reads what dftflow writes
+    assert np.allclose(again.cart_coords, theirs.cart_coords, atol=1e-12)
+    assert [s.symbol for s in again.species] == ["Li", "O", "O"]
+    with pytest.raises(ValueError, match="not a POSCAR block"):
+        parse_poscar_block("x\n1.0\n" + cell + "Li\n2\nDirect\n0 0 0\n")
