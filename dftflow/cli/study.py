@@ -244,6 +244,8 @@ def register(app: typer.Typer) -> None:
             f"{done0} already completed"
             + (f", {len(rerun)} failed/lost put back to READY" if rerun else "")
         )
+        if sub.vacuum_A is not None:
+            console.print(_cell_line(spec, *sub.vacuum_A))
         columns = (
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -309,12 +311,17 @@ def register(app: typer.Typer) -> None:
         handle = open_launchpad(study_dir, launchpad, create=True)
         sub = submit_study(spec, study_dir, handle)
         if json_out:
-            echo_json({"study": spec.key, "new": sub.new, "fw_ids": sub.fw_ids})
+            data = {"study": spec.key, "new": sub.new, "fw_ids": sub.fw_ids}
+            if sub.vacuum_A is not None:
+                data["vacuum_A"], data["ligand_clearance_A"] = sub.vacuum_A
+            echo_json(data)
         else:
             verb = "submitted" if sub.new else "already submitted"
             console.print(
                 f"{verb}: {spec.key}, {len(sub.fw_ids)} Fireworks in {handle.kind} LaunchPad"
             )
+            if sub.vacuum_A is not None:
+                console.print(_cell_line(spec, *sub.vacuum_A))
 
     @app.command("launch")
     def launch_cmd(
@@ -442,3 +449,13 @@ def _fworker_env(path: Path | None) -> dict:
     if not isinstance(env, dict):
         raise InputError(f"{path}: env must be a mapping")
     return env
+
+
+def _cell_line(spec, vacuum_A: float, clearance_A: float) -> str:
+    """One line on the study's shared cell: the vacuum, raised when the tallest ligand needs it."""
+    raised = vacuum_A > spec.slab.vacuum_A + 1e-6
+    how = f"raised from {spec.slab.vacuum_A:.1f} A " if raised else ""
+    return (
+        f"cell: vacuum {how}to {vacuum_A:.1f} A above the slab, so that the tallest ligand's top "
+        f"keeps {clearance_A:.1f} A to the next slab image (slab.ligand_clearance_A)"
+    )

@@ -39,7 +39,9 @@ def required_vacuum_A(spec: StudySpec) -> float:
     """Vacuum (Angstrom) so that every system of the study fits one cell.
 
     The larger of the spec's ``slab.vacuum_A`` and what the structures API requires for the
-    tallest ligand (``structures.placement.required_vacuum_A``) in any form the study uses.
+    tallest ligand (``structures.placement.required_vacuum_A``) in any form the study uses, with
+    ``slab.ligand_clearance_A`` (default: ``slab.vacuum_A``) between its top and the next slab
+    image.
     """
     slab = ft.build_slab(spec.slab.model_dump(mode="json"), spec.bulk.a_A)
     specs = [ft.ligand_spec(lig.model_dump(mode="json")) for lig in spec.ligands]
@@ -47,7 +49,15 @@ def required_vacuum_A(spec: StudySpec) -> float:
         {lig.molecule_form for lig in spec.ligands}
         | {lig.placements.form or lig.molecule_form for lig in spec.ligands}
     )
-    return max(spec.slab.vacuum_A, float(placement.required_vacuum_A(slab, specs, forms=forms)))
+    clearance = ligand_clearance_A(spec)
+    needed = placement.required_vacuum_A(slab, specs, clearance_A=clearance, forms=forms)
+    return max(spec.slab.vacuum_A, float(needed))
+
+
+def ligand_clearance_A(spec: StudySpec) -> float:
+    """Vacuum kept between the tallest ligand's top and the next slab image (Angstrom)."""
+    clearance = spec.slab.ligand_clearance_A
+    return float(spec.slab.vacuum_A if clearance is None else clearance)
 
 
 class _Builder:
@@ -219,6 +229,9 @@ def build_workflow(spec: StudySpec, study_dir: str | Path) -> Workflow:
         "dftflow_study": spec.key,
         "dftflow_spec_digest": config["spec_digest"],
         "dftflow_study_dir": config["study_dir"],
+        # the cell every system shares: vacuum above the slab, and what the tallest ligand keeps
+        "dftflow_vacuum_A": slab_dict["vacuum_total_A"],
+        "dftflow_ligand_clearance_A": ligand_clearance_A(spec),
     }
     return b.workflow(metadata)
 

@@ -129,6 +129,12 @@ class SlabSpec(_Strict):
     vacuum_A: float = Field(
         default=DEFAULT_SLAB_VACUUM_A, gt=0, description="minimum vacuum, Angstrom"
     )
+    ligand_clearance_A: float | None = Field(
+        default=None,
+        gt=0,
+        description="vacuum between the tallest ligand's top and the next slab image, Angstrom "
+        "(the cell is raised to keep it); None: vacuum_A, as `dftflow build complex` keeps",
+    )
     fix: Literal["bottom", "center", "none"] = "bottom"
     n_fixed_layers: int | None = Field(default=None, ge=0)
 

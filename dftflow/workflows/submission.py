@@ -21,6 +21,9 @@ class Submission:
     fw_ids: list[int]
     new: bool
     study_query: dict[str, Any]
+    #: A new submission's shared cell: (vacuum above the slab, vacuum the tallest ligand keeps to
+    #: the next slab image), Angstrom; None when resuming.
+    vacuum_A: tuple[float, float] | None = None
 
 
 def submit_study(spec: StudySpec, study_dir: str | Path, handle: LaunchpadHandle) -> Submission:
@@ -38,7 +41,9 @@ def submit_study(spec: StudySpec, study_dir: str | Path, handle: LaunchpadHandle
         if existing:  # another process submitted it meanwhile
             return Submission(sorted(existing), False, query)
         mapping = lp.add_wf(wf)
-    return Submission(sorted(mapping.values()), True, query)
+    meta = wf.metadata
+    vacuum = (float(meta["dftflow_vacuum_A"]), float(meta["dftflow_ligand_clearance_A"]))
+    return Submission(sorted(mapping.values()), True, query, vacuum)
 
 
 def _refuse_conflicting(handle: LaunchpadHandle, spec: StudySpec, study_dir: Path) -> None:

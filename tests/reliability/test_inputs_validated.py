@@ -292,3 +292,26 @@ def test_locpot_only_for_a_static_stage_and_not_without_asking(slab_file, tmp_pa
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "LVHAR" not in json.loads(proc.stdout)["incar"]
+
+
+def test_study_cell_keeps_the_slab_vacuum_above_the_tallest_ligand():
+    """A study raises its shared cell so that the tallest ligand's top keeps the slab's vacuum to
+    the next slab image (as `build complex` does), unless the spec states another clearance; the
+    paper's YAML states 10 A (the cell of its measured figures)."""
+    from dftflow.structures import placement
+    from dftflow.workflows import firetasks as ft
+    from dftflow.workflows.flows import ligand_clearance_A, required_vacuum_A
+    from dftflow.workflows.spec import load_study, parse_study
+
+    repo = Path(__file__).resolve().parents[2]
+    spec = load_study(repo / "workflows" / "test_mock_small.yaml")
+    slab = ft.build_slab(spec.slab.model_dump(mode="json"), spec.bulk.a_A)
+    lig = ft.ligand_spec(spec.ligands[0].model_dump(mode="json"))
+    height = placement.ligand_height_A(slab, lig, "radical")
+    assert ligand_clearance_A(spec) == 12.0
+    assert required_vacuum_A(spec) == pytest.approx(height + 12.0, abs=1e-3)
+    data = spec.model_dump(mode="json")
+    data["slab"]["ligand_clearance_A"] = 20.0
+    assert required_vacuum_A(parse_study(data)) == pytest.approx(height + 20.0, abs=1e-3)
+    paper = load_study(repo / "workflows" / "cspbbr3_ligands.yaml")
+    assert ligand_clearance_A(paper) == 10.0
