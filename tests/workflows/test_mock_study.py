@@ -189,36 +189,3 @@ def test_default_workers_follow_the_engine():
     assert default_workers("mock") == 1 and default_workers("vasp") == 1
     assert 1 <= default_workers("embedded") <= min(4, os.cpu_count() or 1)
     assert thread_env(2)["OMP_NUM_THREADS"] == str(max(1, len(os.sched_getaffinity(0)) // 2))
-
-
-@pytest.mark.slow(seconds=100)
-def test_ctrl_c_stops_the_workers_and_a_second_run_resumes(tmp_path):
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    out = tmp_path / "interrupted"
-    harness = (  # background processes may inherit SIGINT ignored: restore Python's handler
-        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-        "from dftflow.cli import main; "
-        f"sys.exit(main(['run', {str(SMALL)!r}, '-o', {str(out)!r}, '--workers', '2']))"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", harness], stderr=subprocess.PIPE, text=True)
-    end = time.monotonic() + 120
-    while time.monotonic() < end:
-        if (out / "launchpad").is_dir():
-            status = study_status(open_launchpad(out))
-            if len(status["running"]) == 2:
-                break
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130
-    assert "interrupted: finished calculations are kept" in err
-    status = study_status(open_launchpad(out))
-    assert status["running"] == [] and status["lost"] == []
-    assert 1 <= status["counts"].get("FIZZLED", 0) <= 2  # the running ones, recorded
-    assert main(["run", str(SMALL), "-o", str(out)]) == 0  # resumes: reruns the two, finishes
-    status = study_status(open_launchpad(out))
-    assert status["counts"] == {"COMPLETED": status["total"]}
