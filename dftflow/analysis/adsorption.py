@@ -283,10 +283,9 @@ def plot_adsorption_bars(
     ax.set_xticks(x)
     ax.set_xticklabels([f"{r.ligand}\n(L: {r.reference_species})" for r in rows], fontsize=8)
     ax.set_ylabel(r"$E_\mathrm{ads}$ (eV)")
-    ax.set_title(
-        (title or r"$E_\mathrm{ads} = E(\mathrm{slab+L}) - E(\mathrm{slab}) - E(\mathrm{L})$")
-        + (f" - {NOT_PHYSICAL_LABEL}" if mock else "")
-    )
+    # (mock numbers: the legend says so, and the report/CLI draw the red figure note above)
+    default_title = r"$E_\mathrm{ads} = E(\mathrm{slab+L}) - E(\mathrm{slab}) - E(\mathrm{L})$"
+    ax.set_title(title or default_title)
     values = [v for v in ours + ([] if not has_paper else paper) if np.isfinite(v)]
     lo, hi = min(values + [0.0]), max(values + [0.0])
     pad = 0.18 * max(hi - lo, 0.5)

@@ -137,7 +137,7 @@ def _print_summary(study_dir: Path, console) -> None:
         return
     summary = StudySummary.model_validate_json(path.read_text())
     physical = summary.physical and all(lig.physical for lig in summary.ligands)
-    engine = summary.engine if physical else f"{summary.engine}, {NOT_PHYSICAL_LABEL}"
+    engine = summary.engine if physical else f"{summary.engine} engine: not physical"
     table = Table(title=f"{summary.study} ({engine}) - {path}")
     e_head = "E_ads (eV)" if physical else f"E_ads (eV), {NOT_PHYSICAL_LABEL}"
     for col in ("ligand", "model", "reference L", e_head, "paper (eV)", "mid-gap"):
