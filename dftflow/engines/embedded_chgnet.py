@@ -8,6 +8,8 @@ geometries and pre-screening only, never for the study's E_ads (those come from 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 import warnings
 from collections.abc import Mapping
@@ -42,7 +44,8 @@ def load_chgnet(model_name: str = "0.3.0"):  # -> chgnet.model.CHGNet
             f"embedded engine needs CHGNet (and torch), which is not importable: {INSTALL_HINT}"
         ) from exc
     try:
-        model = CHGNet.load(model_name=model_name, use_device="cpu", verbose=False)
+        with contextlib.redirect_stdout(io.StringIO()):  # "CHGNet v0.3.0 initialized with ..."
+            model = CHGNet.load(model_name=model_name, use_device="cpu", verbose=False)
     except (ValueError, FileNotFoundError, OSError) as exc:
         raise EngineError(f"cannot load CHGNet model {model_name!r}: {exc}") from exc
     _MODEL_CACHE[model_name] = model
@@ -120,7 +123,8 @@ def run_chgnet_relax(
 
         torch.set_num_threads(int(settings["torch_threads"]))
     work = atoms.copy()
-    work.calc = CHGNetCalculator(model=model, use_device="cpu", on_isolated_atoms="ignore")
+    with contextlib.redirect_stdout(io.StringIO()):  # its "CHGNet will run on cpu" per calculation
+        work.calc = CHGNetCalculator(model=model, use_device="cpu", on_isolated_atoms="ignore")
     target = FrechetCellFilter(work) if relax_cell else work
     opt_cls = {"FIRE": FIRE, "BFGS": BFGS}[settings["optimizer"]]
     fmax = float(settings["fmax_eV_per_A"])
