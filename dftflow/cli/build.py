@@ -171,13 +171,20 @@ def slab_cmd(
     fix: str = typer.Option("bottom", "--fix", help="Fixed planes: bottom, center or none."),
     n_fixed_layers: int = typer.Option(None, "--n-fixed-layers", help="Number of fixed planes."),
     a: float = typer.Option(None, "--a", help="Lattice constant, Angstrom (default 5.874)."),
+    defect: str = typer.Option(
+        "none",
+        "--defect",
+        help="Vacancy on the top face: none, V_Br, V_PbBr2 or V_CsBr (site chosen by symmetry).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the slab summary as JSON."),
 ) -> None:
-    """Build a CsPbBr3 (001) slab and write it."""
+    """Build a CsPbBr3 (001) slab (optionally with a surface vacancy) and write it."""
+    from dftflow.structures.defects import check_defect_request
     from dftflow.structures.slab import cspbbr3_001_slab, slab_summary
 
     structure_format(output)
     check_writable(output)
+    check_defect_request(defect, termination, layers, parse_supercell(supercell), a_A=a)
     atoms = cspbbr3_001_slab(
         layers=layers,
         supercell=parse_supercell(supercell),
@@ -187,10 +194,13 @@ def slab_cmd(
         fix=fix,
         n_fixed_layers=n_fixed_layers,
     )
+    defect_summary = None
+    if defect != "none":
+        atoms, defect_summary = _with_defect(atoms, defect)
     write_structure(atoms, output)
     summary = slab_summary(atoms)
     if as_json:
-        echo_json({"output": str(output), "summary": summary})
+        echo_json({"output": str(output), "summary": summary, "defect": defect_summary})
         return
     n_a, n_b = summary.supercell
     typer.echo(
@@ -202,6 +212,64 @@ def slab_cmd(
         comp = " ".join(f"{el}{n}" for el, n in layer.composition.items())
         fixed = f"  ({layer.n_fixed} fixed)" if layer.n_fixed else ""
         typer.echo(f"  plane {layer.index}: z = {layer.z_A:7.3f} A  {layer.kind:6s} {comp}{fixed}")
+    if defect_summary is not None:
+        _echo_defect(defect_summary, output)
+
+
+def _with_defect(atoms: Atoms, name: str):  # -> (Atoms, DefectSummary)
+    """``atoms`` with defect ``name``, electrons counted with the POTCAR ZVALs the inputs use."""
+    from dftflow.inputs import params
+    from dftflow.inputs.vasp import POTCAR_ZVAL
+    from dftflow.structures.defects import defect_slab
+
+    valence = {el: POTCAR_ZVAL[params.POTCAR_SYMBOLS[el]] for el in ("Cs", "Pb", "Br")}
+    return defect_slab(atoms, name, valence=valence)
+
+
+def _echo_defect(d: Any, output: Path) -> None:
+    """The human-readable defect summary of ``build slab --defect``."""
+    removed = ", ".join(
+        f"{r.element}{r.pristine_index} (plane {r.plane}, "
+        f"{' '.join(f'{x:.3f}' for x in r.position_A)} A)"
+        for r in d.removed
+    )
+    cls = d.site_classes[d.chosen_class]
+    others = len(d.site_classes) - 1
+    typer.echo(f"defect {d.name}: {d.description}")
+    typer.echo(f"  removed {d.removed_formula}: {removed} (indices of the pristine slab)")
+    typer.echo(
+        f"  site: first of {cls.size} symmetry-equivalent choices"
+        + (f" ({others} other inequivalent class(es), recorded in --json)" if others else "")
+        + f"; {d.symmetry_method}"
+    )
+    balance = "charge-balanced" if d.charge_balanced else f"{d.excess_electrons:+d} excess e"
+    typer.echo(
+        f"  {d.formula_pristine} -> {d.formula_defective}; formal charge removed "
+        f"{d.formal_charge_removed:+d} e ({balance}); cell neutral"
+    )
+    spin = "odd: spin-polarised (ISPIN = 2) needed" if d.spin_polarized else "even"
+    typer.echo(
+        f"  valence electrons {d.valence_electrons_pristine:g} -> "
+        f"{d.valence_electrons_defective:g} ({-d.valence_electrons_removed:+g}; "
+        f"{d.valence_source}); change {spin}"
+    )
+    under = ", ".join(
+        f"Pb{u.index} ({u.br_before} -> {u.br_after} Br)" for u in d.undercoordinated_pb
+    )
+    typer.echo(f"  under-coordinated Pb (indices of the written slab): {under or 'none'}")
+    typer.echo(
+        f"  defect-image distance {d.defect_image_distance_A:.2f} A "
+        f"(minimum {d.min_defect_image_distance_A:.2f} A); record in {_defect_record(output)}"
+    )
+
+
+def _defect_record(output: Path) -> str:
+    """Where the defect record of a written structure is stored."""
+    from dftflow.structures.ligand_atoms import sidecar_path
+
+    if structure_format(output) == "extxyz":
+        return f"{output} (name and per-atom column 'undercoordinated'; whole record with --json)"
+    return str(sidecar_path(output))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -86,6 +86,11 @@ def sidecar_path(structure_path: str | Path) -> Path:
 #: ``atoms.info`` keys the sidecar carries besides the indices: the net charge of the structure
 #: (e; the inputs compute NELECT from it) and the builder's label of the species.
 SIDECAR_INFO_KEYS = ("charge", "model", "form")
+#: ``atoms.info`` key of a defective slab's record (:mod:`dftflow.structures.defects`): the sidecar
+#: carries it whole; reading it back restores ``info["defect"]`` and the per-site array
+#: ``"undercoordinated"`` (Br neighbours each atom lost), checked against the structure.
+DEFECT_RECORD_KEY = "defect_record"
+UNDERCOORDINATED_ARRAY = "undercoordinated"
 
 
 def sidecar_content(atoms: Any, structure_name: str) -> dict[str, Any] | None:
@@ -112,6 +117,8 @@ def sidecar_content(atoms: Any, structure_name: str) -> dict[str, Any] | None:
     for key in SIDECAR_INFO_KEYS:
         if isinstance(info.get(key), (str, int, float)) and not isinstance(info[key], bool):
             content[key] = info[key]
+    if isinstance(info.get(DEFECT_RECORD_KEY), dict):  # dftflow.structures.defects
+        content[DEFECT_RECORD_KEY] = info[DEFECT_RECORD_KEY]
     return content
 
 
@@ -165,7 +172,9 @@ def with_ligand_sidecar(atoms: Any, structure_path: str | Path) -> Any:
 
     A ``"ligand"`` array already in the file (extended XYZ) wins; without either, ``atoms`` is
     returned unchanged (ligand atoms unknown). The sidecar's ``charge``/``model``/``form`` go
-    into ``atoms.info`` (what the file itself says wins).
+    into ``atoms.info`` (what the file itself says wins); a defect record
+    (:mod:`dftflow.structures.defects`) restores ``info["defect"]``, ``info["defect_record"]`` and
+    the per-site array ``"undercoordinated"``.
     """
     if ligand_indices_of(atoms) is not None:
         return atoms
@@ -177,7 +186,33 @@ def with_ligand_sidecar(atoms: Any, structure_path: str | Path) -> Any:
     for key in SIDECAR_INFO_KEYS:  # the charge the builder labelled: the inputs compute it
         if key in content and key not in marked.info:
             marked.info[key] = content[key]
+    if isinstance(content.get(DEFECT_RECORD_KEY), dict):
+        _restore_defect(marked, content[DEFECT_RECORD_KEY], sidecar_path(structure_path))
     return marked
+
+
+def _restore_defect(atoms: Any, record: dict[str, Any], path: Path) -> None:
+    """Put a sidecar's defect record back on ``atoms`` (info and per-site array), checked."""
+    try:
+        under = [
+            (int(u["index"]), int(u["br_before"]) - int(u["br_after"]))
+            for u in record["undercoordinated_pb"]
+        ]
+        name = str(record["name"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"cannot read the defect record of {path}: {type(exc).__name__}") from None
+    symbols = atoms.get_chemical_symbols()
+    if any(not 0 <= i < len(symbols) or symbols[i] != "Pb" for i, _ in under):
+        raise InputError(
+            f"{path.name}: the defect's under-coordinated Pb are not Pb atoms of this structure: "
+            "delete the stale sidecar or rebuild the structure"
+        )
+    lost = np.zeros(len(symbols), dtype=int)
+    for i, n in under:
+        lost[i] = n
+    atoms.arrays[UNDERCOORDINATED_ARRAY] = lost
+    atoms.info["defect"] = name
+    atoms.info[DEFECT_RECORD_KEY] = record
 
 
 def split_indices(n_atoms: int, ligand_indices: Sequence[int]) -> tuple[list[int], list[int]]:

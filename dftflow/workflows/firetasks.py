@@ -45,6 +45,7 @@ from dftflow.schemas import (
     TaskDoc,
 )
 from dftflow.structures.bulk import cspbbr3_cubic, lattice_constant_from_taskdoc
+from dftflow.structures.defects import defect_slab
 from dftflow.structures.ligand_atoms import ligand_indices_of
 from dftflow.structures.ligands import get_ligand, ligand_from_smiles, ligand_molecule
 from dftflow.structures.placement import (
@@ -264,7 +265,9 @@ def build_slab(slab: dict[str, Any], a_A: float | None):  # -> Atoms
     """The study's slab from its spec (dict of :class:`SlabSpec`) and a lattice constant (A).
 
     ``slab["vacuum_total_A"]``, when present, is the vacuum that fits every ligand (set at
-    submission) and replaces the spec's minimum ``vacuum_A``.
+    submission) and replaces the spec's minimum ``vacuum_A``. A ``defect`` other than ``none``
+    is made on the top face (:func:`dftflow.structures.defects.defect_slab`; the inputs count the
+    electrons and turn on spin polarisation for an odd count).
     """
     vacuum_total = slab.get("vacuum_total_A")
     s = SlabSpec.model_validate({k: v for k, v in slab.items() if k != "vacuum_total_A"})
@@ -278,7 +281,10 @@ def build_slab(slab: dict[str, Any], a_A: float | None):  # -> Atoms
     }
     if s.n_fixed_layers is not None:
         kwargs["n_fixed_layers"] = s.n_fixed_layers
-    return cspbbr3_001_slab(**kwargs)
+    slab = cspbbr3_001_slab(**kwargs)
+    if s.defect != "none":
+        slab, _ = defect_slab(slab, s.defect)
+    return slab
 
 
 def _with_constraints(relaxed: Any, template: Any) -> Any:

@@ -16,12 +16,23 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from dftflow.engines.registry import DEFAULT_ENGINE, engine_entry
 from dftflow.errors import EngineError, InputError
 from dftflow.inputs import params
 from dftflow.schemas import reference_matches
+from dftflow.structures.defects import check_defect_name, check_defect_request
 from dftflow.structures.geometry import DEFAULT_SLAB_VACUUM_A
 from dftflow.structures.ligands import (
     form_smiles,
@@ -137,6 +148,11 @@ class SlabSpec(_Strict):
     )
     fix: Literal["bottom", "center", "none"] = "bottom"
     n_fixed_layers: int | None = Field(default=None, ge=0)
+    defect: str = Field(
+        default="none",
+        description="vacancy on the top face (dftflow.structures.defects): none, V_Br, V_PbBr2, "
+        "V_CsBr",
+    )
 
     @field_validator("supercell")
     @classmethod
@@ -144,6 +160,33 @@ class SlabSpec(_Strict):
         if min(v) < 1:
             raise ValueError("supercell entries must be >= 1")
         return v
+
+    @field_validator("defect")
+    @classmethod
+    def _known_defect(cls, v: str) -> str:
+        try:
+            return check_defect_name(v)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _defect_fits(self) -> SlabSpec:
+        try:
+            check_defect_request(self.defect, self.termination, self.layers, self.supercell)
+        except InputError as exc:
+            # the builder's advice names CLI options; a study names its keys
+            raise ValueError(str(exc).replace("--", "slab.")) from None
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_no_defect(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
+        """A perfect slab dumps as before ``defect`` existed: study digests stay unchanged."""
+        data = handler(self)
+        if data.get("defect") == "none":
+            data.pop("defect")
+        return data
 
 
 class PlacementSpec(_Strict):
@@ -239,6 +282,8 @@ def _format_validation_error(exc: ValidationError) -> str:
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
+    if err["type"] == "value_error":  # our validators' own sentence, without pydantic's prefix
+        msg = msg.removeprefix("Value error, ")
     more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
     return f"{loc}: {msg}{more}"
 
