@@ -61,6 +61,11 @@ def safe_name(name: str) -> str:
     return cleaned[:64]
 
 
+#: Defects that change the top PbBr2 plane, where the ligand placements of
+#: :mod:`dftflow.structures.placement` do not go yet (they need a complete PbBr2 top face).
+DEFECTS_WITHOUT_PLACEMENTS = ("V_Br", "V_PbBr2")
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -245,6 +250,16 @@ class StudySpec(_Strict):
     def _study_name(cls, v: str) -> str:
         safe_name(v)
         return v
+
+    @model_validator(mode="after")
+    def _placeable_defect(self) -> StudySpec:
+        if self.slab.defect in DEFECTS_WITHOUT_PLACEMENTS:
+            raise ValueError(
+                f"slab.defect {self.slab.defect}: ligands cannot be placed on a top face with a "
+                "vacancy yet (placements at the defect are issue 15, item 2); use defect none or "
+                "V_CsBr, or build the defective slab with `dftflow build slab --defect`"
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_ligands(self) -> StudySpec:

@@ -243,9 +243,15 @@ def test_study_spec_validates_the_defect():
         parse_study(_study(defect="V_Br", supercell=[1, 1]))
     with pytest.raises(InputError, match=r"slab\.termination PbBr2"):
         parse_study(_study(defect="V_Br", termination="CsBr"))
-    spec = parse_study(_study(defect="V_PbBr2"))
-    assert spec.slab.defect == "V_PbBr2"
+    # top-plane vacancies: no ligand placements there yet, said at load (not at submission)
+    with pytest.raises(InputError, match="slab.defect V_Br: ligands cannot be placed"):
+        parse_study(_study(defect="V_Br"))
+    assert SlabSpec(defect="V_PbBr2").defect == "V_PbBr2"
+    spec = parse_study(_study(defect="V_CsBr"))
+    assert spec.slab.defect == "V_CsBr"
     slab = build_slab(spec.slab.model_dump(mode="json"), None)
+    assert slab.info["defect"] == "V_CsBr" and len(slab) == 52 - 2
+    slab = build_slab(SlabSpec(defect="V_PbBr2").model_dump(mode="json"), None)
     assert slab.info["defect"] == "V_PbBr2" and len(slab) == 52 - 3
     # a perfect slab dumps as before the field existed (study digests unchanged)
     assert "defect" not in SlabSpec().model_dump(mode="json")
