@@ -86,9 +86,11 @@ def sidecar_path(structure_path: str | Path) -> Path:
 #: ``atoms.info`` keys the sidecar carries besides the indices: the net charge of the structure
 #: (e; the inputs compute NELECT from it) and the builder's label of the species.
 SIDECAR_INFO_KEYS = ("charge", "model", "form")
-#: ``atoms.info`` key of a defective slab's record (:mod:`dftflow.structures.defects`): the sidecar
-#: carries it whole; reading it back restores ``info["defect"]`` and the per-site array
-#: ``"undercoordinated"`` (Br neighbours each atom lost), checked against the structure.
+#: A defective slab (:mod:`dftflow.structures.defects`) carries its defect name in
+#: ``info["defect"]``, its whole record in ``info["defect_record"]`` and, per atom, the number of Br
+#: neighbours it lost in the integer array ``"undercoordinated"`` (the one that follows the atoms
+#: into a complex). The sidecar carries all three (``"defect"``, ``"defect_record"``,
+#: ``"undercoordinated"`` as [index, n_lost] pairs); reading it back restores them, checked.
 DEFECT_RECORD_KEY = "defect_record"
 UNDERCOORDINATED_ARRAY = "undercoordinated"
 
@@ -117,8 +119,14 @@ def sidecar_content(atoms: Any, structure_name: str) -> dict[str, Any] | None:
     for key in SIDECAR_INFO_KEYS:
         if isinstance(info.get(key), (str, int, float)) and not isinstance(info[key], bool):
             content[key] = info[key]
-    if isinstance(info.get(DEFECT_RECORD_KEY), dict):  # dftflow.structures.defects
-        content[DEFECT_RECORD_KEY] = info[DEFECT_RECORD_KEY]
+    lost = getattr(atoms, "arrays", {}).get(UNDERCOORDINATED_ARRAY)
+    if lost is not None:  # dftflow.structures.defects
+        name = info.get("defect")
+        content["defect"] = name if isinstance(name, str) else None  # None: name not recorded
+        content[UNDERCOORDINATED_ARRAY] = [[int(i), int(n)] for i, n in enumerate(lost) if n]
+        content["undercoordinated_symbols"] = [symbols[i] for i, n in enumerate(lost) if n]
+        if isinstance(info.get(DEFECT_RECORD_KEY), dict):
+            content[DEFECT_RECORD_KEY] = info[DEFECT_RECORD_KEY]
     return content
 
 
@@ -186,33 +194,37 @@ def with_ligand_sidecar(atoms: Any, structure_path: str | Path) -> Any:
     for key in SIDECAR_INFO_KEYS:  # the charge the builder labelled: the inputs compute it
         if key in content and key not in marked.info:
             marked.info[key] = content[key]
-    if isinstance(content.get(DEFECT_RECORD_KEY), dict):
-        _restore_defect(marked, content[DEFECT_RECORD_KEY], sidecar_path(structure_path))
+    if UNDERCOORDINATED_ARRAY in content:
+        _restore_defect(marked, content, sidecar_path(structure_path))
     return marked
 
 
-def _restore_defect(atoms: Any, record: dict[str, Any], path: Path) -> None:
-    """Put a sidecar's defect record back on ``atoms`` (info and per-site array), checked."""
+def _restore_defect(atoms: Any, content: dict[str, Any], path: Path) -> None:
+    """Put a sidecar's defect back on ``atoms`` (info and per-site array), checked."""
     try:
-        under = [
-            (int(u["index"]), int(u["br_before"]) - int(u["br_after"]))
-            for u in record["undercoordinated_pb"]
-        ]
-        name = str(record["name"])
+        pairs = [(int(i), int(n)) for i, n in content[UNDERCOORDINATED_ARRAY]]
+        elements = [str(el) for el in content["undercoordinated_symbols"]]
+        name = content["defect"]
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"cannot read the defect record of {path}: {type(exc).__name__}") from None
     symbols = atoms.get_chemical_symbols()
-    if any(not 0 <= i < len(symbols) or symbols[i] != "Pb" for i, _ in under):
+    if len(elements) != len(pairs) or any(
+        not 0 <= i < len(symbols) or symbols[i] != el
+        for (i, _), el in zip(pairs, elements, strict=False)
+    ):
         raise InputError(
-            f"{path.name}: the defect's under-coordinated Pb are not Pb atoms of this structure: "
-            "delete the stale sidecar or rebuild the structure"
+            f"{path.name}: the defect's under-coordinated atoms do not match "
+            f"{path.name.removesuffix(SIDECAR_SUFFIX)}: delete the stale sidecar or rebuild the "
+            "structure"
         )
     lost = np.zeros(len(symbols), dtype=int)
-    for i, n in under:
+    for i, n in pairs:
         lost[i] = n
     atoms.arrays[UNDERCOORDINATED_ARRAY] = lost
-    atoms.info["defect"] = name
-    atoms.info[DEFECT_RECORD_KEY] = record
+    if isinstance(name, str):
+        atoms.info["defect"] = name
+    if isinstance(content.get(DEFECT_RECORD_KEY), dict):
+        atoms.info[DEFECT_RECORD_KEY] = content[DEFECT_RECORD_KEY]
 
 
 def split_indices(n_atoms: int, ligand_indices: Sequence[int]) -> tuple[list[int], list[int]]:

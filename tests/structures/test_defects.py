@@ -287,11 +287,28 @@ def test_cli_build_slab_defect_json_summary_and_sidecar(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "ISPIN = 2" in (tmp_path / "in" / "INCAR").read_text()
 
-    # a stale sidecar naming non-Pb atoms is refused, not trusted
-    sidecar["defect_record"]["undercoordinated_pb"][0]["index"] = 0  # a Cs
+    assert sidecar["undercoordinated"] == [[u["index"], 1] for u in d["undercoordinated_pb"]]
+
+    # a stale sidecar naming other atoms is refused, not trusted
+    sidecar["undercoordinated"][0][0] = 0  # a Cs
     (tmp_path / "POSCAR.ligand.json").write_text(json.dumps(sidecar))
     with pytest.raises(InputError, match="stale sidecar"):
         read_structure(tmp_path / "POSCAR")
+
+
+def test_defect_site_survives_a_complex_written_to_poscar(tmp_path):
+    """A ligand placed on a V_CsBr slab: the complex's sidecar still names the defect's Pb."""
+    from dftflow.cli.build import read_structure, write_structure
+    from dftflow.structures.placement import enumerate_placements, place_ligand
+
+    d, s = defect_slab(cspbbr3_001_slab(supercell=(2, 2)), "V_CsBr")
+    complex_ = place_ligand(d, "AcO", enumerate_placements(d, "AcO")[0])
+    assert undercoordinated_indices(complex_) == [u.index for u in s.undercoordinated_pb]
+    write_structure(complex_, tmp_path / "POSCAR")
+    back = read_structure(tmp_path / "POSCAR")
+    assert back.info["defect"] == "V_CsBr"
+    assert undercoordinated_indices(back) == [u.index for u in s.undercoordinated_pb]
+    assert len(back) == len(d) + 7  # acetate C2H3O2 appended after the slab
 
 
 def test_cli_build_slab_defect_text_summary(tmp_path):
