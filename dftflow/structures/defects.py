@@ -23,8 +23,9 @@ equivalent sets by the slab's symmetry operations that keep the surface normal (
 (the same operations the ligand placements use). Candidates are ordered deterministically:
 compact first (largest distance between two removed atoms, to 0.01 A), then by atom indices; the
 chosen set is the first candidate of the first class. Every class, its size and its compactness is
-recorded, so the choice is stated, never hidden. (For ``V_PbBr2`` compact-first takes the cis
-pair, Br-Pb-Br 90 deg; the trans pair would leave one Pb of a 2x2 cell with two missing Br.)
+recorded, so the choice is stated, never hidden; ``site_class`` builds another class. (For
+``V_PbBr2`` compact-first takes the cis pair, Br-Pb-Br 90 deg; the trans pair, class 1, leaves one
+Pb of a 2x2 cell with two missing Br.)
 
 Electron count
 --------------
@@ -384,6 +385,7 @@ def defect_slab(
     name: str,
     valence: Mapping[str, float] | None = None,
     symprec_A: float = SYMPREC_A,
+    site_class: int = 0,
 ) -> tuple[Atoms, DefectSummary]:
     """The slab with defect ``name`` on its top face, and the summary of what was removed.
 
@@ -399,6 +401,9 @@ def defect_slab(
         only the parity of the electron-count change is computed (from atomic numbers).
     symprec_A
         Tolerance of the symmetry search, Angstrom.
+    site_class
+        Which class of symmetry-equivalent sites (0 = the first in the stated order; the summary
+        of any choice lists every class, e.g. to build the trans ``V_PbBr2`` as well).
 
     Returns
     -------
@@ -425,7 +430,12 @@ def defect_slab(
         raise InputError(f"no {name} site found on this slab's top face")
     perms = surface_permutations(slab, symprec_A)
     classes = _classes(slab, candidates, perms)
-    chosen = tuple(sorted(classes[0][0]))
+    if not 0 <= site_class < len(classes):
+        raise InputError(
+            f"{name} has {len(classes)} symmetry-distinct site class(es) on this slab; "
+            f"site_class {site_class} is not one of 0-{len(classes) - 1}"
+        )
+    chosen = tuple(sorted(classes[site_class][0]))
 
     fixed = _fixed_indices(slab) & set(chosen)
     if fixed:
@@ -502,8 +512,10 @@ def defect_slab(
         spin_polarized=odd,
         symmetry_method=(
             f"spglib operations keeping +z (symprec {symprec_A:g} A); candidates ordered "
-            "compact first, then by index; first candidate of the first class"
+            "compact first, then by index; first candidate of "
+            + ("the first class" if site_class == 0 else f"class {site_class}")
         ),
+        chosen_class=site_class,
         n_candidates=len(candidates),
         site_classes=[
             SiteClass(
@@ -513,7 +525,7 @@ def defect_slab(
             )
             for c in classes
         ],
-        class_size=len(classes[0]),
+        class_size=len(classes[site_class]),
         undercoordinated_pb=under,
         defect_image_distance_A=round(shortest, 4),
         min_defect_image_distance_A=round(minimum, 4),

@@ -148,6 +148,12 @@ def test_v_pbbr2_removes_a_pb_with_two_of_its_own_br_cis_first():
     v = [np.array(b.position_A) - np.array(pb.position_A) for b in brs]
     v = [x - np.round(x @ np.linalg.inv(slab.cell[:])) @ slab.cell[:] for x in v]
     assert float(np.dot(v[0], v[1])) == pytest.approx(0.0, abs=1e-6)  # cis: 90 deg
+    # the other class on request: trans, which takes both Br of one neighbouring Pb in a 2x2 cell
+    _, trans = defect_slab(slab, "V_PbBr2", site_class=1)
+    assert trans.chosen_class == 1 and trans.class_size == 8
+    assert [(u.br_before, u.br_after) for u in trans.undercoordinated_pb] == [(5, 3)]
+    with pytest.raises(InputError, match="2 symmetry-distinct site class"):
+        defect_slab(slab, "V_PbBr2", site_class=2)
 
 
 def test_v_csbr_takes_a_nearest_pair_of_the_subsurface_plane():
