@@ -53,6 +53,7 @@ import itertools
 import math
 import warnings
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Literal
 
 import numpy as np
@@ -77,16 +78,19 @@ from dftflow.structures.slab import (
 DefectName = Literal["none", "V_Br", "V_PbBr2", "V_CsBr"]
 
 #: Known defects and what each removes (``none``: the perfect slab).
-DEFECTS: Mapping[str, str] = {
-    "none": "perfect slab",
-    "V_Br": "one Br of the top PbBr2 plane (neutral cell, odd electron count)",
-    "V_PbBr2": "a Pb of the top PbBr2 plane and two of its top-plane Br (charge-balanced)",
-    "V_CsBr": "a Cs and a nearest Br of the CsBr plane below the top PbBr2 plane (charge-balanced)",
-}
+DEFECTS: Mapping[str, str] = MappingProxyType(
+    {
+        "none": "perfect slab",
+        "V_Br": "one Br of the top PbBr2 plane (neutral cell, odd electron count)",
+        "V_PbBr2": "a Pb of the top PbBr2 plane and two of its top-plane Br (charge-balanced)",
+        "V_CsBr": "a Cs and a nearest Br of the CsBr plane below the top PbBr2 plane "
+        "(charge-balanced)",
+    }
+)
 #: The known names, in order (messages, CLI help, study validation).
 DEFECT_NAMES: tuple[str, ...] = tuple(DEFECTS)
 #: Formal ionic charges (e) used for the charge balance of a removed unit.
-FORMAL_CHARGE = {"Cs": 1, "Pb": 2, "Br": -1}
+FORMAL_CHARGE: Mapping[str, int] = MappingProxyType({"Cs": 1, "Pb": 2, "Br": -1})
 #: A Pb and a Br closer than this (Angstrom) are bonded. Ideal cubic Pb-Br = a/2 = 2.94 A, the next
 #: Pb-Br distance is 1.12 a = 6.57 A; relaxed surface Pb-Br bonds stay below ~3.3 A.
 PB_BR_BOND_CUTOFF_A = 3.6
@@ -147,7 +151,9 @@ class DefectSummary(BaseModel):
     odd_electron_count_change: bool = Field(
         description="the electron count changed by an odd number"
     )
-    spin_polarized: bool = Field(description="spin-polarised calculation needed (odd count)")
+    spin_polarized: bool = Field(
+        description="spin-polarised calculation needed: the defective cell's count is odd"
+    )
     symmetry_method: str
     n_candidates: int
     site_classes: list[SiteClass]
@@ -474,8 +480,9 @@ def defect_slab(
         if keep[p] and after[int(new_index[p])] < n
     ]
 
-    z_removed = int(sum(slab.numbers[list(chosen)]))
-    odd = z_removed % 2 == 1
+    # parities from atomic numbers (equal to the valence parities for Cs, Pb, Br; module doc)
+    odd = int(sum(slab.numbers[list(chosen)])) % 2 == 1
+    odd_total = int(sum(defective.numbers)) % 2 == 1
     if valence is not None:
         missing = sorted({s for s in symbols if s not in valence})
         if missing:
@@ -483,6 +490,7 @@ def defect_slab(
         n_before = float(sum(valence[s] for s in symbols))
         n_removed = float(sum(valence[s] for s in removed_symbols))
         odd = int(round(n_removed)) % 2 == 1
+        odd_total = int(round(n_before - n_removed)) % 2 == 1
         source = "valence table: " + ", ".join(
             f"{el} {valence[el]:g}" for el in ("Cs", "Pb", "Br") if el in valence
         )
@@ -509,7 +517,7 @@ def defect_slab(
         excess_electrons=-formal,
         valence_source=source,
         odd_electron_count_change=odd,
-        spin_polarized=odd,
+        spin_polarized=odd_total,
         symmetry_method=(
             f"spglib operations keeping +z (symprec {symprec_A:g} A); candidates ordered "
             "compact first, then by index; first candidate of "
