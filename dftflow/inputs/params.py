@@ -53,6 +53,30 @@ POTCAR_SYMBOLS: Final = MappingProxyType(
     }
 )
 
+#: Valence electrons (ZVAL) of the PBE_54 POTCARs dftflow uses by default and of a few common
+#: alternatives a user may choose with ``potcar_symbols`` (VASP's published values).
+POTCAR_ZVAL: Final = MappingProxyType(
+    {
+        "Cs_sv": 9.0,
+        "Pb_d": 14.0,
+        "Br": 7.0,
+        "C": 4.0,
+        "H": 1.0,
+        "O": 6.0,
+        "N": 5.0,
+        "S": 6.0,
+        "P": 5.0,
+        "F": 7.0,
+        "Cl": 7.0,
+        "I": 7.0,
+        "Pb": 4.0,
+        "H_h": 1.0,
+        "C_h": 4.0,
+        "N_h": 5.0,
+        "O_h": 6.0,
+    }
+)
+
 #: Reference study's adsorption energies, eV (for comparison in reports only; never used to choose a
 #: model).
 PAPER_E_ADS_EV: Final = MappingProxyType({"OA": -0.33, "2-HA": -0.61, "AcO": -1.77})

@@ -51,6 +51,7 @@ from pymatgen.io.vasp.sets import BadInputSetWarning, VaspInputSet
 from dftflow.errors import EngineError, InputError
 from dftflow.fileio import atomic_directory
 from dftflow.inputs import params
+from dftflow.inputs.params import POTCAR_ZVAL  # with the POTCAR symbols; kept importable here
 from dftflow.schemas import Stage
 from dftflow.structures.convert import species_blocks, to_structure
 from dftflow.structures.geometry import (
@@ -60,30 +61,6 @@ from dftflow.structures.geometry import (
     vacuum_axes,
     vacuum_gap,
     widest_vacuum,
-)
-
-#: Valence electrons (ZVAL) of the PBE_54 POTCARs dftflow uses by default and of a few common
-#: alternatives a user may choose with ``potcar_symbols`` (VASP's published values).
-POTCAR_ZVAL = MappingProxyType(
-    {
-        "Cs_sv": 9.0,
-        "Pb_d": 14.0,
-        "Br": 7.0,
-        "C": 4.0,
-        "H": 1.0,
-        "O": 6.0,
-        "N": 5.0,
-        "S": 6.0,
-        "P": 5.0,
-        "F": 7.0,
-        "Cl": 7.0,
-        "I": 7.0,
-        "Pb": 4.0,
-        "H_h": 1.0,
-        "C_h": 4.0,
-        "N_h": 5.0,
-        "O_h": 6.0,
-    }
 )
 
 #: Systems with more atoms than this use LREAL = Auto (real-space projection); smaller ones False.
