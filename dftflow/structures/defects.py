@@ -31,11 +31,11 @@ Electron count
 --------------
 Removing atoms removes their valence electrons. This layer does not know the POTCARs (the
 ``inputs`` layer does; structures may not import it): :func:`defect_slab` takes an optional
-``valence`` table (element -> valence electrons, e.g. the POTCAR ZVALs that ``dftflow.inputs.vasp``
-uses, passed by the CLI). Without it, the parity of the change is computed from atomic numbers,
-which equals the parity of the valence change for Cs, Pb and Br (their PAW cores hold an even number
-of electrons: Cs_sv 46, Pb_d 68, Pb 78, Br 28), so whether spin polarisation is needed is always
-stated.
+``valence`` table (element -> valence electrons; the CLI passes the POTCAR ZVALs the inputs use,
+``dftflow.inputs.params.POTCAR_ZVAL``). Without it, the parity of the change is computed from
+atomic numbers, which equals the parity of the valence change for Cs, Pb and Br (their PAW cores
+hold an even number of electrons: Cs_sv 46, Pb_d 68, Pb 78, Br 28), so whether spin polarisation is
+needed is always stated.
 
 Records
 -------
