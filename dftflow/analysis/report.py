@@ -208,12 +208,14 @@ def _report_body(study_dir: Path, summary: StudySummary, out: Path, facts: dict)
     md += charge_lines(study_dir, summary)
 
     # ---- DOS ------------------------------------------------------------------------
+    midgap = midgap_reports(systems)
+    models = {lig.ligand: lig.model for lig in summary.ligands}
     md += ["", "## Densities of states", ""]
-    md += _dos_section(systems, out, missing, facts)
+    md += _dos_section(systems, out, missing, facts, models=models, midgap=midgap)
 
     # ---- mid-gap states -------------------------------------------------------------
     md += ["", "## Mid-gap (trap) states", ""]
-    md += _midgap_section(systems, summary, out, facts)
+    md += _midgap_section(systems, summary, out, facts, midgap)
 
     # ---- charge density differences ---------------------------------------------------
     md += ["", "## Charge density differences", ""]
@@ -343,10 +345,52 @@ def study_systems(
     return systems, missing
 
 
+def midgap_reports(systems: list[tuple[str, TaskDoc]]) -> dict[str, tuple[Any, str]]:
+    """``{label: (MidgapReport or None, note)}``: each system against the clean slab's edges.
+
+    The clean slab (label ``"clean slab"``) is analysed on its own occupations; every other
+    system against it (:func:`dftflow.analysis.midgap.midgap_against`, deep-level alignment with
+    the stated Fermi fallback). One detector run per system, shared by the DOS panels (their
+    gap-state markers) and the mid-gap section.
+    """
+    from dftflow.analysis.midgap import midgap_against
+
+    clean = next((doc for label, doc in systems if label == "clean slab"), None)
+    out: dict[str, tuple[Any, str]] = {}
+    for label, doc in systems:
+        reference = None if clean is None or label == "clean slab" else clean.directory
+        out[label] = midgap_against(doc.directory, reference, ligand_indices=doc.ligand_indices)
+    return out
+
+
+def system_title(label: str, doc: TaskDoc) -> str:
+    """The name a figure gives a study system: ``"OA on CsPbBr3 (001)"``, ``"clean CsPbBr3
+    (001) slab"`` (the study's ligand name on the slab named from its atoms), never a directory."""
+    from dftflow.analysis.dos import host_name
+    from dftflow.analysis.ligand_split import ligand_split
+
+    st = doc.final_structure()
+    split = ligand_split(st, doc.ligand_indices)
+    host = host_name([st[i].specie.symbol for i in split.slab_indices])
+    if label == "clean slab":
+        return f"clean {host}" + ("" if host.endswith("slab") else " slab")
+    return f"{label} on {host}"
+
+
 def dos_figure(
-    systems: list[tuple[str, TaskDoc]], output: Path, missing: list[str], *, dpi: int = 150
+    systems: list[tuple[str, TaskDoc]],
+    output: Path,
+    missing: list[str],
+    *,
+    dpi: int = 150,
+    models: dict[str, str] | None = None,
+    midgap: dict[str, tuple[Any, str]] | None = None,
 ) -> tuple[Path | None, dict[str, list[str]], dict[str, float], str]:
     """DOS panels (slab vs ligand projections) of ``systems``; appends failures to ``missing``.
+
+    Each panel is titled :func:`system_title` (left) and the ligand's adsorption model from
+    ``models`` (``{label: model}``, right), and marks the mid-gap detector's states of that
+    system (``midgap``: :func:`midgap_reports`, computed here when None).
 
     The ligand group of each system is its TaskDoc's ``ligand_indices`` (the atoms the builder
     added; the element rule only for a TaskDoc without them, see
@@ -363,6 +407,7 @@ def dos_figure(
         dos_curves,
         group_overlap,
         host_vbm_eV,
+        mark_gap_states,
         plot_dos_panels,
     )
 
@@ -374,10 +419,13 @@ def dos_figure(
         align = "vbm"
     except DftflowError:
         vbms, align = {}, "fermi"
+    if midgap is None:
+        midgap = midgap_reports(systems)
     curves = []
+    labels: list[str] = []
     for label, doc in systems:
         kw = {
-            "label": label,
+            "label": system_title(label, doc),
             "sigma_eV": DOS_BROADENING_EV,
             "align": align,
             "vbm_eV": vbms.get(label),
@@ -394,11 +442,18 @@ def dos_figure(
                 missing.append(f"{label}: total DOS only ({exc})")
             except DftflowError as exc2:
                 missing.append(f"{label}: {exc2}")
+                continue
         except DftflowError as exc:
             missing.append(f"{label}: {exc}")
+            continue
+        labels.append(label)
+        curves[-1].description = (models or {}).get(label, "")
+        report = midgap.get(label, (None, ""))[0]
+        if report is not None:
+            mark_gap_states(curves[-1], report)
     if not curves:
         return None, {}, {}, align
-    overlaps = {c.label: group_overlap(c) for c in curves}
+    overlaps = {label: group_overlap(c) for label, c in zip(labels, curves, strict=True)}
     projected: dict[str, list[str]] = {}
     for c in curves:
         for name, elements in c.group_elements.items():
@@ -443,12 +498,20 @@ def ligand_chgdiff(study_dir: Path, lig: LigandResult, out: Path, *, dpi: int = 
 
 
 def _dos_section(
-    systems: list[tuple[str, TaskDoc]], out: Path, missing: list[str], facts: dict
+    systems: list[tuple[str, TaskDoc]],
+    out: Path,
+    missing: list[str],
+    facts: dict,
+    *,
+    models: dict[str, str],
+    midgap: dict[str, tuple[Any, str]],
 ) -> list[str]:
     from dftflow.analysis.ligand_split import ligand_split
 
     md: list[str] = []
-    png, projected, overlaps, align = dos_figure(systems, out / "dos.png", missing)
+    png, projected, overlaps, align = dos_figure(
+        systems, out / "dos.png", missing, models=models, midgap=midgap
+    )
     facts["overlap"] = overlaps
     zero = (
         "host valence-band maximum (GPAW's and VASP's Fermi levels of a gapped slab differ: "
@@ -473,7 +536,9 @@ def _dos_section(
             f"![DOS panels]({_rel(png, out)})",
             "",
             f"Zero at each system's {zero}; grey: total DOS; {lines}; spin down (if any) "
-            "mirrored below zero.",
+            "mirrored below zero (spin ↑ above, spin ↓ below, as labelled right of each panel); "
+            "magenta lines with a triangle: the states of the mid-gap detector (section below) at "
+            "their energies, in the half of their spin.",
             "",
         ]
     n_lig = {label: len(sp.ligand_indices) for label, sp in splits.items()}
@@ -493,8 +558,10 @@ def _dos_section(
     return md
 
 
-def _midgap_section(systems, summary: StudySummary, out: Path, facts: dict) -> list[str]:
-    from dftflow.analysis.midgap import compare_midgap, midgap_against
+def _midgap_section(
+    systems, summary: StudySummary, out: Path, facts: dict, midgap: dict[str, tuple[Any, str]]
+) -> list[str]:
+    from dftflow.analysis.midgap import compare_midgap
 
     md: list[str] = [
         "Host band edges: the clean slab's occupations (VBM = highest occupied, CBM = lowest "
@@ -505,10 +572,8 @@ def _midgap_section(systems, summary: StudySummary, out: Path, facts: dict) -> l
         "",
     ]
     reports = {}
-    clean = next((doc for label, doc in systems if label == "clean slab"), None)
-    for label, doc in systems:
-        reference = None if clean is None or label == "clean slab" else clean.directory
-        rep, note = midgap_against(doc.directory, reference, ligand_indices=doc.ligand_indices)
+    for label, _doc in systems:
+        rep, note = midgap[label]
         if rep is None:
             md.append(f"- {label}: mid-gap analysis not possible — {note}")
             continue
