@@ -90,9 +90,11 @@ def system_name(structure, ligand_indices: Sequence[int] | None) -> str:
     host = host_name(slab)
     if not split.ligand_indices:
         return f"clean {host}" + ("" if host.endswith("slab") else " slab")
+    from collections import Counter
+
     from pymatgen.core import Composition
 
-    ligand = Composition([structure[i].specie.symbol for i in split.ligand_indices])
+    ligand = Composition(Counter(structure[i].specie.symbol for i in split.ligand_indices))
     return f"{ligand.hill_formula.replace(' ', '')} on {host}"
 
 

@@ -97,6 +97,14 @@ def _rel(path: Path | str, base: Path) -> str:
         return str(path)
 
 
+def _image(alt: str, path: Path | str, base: Path) -> str:
+    """Markdown image of ``path`` relative to ``base``, its URL percent-encoded (a file name with
+    spaces, parentheses or non-ASCII characters stays one image in report.md and report.html)."""
+    from urllib.parse import quote
+
+    return f"![{alt}]({quote(_rel(path, base))})"
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
@@ -185,7 +193,7 @@ def _report_body(study_dir: Path, summary: StudySummary, out: Path, facts: dict)
         md.append(adsorption_table_markdown(rows))
         try:
             png = plot_adsorption_bars(rows, out / "eads.png")
-            md += [f"![Adsorption energies]({_rel(png, out)})", ""]
+            md += [_image("Adsorption energies", png, out), ""]
         except DftflowError as exc:
             md += [f"_Bar chart not drawn: {exc}_", ""]
         for lig in summary.ligands:
@@ -533,7 +541,7 @@ def _dos_section(
             else "no projections available (total DOS only)"
         )
         md += [
-            f"![DOS panels]({_rel(png, out)})",
+            _image("DOS panels", png, out),
             "",
             f"Zero at each system's {zero}; grey: total DOS; {lines}; spin down (if any) "
             "mirrored below zero (spin ↑ above, spin ↓ below, as labelled right of each panel); "
@@ -597,6 +605,8 @@ def _midgap_section(
 
 
 def _chgdiff_section(study_dir: Path, summary: StudySummary, out: Path, facts: dict) -> list[str]:
+    from dftflow.analysis.chgdiff import ISO_PERCENTILE
+
     md: list[str] = []
     for lig in summary.ligands:
         res, why = ligand_chgdiff(study_dir, lig, out)
@@ -615,8 +625,22 @@ def _chgdiff_section(study_dir: Path, summary: StudySummary, out: Path, facts: d
             f"plane (z = {plane} Å; electrons gained on the slab side, + = ligand → slab): {ct}; "
             f"ligand atoms: {res.ligand_atoms_from} ({len(res.ligand_indices)} atoms).",
             "",
-            f"![planar average]({_rel(res.files['planar_average'], out)}) "
-            f"![isosurface]({_rel(res.files['isosurface'], out)})",
+            _image("planar average", res.files["planar_average"], out)
+            + " "
+            + _image("slice", res.files["slice"], out)
+            + " "
+            + _image("isosurface", res.files["isosurface"], out),
+            "",
+            "Planar average: Δq(z) = ∫ Δρ dV from the middle of the vacuum below the slab up to "
+            "z (Δq > 0: electrons accumulated below z). Slice: Δρ in the plane through its "
+            "largest |Δρ|, the ligand drawn whole. Isosurfaces at "
+            + (
+                f"±{res.isovalue_e_per_A3:.1e} e/Å³ "
+                f"(the {ISO_PERCENTILE:g}th percentile of |Δρ| at the interface)"
+                if res.isovalue_e_per_A3 is not None
+                else "the isovalue printed on the figure"
+            )
+            + ": yellow accumulation, cyan depletion.",
             "",
         ]
     return md
