@@ -414,9 +414,11 @@ def ligand_anchor(structure, is_ligand: np.ndarray) -> int | None:
 
 
 def unwrapped_ligand_frac(structure, is_ligand: np.ndarray) -> np.ndarray:
-    """Fractional coordinates with the ligand whole: each ligand atom at its periodic image
-    nearest to the anchor (:func:`ligand_anchor`; minimum image per cell axis), the anchor and
-    every slab atom inside the cell (0..1)."""
+    """Fractional coordinates with the ligand whole (not split at the cell edge).
+
+    Each ligand atom at its periodic image nearest to the anchor (:func:`ligand_anchor`; minimum
+    image per cell axis); the anchor and every slab atom inside the cell (0..1).
+    """
     frac = np.mod(np.asarray(structure.frac_coords, dtype=float), 1.0)
     anchor = ligand_anchor(structure, is_ligand)
     if anchor is None:
@@ -598,12 +600,11 @@ ISO_FLOOR_E_PER_A3 = 1e-4
 
 
 def default_isovalue(delta_rho: np.ndarray) -> float:
-    """Automatic isovalue (e/Å^3): the 99th percentile (:data:`ISO_PERCENTILE`) of |Δρ|, at
-    least 1e-4 (:data:`ISO_FLOOR_E_PER_A3`).
+    """Automatic isovalue (e/Å^3): the 99th percentile of |Δρ|, at least 1e-4.
 
-    The isosurfaces then enclose the 1 % of grid points with the largest change; on a GPAW
-    acetate/CsPbBr3 complex this is ~0.01 e/Å^3 (10 % of the maximum would be 0.1 and show only
-    the cores of the O atoms).
+    (:data:`ISO_PERCENTILE`, :data:`ISO_FLOOR_E_PER_A3`.) The isosurfaces then enclose the 1 % of
+    grid points with the largest change; on a GPAW acetate/CsPbBr3 complex this is ~0.01 e/Å^3
+    (10 % of the maximum would be 0.1 and show only the cores of the O atoms).
     """
     return max(float(np.percentile(np.abs(delta_rho), ISO_PERCENTILE)), ISO_FLOOR_E_PER_A3)
 

@@ -83,8 +83,11 @@ def host_name(slab_elements: Sequence[str]) -> str:
 
 
 def system_name(structure, ligand_indices: Sequence[int] | None) -> str:
-    """A system's name for a figure, from its atoms: ``"C2H3O2 on CsPbBr3 (001)"``, ``"clean
-    CsPbBr3 (001) slab"`` (a run without ligand atoms), never a directory name."""
+    """A system's name for a figure, from its atoms (never a directory name).
+
+    ``"C2H3O2 on CsPbBr3 (001)"`` (the ligand's Hill formula on :func:`host_name` of the other
+    atoms), ``"clean CsPbBr3 (001) slab"`` for a run without ligand atoms.
+    """
     split = ligand_split(structure, ligand_indices)
     slab = [structure[i].specie.symbol for i in split.slab_indices]
     host = host_name(slab)
@@ -99,8 +102,10 @@ def system_name(structure, ligand_indices: Sequence[int] | None) -> str:
 
 
 def mark_gap_states(curves: DosCurves, report) -> DosCurves:
-    """``curves`` with the states of a :class:`~dftflow.analysis.midgap.MidgapReport` of the same
-    run marked (their energies moved onto the panel's axis: minus ``curves.zero_eV``)."""
+    """``curves`` with the gap states of ``report`` (a MidgapReport of the same run) marked.
+
+    Their energies are moved onto the panel's axis (minus ``curves.zero_eV``).
+    """
     curves.gap_states = [
         GapStateMark(energy_eV=s.energy_eV - curves.zero_eV, spin=s.spin, filling=s.filling)
         for s in report.midgap_states

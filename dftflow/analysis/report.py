@@ -98,8 +98,11 @@ def _rel(path: Path | str, base: Path) -> str:
 
 
 def _image(alt: str, path: Path | str, base: Path) -> str:
-    """Markdown image of ``path`` relative to ``base``, its URL percent-encoded (a file name with
-    spaces, parentheses or non-ASCII characters stays one image in report.md and report.html)."""
+    """Markdown image of ``path`` relative to ``base``, its URL percent-encoded.
+
+    A file name with spaces, parentheses or non-ASCII characters stays one image in report.md and
+    report.html.
+    """
     from urllib.parse import quote
 
     return f"![{alt}]({quote(_rel(path, base))})"
@@ -372,8 +375,11 @@ def midgap_reports(systems: list[tuple[str, TaskDoc]]) -> dict[str, tuple[Any, s
 
 
 def system_title(label: str, doc: TaskDoc) -> str:
-    """The name a figure gives a study system: ``"OA on CsPbBr3 (001)"``, ``"clean CsPbBr3
-    (001) slab"`` (the study's ligand name on the slab named from its atoms), never a directory."""
+    """The name a figure gives a study system (never a directory name).
+
+    ``"OA on CsPbBr3 (001)"`` (the study's ligand name on the slab named from its atoms),
+    ``"clean CsPbBr3 (001) slab"``.
+    """
     from dftflow.analysis.dos import host_name
     from dftflow.analysis.ligand_split import ligand_split
 
