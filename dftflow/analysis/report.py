@@ -551,8 +551,8 @@ def _dos_section(
             "",
             f"Zero at each system's {zero}; grey: total DOS; {lines}; spin down (if any) "
             "mirrored below zero (spin ↑ above, spin ↓ below, as labelled right of each panel); "
-            "magenta lines with a triangle: the states of the mid-gap detector (section below) at "
-            "their energies, in the half of their spin.",
+            "magenta dashed lines with a triangle: the states of the mid-gap detector (section "
+            "below) at their energies, in the half of their spin.",
             "",
         ]
     n_lig = {label: len(sp.ligand_indices) for label, sp in splits.items()}
