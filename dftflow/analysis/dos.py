@@ -331,8 +331,8 @@ def plot_dos_panels(
     right). Total DOS as a grey area, group (or element) projections as lines, the zero (E_F or
     VBM) as a dashed line. A spin-polarised panel draws spin up above zero and spin down mirrored
     below it, and says so right of the panel ("spin ↑", "spin ↓"). The mid-gap detector's states
-    (``gap_states``) are marked at their energies by a magenta dashed line with a triangle, in the half
-    of their spin (whole height without spin polarisation).
+    (``gap_states``) are marked at their energies by a magenta dashed line with a triangle, in
+    the half of their spin (whole height without spin polarisation).
     """
     from dftflow.analysis.plotting import new_figure, save_figure
 
