@@ -416,15 +416,35 @@ def ligand_anchor(structure, is_ligand: np.ndarray) -> int | None:
 def unwrapped_ligand_frac(structure, is_ligand: np.ndarray) -> np.ndarray:
     """Fractional coordinates with the ligand whole (not split at the cell edge).
 
-    Each ligand atom at its periodic image nearest to the anchor (:func:`ligand_anchor`; minimum
-    image per cell axis); the anchor and every slab atom inside the cell (0..1).
+    The anchor (:func:`ligand_anchor`) and every slab atom stay inside the cell (0..1); the other
+    ligand atoms are placed along the ligand's bonds (:func:`ligand_bonds`, periodic distances),
+    each at the periodic image nearest to the bonded atom placed before it (a chain longer than
+    half the cell stays whole); a ligand atom bonded to nothing takes the image nearest the anchor.
     """
     frac = np.mod(np.asarray(structure.frac_coords, dtype=float), 1.0)
     anchor = ligand_anchor(structure, is_ligand)
     if anchor is None:
         return frac
-    d = frac[is_ligand] - frac[anchor]
-    frac[is_ligand] = frac[anchor] + d - np.round(d)
+    lig = np.flatnonzero(is_ligand)
+    symbols = [structure[i].specie.symbol for i in lig]
+    dist = structure.lattice.get_all_distances(frac[lig], frac[lig])
+    radii = np.array([COVALENT_RADII_A.get(el, 0.8) for el in symbols])
+    bonded = (dist < BOND_FACTOR * (radii[:, None] + radii[None, :])) & (dist > 0)
+    start = int(np.flatnonzero(lig == anchor)[0])
+    placed = {start}
+    queue = [start]
+    while queue:  # breadth first from the anchor along the bonds
+        a = queue.pop(0)
+        for b in np.flatnonzero(bonded[a]):
+            if int(b) in placed:
+                continue
+            d = frac[lig[b]] - frac[lig[a]]
+            frac[lig[b]] = frac[lig[a]] + d - np.round(d)
+            placed.add(int(b))
+            queue.append(int(b))
+    for b in set(range(len(lig))) - placed:
+        d = frac[lig[b]] - frac[anchor]
+        frac[lig[b]] = frac[anchor] + d - np.round(d)
     return frac
 
 
@@ -490,7 +510,10 @@ def plot_slice(
     else:
         v_lo, v_hi = centre[1] - len_v / 2, centre[1] + len_v / 2
     vmax = float(np.abs(plane).max()) or 1e-6
-    fig, ax = new_figure(figsize=(4.2, 4.6))
+    aspect = (v_hi - v_lo) / (u_hi - u_lo)  # equal axes: the figure follows the window's shape
+    fig_h = 1.4 + 2.6 * min(max(aspect, 0.6), 2.4)
+    fig, ax = new_figure(figsize=(4.2, fig_h))
+    fig.subplots_adjust(top=1.0 - 0.3 / fig_h, bottom=0.9 / fig_h)  # no empty band at the top
     reps = (int(np.ceil(max(-u_lo, u_hi - len_u, 0) / len_u)) + 1, 1)
     reps = (reps[0], int(np.ceil(max(-v_lo, v_hi - len_v, 0) / len_v)) + 1)
     tiled = np.tile(plane, (2 * reps[0] + 1, 2 * reps[1] + 1))
@@ -819,6 +842,7 @@ def plot_isosurface(
         record["isovalue_e_per_A3"] = iso
         record["surfaces"] = list(drawn)
     ax.grid(False)
+    fig.subplots_adjust(top=1.02, bottom=0.0)  # a 3D box leaves its own margin inside the axes
     ax.set_title(title or "Δρ isosurfaces at the interface", pad=2)
     return save_figure(fig, output, dpi=dpi)
 
