@@ -374,3 +374,30 @@ def test_report_html_shows_every_figure_of_report_md_and_every_figure_written(st
     assert "chgdiff_AcO_slice.png" in written
     for src in md_images:
         assert (md_path.parent / src).is_file()
+
+
+def test_slice_keeps_a_chain_longer_than_half_the_cell_whole(tmp_path, captured):
+    from pymatgen.core import Lattice, Structure
+
+    from dftflow.analysis.chgdiff import plot_slice
+
+    # a zigzag C chain spanning 4.8 A along x in a 5.9 A cell: the image nearest the anchor
+    # (C0) would put C3 and C4 on the other side; along the bonds it stays one chain
+    lattice = Lattice.tetragonal(5.9, 24.0)
+    chain = [[1.2 * i, 0.0, 13.5 + 0.9 * i] for i in range(5)]
+    structure = Structure(
+        lattice,
+        ["Pb", "Br", "Br"] + ["C"] * 5,
+        np.mod([[0, 0, 11.0], [2.95, 0, 11.0], [0, 2.95, 11.0], *chain], [5.9, 5.9, 24.0]),
+        coords_are_cartesian=True,
+    )
+    rho = np.random.default_rng(0).normal(scale=1e-3, size=(20, 20, 80))
+    plot_slice(rho, structure, tmp_path / "s.png", normal=1, ligand_indices=[3, 4, 5, 6, 7])
+    ax = captured["s.png"].axes[0]
+    (atoms,) = [c for c in ax.collections if c.get_gid() == "ligand-atoms"]
+    xy = np.asarray(atoms.get_offsets())
+    steps = np.linalg.norm(np.diff(xy, axis=0), axis=1)
+    assert steps == pytest.approx([1.5] * 4, abs=1e-6)  # consecutive atoms stay bonded
+    (bonds,) = [c for c in ax.collections if c.get_gid() == "ligand-bonds"]
+    assert len(bonds.get_segments()) == 4
+    assert max(np.linalg.norm(s[1] - s[0]) for s in bonds.get_segments()) < 2.0
