@@ -382,7 +382,7 @@ def plot_dos_panels(
         ymax = max(np.abs(np.asarray(v)).max() for v in c.total.values())
         ax.set_ylim(-1.08 * ymax if c.ispin == 2 else 0, 1.08 * ymax)
         _mark_gap_states(ax, c)
-        ax.set_title(c.label, loc="left", fontweight="bold", fontsize=9, pad=3)
+        ax.set_title(formula_subscripts(c.label), loc="left", fontweight="bold", fontsize=9, pad=3)
         if c.description:
             ax.set_title(c.description, loc="right", fontsize=8, pad=3)
         ax.set_ylabel("DOS (states/eV)")
@@ -413,6 +413,17 @@ def plot_dos_panels(
         fig.suptitle(title, y=1.0 - 0.05 / fig_h, va="top")
     fig.subplots_adjust(hspace=gap_h / panel_h, top=1.0 - top_h / fig_h, bottom=bottom_h / fig_h)
     return save_figure(fig, output, dpi=dpi)
+
+
+def formula_subscripts(text: str) -> str:
+    """``text`` with the counts of chemical formulas as subscripts: ``CsPbBr3`` -> ``CsPbBr₃``.
+
+    Only digits right after a letter (``(001)`` and ``2-HA`` stay as they are).
+    """
+    import re
+
+    sub = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+    return re.sub(r"(?<=[A-Za-z])\d+", lambda m: m.group(0).translate(sub), text)
 
 
 def _mark_gap_states(ax, c: DosCurves) -> None:

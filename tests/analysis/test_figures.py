@@ -111,9 +111,9 @@ def test_dos_panels_carry_system_names_and_the_detector_gap_states(study, captur
     axes = fig.axes
     # the system's name, never a directory name; the model on the right
     assert [ax.get_title(loc="left") for ax in axes] == [
-        "clean CsPbBr3 (001) slab",
-        "OA on CsPbBr3 (001)",
-        "AcO on CsPbBr3 (001)",
+        "clean CsPbBr₃ (001) slab",
+        "OA on CsPbBr₃ (001)",
+        "AcO on CsPbBr₃ (001)",
     ]
     assert [ax.get_title(loc="right") for ax in axes] == ["", "molecular", "radical bidentate"]
     # OA's trap: one marker at the detector's energy (against the clean slab) on OA's own axis
@@ -176,7 +176,8 @@ def test_spin_polarised_dos_labels_both_spins_and_marks_the_state_in_its_half(
     assert main(["analyze", "dos", str(tmp_path / "run_0042"), "-o", str(out), "--json"]) == 0
     (system,) = json.loads(capsys.readouterr().out)["systems"]
     (ax,) = captured["dos.png"].axes
-    assert ax.get_title(loc="left") == "clean CsPbBr3 (001) slab"  # not "run_0042"
+    assert ax.get_title(loc="left") == "clean CsPbBr₃ (001) slab"  # not "run_0042"
+    assert system["label"] == "clean CsPbBr3 (001) slab"  # plain text in the JSON
     assert sorted(_texts(captured["dos.png"], "spin-label")) == ["spin ↑", "spin ↓"]
     (mark,) = [line for line in ax.lines if line.get_gid() == "gap-state"]
     assert mark.get_xdata()[0] == pytest.approx(level - system["zero_eV"], abs=0.01)
