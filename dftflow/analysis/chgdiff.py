@@ -828,10 +828,16 @@ def plot_isosurface(
     legend_title = f"iso = {iso:.1e} e/Å³\n({how})"
     if not drawn:
         legend_title += "\nno surface: |Δρ| < iso"
+    ax.grid(False)
+    fig.subplots_adjust(top=1.02, bottom=0.0)  # a 3D box leaves its own margin inside the axes
+    ax.set_title(title or "Δρ isosurfaces at the interface", pad=2)
+    # the legend right of everything the 3D axes draw (its z label included), never on it
+    right = ax.get_tightbbox(fig.canvas.get_renderer()).transformed(fig.transFigure.inverted()).x1
     ax.legend(
         handles=handles,
         loc="upper left",
-        bbox_to_anchor=(1.02, 0.9),
+        bbox_to_anchor=(right + 0.01, 0.85),
+        bbox_transform=fig.transFigure,
         fontsize=7,
         title=legend_title,
         title_fontsize=7,
@@ -841,9 +847,6 @@ def plot_isosurface(
     if record is not None:
         record["isovalue_e_per_A3"] = iso
         record["surfaces"] = list(drawn)
-    ax.grid(False)
-    fig.subplots_adjust(top=1.02, bottom=0.0)  # a 3D box leaves its own margin inside the axes
-    ax.set_title(title or "Δρ isosurfaces at the interface", pad=2)
     return save_figure(fig, output, dpi=dpi)
 
 

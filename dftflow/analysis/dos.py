@@ -339,7 +339,10 @@ def plot_dos_panels(
     if not curves:
         raise InputError("no DOS to plot")
     n = len(curves)
-    panel_h, gap_h, bottom_h = 1.6, 0.45, 0.55  # inches: panel, between panels (titles), x axis
+    panel_h, bottom_h = 1.6, 0.55  # inches: a panel, the x axis
+    descriptions = [_fit_description(formula_subscripts(c.label), c.description) for c in curves]
+    lines = [d.count("\n") + 1 if d else 1 for d in descriptions]
+    gap_h = 0.31 + 0.14 * max(lines[1:], default=1)  # between panels: the next panel's titles
     fig, axes = new_figure(n, 1, figsize=(4.8, panel_h * n), sharex=True, squeeze=False)
     names: list[str] = []
     for c in curves:
@@ -347,7 +350,7 @@ def plot_dos_panels(
             if g not in names:
                 names.append(g)
     colours = {g: GROUP_COLOURS[i % len(GROUP_COLOURS)] for i, g in enumerate(names)}
-    for ax, c in zip(axes[:, 0], curves, strict=True):
+    for ax, c, description in zip(axes[:, 0], curves, descriptions, strict=True):
         e = np.asarray(c.energies_eV)
         for spin in c.total:
             ax.fill_between(
@@ -383,8 +386,8 @@ def plot_dos_panels(
         ax.set_ylim(-1.08 * ymax if c.ispin == 2 else 0, 1.08 * ymax)
         _mark_gap_states(ax, c)
         ax.set_title(formula_subscripts(c.label), loc="left", fontweight="bold", fontsize=9, pad=3)
-        if c.description:
-            ax.set_title(c.description, loc="right", fontsize=8, pad=3)
+        if description:
+            ax.set_title(description, loc="right", fontsize=8, pad=3)
         ax.set_ylabel("DOS (states/eV)")
     handles: dict[str, Any] = {}
     for ax in axes[:, 0]:
@@ -393,7 +396,7 @@ def plot_dos_panels(
     ncol = min(len(handles), 4)
     title_h = 0.3 if title else 0.0
     legend_h = 0.2 * -(-len(handles) // ncol) + 0.1
-    top_h = title_h + legend_h + 0.25  # + the first panel's own title
+    top_h = title_h + legend_h + 0.11 + 0.14 * lines[0]  # + the first panel's own titles
     fig_h = panel_h * n + gap_h * (n - 1) + top_h + bottom_h
     fig.set_size_inches(4.8, fig_h)
     fig.legend(
@@ -413,6 +416,22 @@ def plot_dos_panels(
         fig.suptitle(title, y=1.0 - 0.05 / fig_h, va="top")
     fig.subplots_adjust(hspace=gap_h / panel_h, top=1.0 - top_h / fig_h, bottom=bottom_h / fig_h)
     return save_figure(fig, output, dpi=dpi)
+
+
+def _fit_description(title: str, description: str) -> str:
+    """``description`` wrapped to fit right of ``title`` above a 4.8 in wide panel.
+
+    Widths estimated from the character counts (bold 9 pt title, 8 pt description, a 268 pt
+    axis): the two titles never overlap, a long model name takes more lines.
+    """
+    import textwrap
+
+    if not description:
+        return ""
+    room = int((268 - 5.6 * len(title) - 12) / 4.4)
+    if len(description) <= room:
+        return description
+    return textwrap.fill(description, max(room, 14), break_on_hyphens=False)
 
 
 def formula_subscripts(text: str) -> str:

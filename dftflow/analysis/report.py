@@ -420,7 +420,6 @@ def dos_figure(
         LIGAND_SLAB,
         dos_curves,
         group_overlap,
-        host_vbm_eV,
         mark_gap_states,
         plot_dos_panels,
     )
@@ -428,13 +427,16 @@ def dos_figure(
     # Zero at each system's host VBM: VASP puts E_F of a gapped slab at the VBM but GPAW's
     # Fermi-Dirac E_F sits mid-gap (and a radical adsorbate's hole moves it to the VBM), so E_F
     # is no common zero; the -5..-3 eV overlap window needs one. All systems or none (fermi).
+    # The host VBM is the mid-gap detector's (the clean slab's edge aligned onto the system), not
+    # the system's own highest occupied state: an occupied gap state would be that, and its
+    # marker would sit at or below a zero labelled VBM.
+    if midgap is None:
+        midgap = midgap_reports(systems)
     try:
-        vbms = {label: host_vbm_eV(doc.directory) for label, doc in systems}
+        vbms = {label: _host_vbm(midgap.get(label, (None, ""))[0], doc) for label, doc in systems}
         align = "vbm"
     except DftflowError:
         vbms, align = {}, "fermi"
-    if midgap is None:
-        midgap = midgap_reports(systems)
     curves = []
     labels: list[str] = []
     for label, doc in systems:
@@ -474,6 +476,18 @@ def dos_figure(
             projected[name] = sorted(set(projected.get(name, [])) | set(elements))
     png = plot_dos_panels(curves, output, dpi=dpi)
     return png, projected, {k: v for k, v in overlaps.items() if v is not None}, align
+
+
+def _host_vbm(report, doc: TaskDoc) -> float:
+    """Host VBM on the system's scale, eV: the mid-gap ``report``'s (max over spins).
+
+    Without a report: the run's own highest occupied state
+    (:func:`dftflow.analysis.dos.host_vbm_eV`).
+    """
+    from dftflow.analysis.dos import host_vbm_eV
+
+    values = [] if report is None else [v for v in report.vbm_eV.values() if v is not None]
+    return max(values) if values else host_vbm_eV(doc.directory)
 
 
 def ligand_chgdiff(study_dir: Path, lig: LigandResult, out: Path, *, dpi: int = 150):
@@ -528,8 +542,9 @@ def _dos_section(
     )
     facts["overlap"] = overlaps
     zero = (
-        "host valence-band maximum (GPAW's and VASP's Fermi levels of a gapped slab differ: "
-        "one sits mid-gap, the other at the VBM)"
+        "host valence-band maximum: the clean slab's VBM aligned onto the system by the mid-gap "
+        "detector (section below), so a gap state sits above zero (GPAW's and VASP's Fermi "
+        "levels of a gapped slab differ: one sits mid-gap, the other at the VBM)"
         if align == "vbm"
         else "Fermi level (no valence-band maximum found in every system)"
     )
