@@ -142,25 +142,30 @@ def dos_cmd(
     defaulted = parsed is None and not elements
     if defaulted:  # the same slab/ligand (or per-element) curves in every panel that has them
         parsed = common_groups(directories)
-    curves = [
-        dos_curves(
-            d,
-            groups=None if defaulted and not dos_has_projections(d) else parsed,
-            elements=elements,
-            align=align,
-            window_eV=window,
-            sigma_eV=sigma,
-            label=labels[i] if labels else None,
-        )
-        for i, d in enumerate(directories)
-    ]
+    reports = [midgap_against(d, None if reference == d else reference) for d in directories]
+    curves = []
     notes = []
-    for d, c in zip(directories, curves, strict=True):
-        report, note = midgap_against(d, None if reference == d else reference)
+    for i, (d, (report, note)) in enumerate(zip(directories, reports, strict=True)):
+        # --align vbm: the detector's host VBM (with --reference the host's, aligned), so a
+        # filled gap state sits above zero; without a report the run's own highest occupied
+        vbms = [] if report is None else [v for v in report.vbm_eV.values() if v is not None]
+        curves.append(
+            dos_curves(
+                d,
+                groups=None if defaulted and not dos_has_projections(d) else parsed,
+                elements=elements,
+                align=align,
+                window_eV=window,
+                sigma_eV=sigma,
+                label=labels[i] if labels else None,
+                vbm_eV=max(vbms) if vbms else None,
+            )
+        )
         if report is not None:
-            mark_gap_states(c, report)
+            mark_gap_states(curves[-1], report)
         if note:
-            notes.append(f"{c.label}: gap states {'not marked: ' if report is None else ''}{note}")
+            state = "not marked: " if report is None else ""
+            notes.append(f"{curves[-1].label}: gap states {state}{note}")
     if output is not None:
         with figure_note(_mock_note(list(directories))):
             plot_dos_panels(curves, output, show_elements=elements, dpi=dpi)
