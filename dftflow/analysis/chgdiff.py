@@ -473,8 +473,9 @@ def plot_slice(
     Coordinates are the cell's (A). Slab atoms within 1.5 A of the plane are drawn at their
     projected positions (with their periodic images in the window). The ligand is drawn whole,
     every atom projected and bonded to its neighbours: its atoms are unwrapped across the cell
-    boundaries to the images nearest the anchor atom (:func:`unwrapped_ligand_frac`) and the
-    window, one cell wide, is centred on the anchor (Δρ is periodic: the map is tiled). A legend
+    boundaries along its bonds from the anchor atom (:func:`unwrapped_ligand_frac`) and the
+    window, one cell wide (wider when the ligand is), is centred on the anchor (Δρ is periodic:
+    the map is tiled). A legend
     gives each element's colour. ``ligand_indices``: 0-based ligand atoms (``None``: the element
     rule of :mod:`dftflow.analysis.ligand_split`; :func:`chgdiff_plots` passes the result's).
     """
