@@ -54,7 +54,8 @@ def _figures(args: argparse.Namespace, summary, out: Path, physical: bool) -> No
     if rows:
         print(plot_adsorption_bars(rows, out / "eads.png", dpi=args.dpi))
     systems, missing = study_systems(args.study_dir, summary)
-    png, _, overlaps, _ = dos_figure(systems, out / "dos.png", missing, dpi=args.dpi)
+    models = {lig.ligand: lig.model for lig in summary.ligands}
+    png, _, overlaps, _ = dos_figure(systems, out / "dos.png", missing, dpi=args.dpi, models=models)
     print(png, *(f"DOS note: {m}" for m in missing))
     print("ligand-slab PDOS overlap -5..-3 eV (states):", overlaps)
     for lig in summary.ligands:

@@ -78,6 +78,9 @@ class ChgDiffResult(BaseModel):
     max_depletion_e_per_A3: float
     output: str | None = None
     files: dict[str, str] = Field(default_factory=dict)
+    isovalue_e_per_A3: float | None = Field(
+        default=None, description="isovalue of the isosurface plot, e/A^3 (None: not plotted)"
+    )
     notes: list[str] = Field(default_factory=list)
 
 
@@ -295,7 +298,13 @@ def charge_density_difference(
 def plot_planar_average(
     result: ChgDiffResult, output: str | Path, *, dpi: int = 150, title: str | None = None
 ) -> Path:
-    """Two panels on one z axis: Δρ̄(z) in e/Å^3 and Δq(z) in electrons (from the vacuum start)."""
+    """Two panels on one z axis: Δρ̄(z) in e/Å^3 and Δq(z) in electrons (from the vacuum start).
+
+    The figure states the sign convention under the z axis (:func:`delta_q_convention`): Δq(z)
+    integrates Δρ from the middle of the vacuum below the slab (the left edge) up to z, so
+    Δq > 0 means electrons accumulated below z; the value at the ligand/surface plane is counted
+    on the slab side (> 0: the slab gained electrons, ligand → slab).
+    """
     from dftflow.analysis.plotting import (
         ACCUMULATION_COLOUR,
         DEPLETION_COLOUR,
@@ -341,8 +350,40 @@ def plot_planar_average(
             fontsize=8,
         )
     ax2.set_xlim(z_unwrapped[0], z_unwrapped[-1])
+    ax2.text(  # under the axis: never on the curves
+        0.0,
+        -0.3,
+        delta_q_convention(float(z_unwrapped[0]), result.ligand_side),
+        transform=ax2.transAxes,
+        ha="left",
+        va="top",
+        fontsize=7.5,
+        gid="sign-convention",
+    )
     ax1.set_title(title or "charge density difference, planar average")
     return save_figure(fig, output, dpi=dpi)
+
+
+def delta_q_convention(start_A: float, ligand_side: str | None) -> str:
+    """The sign convention of Δq as the planar-average figure states it (two lines).
+
+    ``start_A``: the integration start on the figure's z axis (the middle of the vacuum below the
+    slab); ``ligand_side``: ``"above"``/``"below"`` (:attr:`ChgDiffResult.ligand_side`).
+    """
+    slab_side = {"above": "below", "below": "above"}.get(ligand_side or "", None)
+    transfer = (
+        f"At the plane Δq is counted on the slab side ({slab_side} it): > 0 = the slab gained "
+        "electrons (ligand → slab)."
+        if slab_side
+        else "No ligand/surface plane: no charge transfer."
+    )
+    import textwrap
+
+    return textwrap.fill(
+        f"Δq(z) = ∫ Δρ dV between z₀ = {start_A:.1f} Å (mid-vacuum, the left edge) and z; "
+        "Δq > 0: electrons accumulated below z. " + transfer,
+        width=72,
+    )
 
 
 def _cmap():
@@ -355,6 +396,67 @@ def _cmap():
     )
 
 
+#: Covalent radii for the ligand's bonds in drawings, Angstrom (Cordero et al. 2008).
+COVALENT_RADII_A = {"H": 0.31, "C": 0.76, "N": 0.71, "O": 0.66, "S": 1.05, "P": 1.07}
+#: Two atoms are bonded in a drawing when closer than this times their covalent radii's sum.
+BOND_FACTOR = 1.25
+
+
+def ligand_anchor(structure, is_ligand: np.ndarray) -> int | None:
+    """Index of the ligand's anchor: its atom nearest (in 3D, periodically) to a slab atom."""
+    if not is_ligand.any() or is_ligand.all():
+        return None
+    lig, slab = np.flatnonzero(is_ligand), np.flatnonzero(~is_ligand)
+    dist = structure.lattice.get_all_distances(
+        structure.frac_coords[lig], structure.frac_coords[slab]
+    )
+    return int(lig[int(np.argmin(dist.min(axis=1)))])
+
+
+def unwrapped_ligand_frac(structure, is_ligand: np.ndarray) -> np.ndarray:
+    """Fractional coordinates with the ligand whole (not split at the cell edge).
+
+    The anchor (:func:`ligand_anchor`) and every slab atom stay inside the cell (0..1); the other
+    ligand atoms are placed along the ligand's bonds (:func:`ligand_bonds`, periodic distances),
+    each at the periodic image nearest to the bonded atom placed before it (a chain longer than
+    half the cell stays whole); a ligand atom bonded to nothing takes the image nearest the anchor.
+    """
+    frac = np.mod(np.asarray(structure.frac_coords, dtype=float), 1.0)
+    anchor = ligand_anchor(structure, is_ligand)
+    if anchor is None:
+        return frac
+    lig = np.flatnonzero(is_ligand)
+    symbols = [structure[i].specie.symbol for i in lig]
+    dist = structure.lattice.get_all_distances(frac[lig], frac[lig])
+    radii = np.array([COVALENT_RADII_A.get(el, 0.8) for el in symbols])
+    bonded = (dist < BOND_FACTOR * (radii[:, None] + radii[None, :])) & (dist > 0)
+    start = int(np.flatnonzero(lig == anchor)[0])
+    placed = {start}
+    queue = [start]
+    while queue:  # breadth first from the anchor along the bonds
+        a = queue.pop(0)
+        for b in np.flatnonzero(bonded[a]):
+            if int(b) in placed:
+                continue
+            d = frac[lig[b]] - frac[lig[a]]
+            frac[lig[b]] = frac[lig[a]] + d - np.round(d)
+            placed.add(int(b))
+            queue.append(int(b))
+    for b in set(range(len(lig))) - placed:
+        d = frac[lig[b]] - frac[anchor]
+        frac[lig[b]] = frac[anchor] + d - np.round(d)
+    return frac
+
+
+def ligand_bonds(symbols: Sequence[str], cart: np.ndarray) -> list[tuple[int, int]]:
+    """Pairs (positions in ``symbols``) closer than :data:`BOND_FACTOR` x their covalent radii."""
+    radii = np.array([COVALENT_RADII_A.get(el, 0.8) for el in symbols])
+    dist = np.linalg.norm(cart[:, None, :] - cart[None, :, :], axis=-1)
+    limit = BOND_FACTOR * (radii[:, None] + radii[None, :])
+    i, j = np.nonzero(np.triu(dist < limit, k=1))
+    return list(zip(i.tolist(), j.tolist(), strict=True))
+
+
 def plot_slice(
     delta_rho: np.ndarray,
     structure,
@@ -364,73 +466,171 @@ def plot_slice(
     position_frac: float | None = None,
     dpi: int = 150,
     title: str | None = None,
+    ligand_indices: Sequence[int] | None = None,
 ) -> Path:
     """2D slice of Δρ through the plane ``normal`` = const (default: through the largest |Δρ|).
 
-    Atoms within 1.5 A of the plane are drawn at their projected positions.
+    Coordinates are the cell's (A). Slab atoms within 1.5 A of the plane are drawn at their
+    projected positions (with their periodic images in the window). The ligand is drawn whole,
+    every atom projected and bonded to its neighbours: its atoms are unwrapped across the cell
+    boundaries along its bonds from the anchor atom (:func:`unwrapped_ligand_frac`) and the
+    window, one cell wide (wider when the ligand is), is centred on the anchor (Δρ is periodic:
+    the map is tiled). A legend
+    gives each element's colour. ``ligand_indices``: 0-based ligand atoms (``None``: the element
+    rule of :mod:`dftflow.analysis.ligand_split`; :func:`chgdiff_plots` passes the result's).
     """
+    from matplotlib.collections import LineCollection
+    from matplotlib.lines import Line2D
+
     from dftflow.analysis.plotting import ATOM_COLOURS, new_figure, save_figure
 
-    structure_frac = np.mod(structure.frac_coords, 1.0)
     n = delta_rho.shape[normal]
     if position_frac is None:
         other = tuple(i for i in range(3) if i != normal)
         position_frac = float(np.argmax(np.abs(delta_rho).max(axis=other)) / n)
     k = int(round(position_frac * n)) % n
     plane = np.take(delta_rho, k, axis=normal)
-    in_plane = [i for i in range(3) if i != normal]
+    iu, iv = [i for i in range(3) if i != normal]
     lat = np.asarray(structure.lattice.matrix)
-    len_u = np.linalg.norm(lat[in_plane[0]])
-    len_v = (
-        axis_height_A(structure.lattice.matrix, in_plane[1])
-        if in_plane[1] == 2
-        else np.linalg.norm(lat[in_plane[1]])
-    )
+
+    def length(i: int) -> float:
+        return axis_height_A(lat, i) if i == 2 else float(np.linalg.norm(lat[i]))
+
+    len_u, len_v, len_n = length(iu), length(iv), length(normal)
+    is_lig = ligand_split(structure, ligand_indices).mask
+    frac = unwrapped_ligand_frac(structure, is_lig)
+    pos = frac[:, [iu, iv]] * [len_u, len_v]  # slice coordinates, A
+    anchor = ligand_anchor(structure, is_lig)
+    centre = pos[anchor] if anchor is not None else np.array([len_u / 2, len_v / 2])
+    u_lo, u_hi = centre[0] - len_u / 2, centre[0] + len_u / 2
+    if is_lig.any():
+        u_lo = min(u_lo, pos[is_lig, 0].min() - 1.0)
+        u_hi = max(u_hi, pos[is_lig, 0].max() + 1.0)
+    if iv == 2:  # crop the vacuum: atoms +- 4 A along z
+        v_lo, v_hi = pos[:, 1].min() - 4.0, pos[:, 1].max() + 4.0
+    else:
+        v_lo, v_hi = centre[1] - len_v / 2, centre[1] + len_v / 2
     vmax = float(np.abs(plane).max()) or 1e-6
-    fig, ax = new_figure(figsize=(4.2, 4.6))
+    aspect = (v_hi - v_lo) / (u_hi - u_lo)  # equal axes: the figure follows the window's shape
+    fig_h = 1.4 + 2.6 * min(max(aspect, 0.6), 2.4)
+    fig, ax = new_figure(figsize=(4.2, fig_h))
+    fig.subplots_adjust(top=1.0 - 0.3 / fig_h, bottom=0.9 / fig_h)  # no empty band at the top
+    reps = (int(np.ceil(max(-u_lo, u_hi - len_u, 0) / len_u)) + 1, 1)
+    reps = (reps[0], int(np.ceil(max(-v_lo, v_hi - len_v, 0) / len_v)) + 1)
+    tiled = np.tile(plane, (2 * reps[0] + 1, 2 * reps[1] + 1))
     im = ax.imshow(
-        plane.T,
+        tiled.T,
         origin="lower",
-        extent=(0, len_u, 0, len_v),
+        extent=(
+            -reps[0] * len_u,
+            (reps[0] + 1) * len_u,
+            -reps[1] * len_v,
+            (reps[1] + 1) * len_v,
+        ),
         cmap=_cmap(),
         vmin=-vmax,
         vmax=vmax,
         aspect="equal",
         interpolation="bilinear",
     )
-    height_n = np.linalg.norm(lat[normal])
-    for i, site in enumerate(structure):
-        d = (structure_frac[i, normal] - position_frac + 0.5) % 1.0 - 0.5
-        if abs(d) * height_n <= 1.5:
-            ax.scatter(
-                structure_frac[i, in_plane[0]] * len_u,
-                structure_frac[i, in_plane[1]] * len_v,
-                s=18,
-                color=ATOM_COLOURS.get(site.specie.symbol, "#999999"),
-                edgecolors="black",
-                linewidths=0.4,
-                zorder=3,
-            )
-    if in_plane[1] == 2:  # crop the vacuum: atoms +- 4 A along z
-        zs = structure_frac[:, 2] * len_v
-        ax.set_ylim(max(0.0, zs.min() - 4.0), min(len_v, zs.max() + 4.0))
+    drawn: list[str] = []
+    symbols = [site.specie.symbol for site in structure]
+    slab_xy, slab_c = [], []
+    for i in np.flatnonzero(~is_lig):
+        d = (frac[i, normal] - position_frac + 0.5) % 1.0 - 0.5
+        if abs(d) * len_n > 1.5:
+            continue
+        for su in range(-reps[0], reps[0] + 1):
+            for sv in range(-reps[1], reps[1] + 1):
+                u, v = pos[i] + [su * len_u, sv * len_v]
+                if u_lo <= u <= u_hi and v_lo <= v <= v_hi:
+                    slab_xy.append((u, v))
+                    slab_c.append(ATOM_COLOURS.get(symbols[i], "#999999"))
+                    drawn.append(symbols[i])
+    if slab_xy:
+        ax.scatter(
+            *np.array(slab_xy).T,
+            s=22,
+            c=slab_c,
+            edgecolors="black",
+            linewidths=0.4,
+            zorder=3,
+            gid="slab-atoms",
+        )
+    lig = np.flatnonzero(is_lig)
+    if lig.size:
+        cart = frac[lig] @ lat
+        segments = [
+            (pos[lig[a]], pos[lig[b]]) for a, b in ligand_bonds([symbols[i] for i in lig], cart)
+        ]
+        ax.add_collection(
+            LineCollection(segments, colors="#333333", linewidths=1.0, zorder=3, gid="ligand-bonds")
+        )
+        ax.scatter(
+            *pos[lig].T,
+            s=[10 if symbols[i] == "H" else 22 for i in lig],
+            c=[ATOM_COLOURS.get(symbols[i], "#999999") for i in lig],
+            edgecolors="black",
+            linewidths=0.4,
+            zorder=4,
+            gid="ligand-atoms",
+        )
+        drawn += [symbols[i] for i in lig]
+    ax.set_xlim(u_lo, u_hi)
+    ax.set_ylim(v_lo, v_hi)
     labels = "xyz"
-    ax.set_xlabel(f"{labels[in_plane[0]]} ($\\mathrm{{\\AA}}$)")
-    ax.set_ylabel(f"{labels[in_plane[1]]} ($\\mathrm{{\\AA}}$)")
+    ax.set_xlabel(f"{labels[iu]} ($\\mathrm{{\\AA}}$)")
+    ax.set_ylabel(f"{labels[iv]} ($\\mathrm{{\\AA}}$)")
     cb = fig.colorbar(im, ax=ax, shrink=0.8)
     cb.set_label(r"$\Delta\rho$ (e/$\mathrm{\AA}^3$)")
-    ax.set_title(title or f"Δρ slice at {labels[normal]} = {position_frac:.2f} (fractional)")
+    elements = list(dict.fromkeys(drawn))
+    handles = [
+        Line2D(
+            [],
+            [],
+            ls="none",
+            marker="o",
+            markersize=5,
+            markerfacecolor=ATOM_COLOURS.get(el, "#999999"),
+            markeredgecolor="black",
+            markeredgewidth=0.4,
+            label=el,
+        )
+        for el in elements
+    ]
+    if handles:
+        ax.legend(
+            handles=handles,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.1),
+            ncol=min(len(handles), 6),
+            frameon=False,
+            handletextpad=0.2,
+            columnspacing=0.9,
+        )
+    ax.set_title(
+        title
+        or f"Δρ in the plane {labels[normal]} = {position_frac * len_n:.2f} Å "
+        f"({position_frac:.2f} of the cell)",
+        fontsize=8.5,
+    )
     return save_figure(fig, output, dpi=dpi)
+
+
+#: The automatic isovalue is this percentile of |Δρ| inside the drawn window ...
+ISO_PERCENTILE = 99.0
+#: ... and at least this, e/Å^3.
+ISO_FLOOR_E_PER_A3 = 1e-4
 
 
 def default_isovalue(delta_rho: np.ndarray) -> float:
     """Automatic isovalue (e/Å^3): the 99th percentile of |Δρ|, at least 1e-4.
 
-    The isosurfaces then enclose the 1 % of grid points with the largest change; on a GPAW
-    acetate/CsPbBr3 complex this is ~0.01 e/Å^3 (10 % of the maximum would be 0.1 and show only
-    the cores of the O atoms).
+    (:data:`ISO_PERCENTILE`, :data:`ISO_FLOOR_E_PER_A3`.) The isosurfaces then enclose the 1 % of
+    grid points with the largest change; on a GPAW acetate/CsPbBr3 complex this is ~0.01 e/Å^3
+    (10 % of the maximum would be 0.1 and show only the cores of the O atoms).
     """
-    return max(float(np.percentile(np.abs(delta_rho), 99.0)), 1e-4)
+    return max(float(np.percentile(np.abs(delta_rho), ISO_PERCENTILE)), ISO_FLOOR_E_PER_A3)
 
 
 def _interface_window(
@@ -489,16 +689,23 @@ def plot_isosurface(
     title: str | None = None,
     z_window_A: tuple[float, float] | None = None,
     ligand_indices: Sequence[int] | None = None,
+    record: dict | None = None,
 ) -> Path:
     """3D isosurfaces of Δρ at +iso (yellow, accumulation) and −iso (cyan, depletion) with atoms.
 
     The cell is unwrapped along z from the middle of the vacuum and shifted in x, y so that the
     ligand's anchor atoms sit in the middle of the drawing; only the interface is drawn:
     from 6 A below the slab's outer layer to 2 A above the ligand, at most 10 A above the slab
-    (``z_window_A`` overrides it, in A from the vacuum origin). The automatic isovalue is
-    :func:`default_isovalue` of Δρ inside that window; atoms are coloured by element with a
-    legend. ``ligand_indices``: 0-based ligand atoms of ``structure`` (``None``: the element rule
-    of :mod:`dftflow.analysis.ligand_split`; :func:`chgdiff_plots` passes the result's).
+    (``z_window_A`` overrides it, in A from the vacuum origin). The axes are the cell's Cartesian
+    coordinates x, y, z in A (as in the planar-average and slice figures: every atom is drawn at
+    its cell position or a periodic image of it). The automatic isovalue is
+    :func:`default_isovalue` of Δρ inside that window; the isovalue used is printed in the
+    legend's title, and the legend lists only the surfaces drawn (a sign whose |Δρ| never reaches
+    the isovalue has no surface and no entry) and the elements drawn. ``ligand_indices``: 0-based
+    ligand atoms of ``structure`` (``None``: the element rule of
+    :mod:`dftflow.analysis.ligand_split`; :func:`chgdiff_plots` passes the result's).
+    ``record``: when given, ``record["isovalue_e_per_A3"]`` and ``record["surfaces"]`` (the
+    surfaces drawn, ``"accumulation"``/``"depletion"``) are set.
     """
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -523,9 +730,13 @@ def plot_isosurface(
     c_height = axis_height_A(structure.lattice.matrix, 2)
     z_rel = frac[:, 2] * c_height
     is_lig = ligand_split(structure, ligand_indices).mask
-    for ax, step in enumerate(_anchor_centring_steps(frac, z_rel, is_lig, shape[:2])):
+    steps = _anchor_centring_steps(frac, z_rel, is_lig, shape[:2])
+    for ax, step in enumerate(steps):
         field_all = np.roll(field_all, step, axis=ax)
         frac[:, ax] = np.mod(frac[:, ax] + step / shape[ax], 1.0)
+    # drawing coordinates = the cell's: undo the rolls (z as the planar-average plot shows it)
+    z_back = shift / nz - (1.0 if shift > nz / 2 else 0.0)
+    offset = np.array([-steps[0] / shape[0], -steps[1] / shape[1], z_back]) @ lat
     zmin, zmax = z_window_A if z_window_A is not None else _interface_window(z_rel, is_lig)
     zmin, zmax = max(zmin, 0.0), min(zmax, c_height)
     if zmax <= zmin:
@@ -536,12 +747,14 @@ def plot_isosurface(
     iso = iso_e_per_A3 if iso_e_per_A3 is not None else default_isovalue(field_win)
     if iso <= 0:
         raise InputError(f"isovalue must be positive, got {iso}")
+    drawn: list[str] = []
 
     plt = __import__("matplotlib.pyplot", fromlist=["figure"])
     width = float(np.linalg.norm(lat[0] + lat[1]))
     fig = plt.figure(figsize=(4.8, 3.0 + 2.4 * min((zmax - zmin) / max(width, 1.0), 2.0)))
     ax = fig.add_subplot(111, projection="3d")
-    for sign, colour in ((1.0, ACCUMULATION_COLOUR), (-1.0, DEPLETION_COLOUR)):
+    surfaces = (("accumulation", 1.0, ACCUMULATION_COLOUR), ("depletion", -1.0, DEPLETION_COLOUR))
+    for name, sign, colour in surfaces:
         field = sign * field_win
         if field.max() <= iso:
             continue
@@ -552,11 +765,14 @@ def plot_isosurface(
                 break
             step += 1
         verts[:, 2] += k0
-        cart = (verts / shape) @ lat
+        cart = (verts / shape) @ lat + offset
         ax.add_collection3d(
-            Poly3DCollection(cart[faces], facecolor=colour, edgecolor="none", alpha=0.6)
+            Poly3DCollection(
+                cart[faces], facecolor=colour, edgecolor="none", alpha=0.6, gid=f"iso-{name}"
+            )
         )
-    xyz = frac @ lat
+        drawn.append(name)
+    xyz = frac @ lat + offset
     shown = (z_rel >= zmin - 0.5) & (z_rel <= zmax + 0.5)
     elements: list[str] = []
     for site, p, keep in zip(structure, xyz, shown, strict=True):
@@ -573,7 +789,8 @@ def plot_isosurface(
             linewidths=0.3,
             depthshade=False,
         )
-    base = np.array([[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]) @ lat[:2, :2]
+    base = np.array([[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]) @ lat[:2, :2] + offset[:2]
+    zmin, zmax = zmin + offset[2], zmax + offset[2]
     for z in (zmin, zmax):
         ax.plot(base[:, 0], base[:, 1], z, color="grey", lw=0.5)
     for x, y in base[:4]:
@@ -585,11 +802,15 @@ def plot_isosurface(
     ax.set_box_aspect((xs.max() - xs.min(), ys.max() - ys.min(), zmax - zmin))
     ax.set_xlabel(r"x ($\mathrm{\AA}$)")
     ax.set_ylabel(r"y ($\mathrm{\AA}$)")
-    ax.set_zlabel(r"z ($\mathrm{\AA}$, from mid-vacuum)")
+    ax.set_zlabel(r"z ($\mathrm{\AA}$)")
+    from matplotlib.ticker import MaxNLocator
+
+    for axis in (ax.xaxis, ax.yaxis):  # few ticks: the short in-plane axes stay readable
+        axis.set_major_locator(MaxNLocator(nbins=3, integer=True))
     ax.view_init(elev=10, azim=-65)
+    text = {"accumulation": ("+", ACCUMULATION_COLOUR), "depletion": ("−", DEPLETION_COLOUR)}
     handles = [
-        Patch(color=ACCUMULATION_COLOUR, label=f"+{iso:.1e} e/Å³ accumulation"),
-        Patch(color=DEPLETION_COLOUR, label=f"−{iso:.1e} e/Å³ depletion"),
+        Patch(color=text[name][1], label=f"{name} (Δρ = {text[name][0]}iso)") for name in drawn
     ] + [
         Line2D(
             [],
@@ -604,11 +825,29 @@ def plot_isosurface(
         )
         for el in elements
     ]
-    ax.legend(
-        handles=handles, loc="upper left", bbox_to_anchor=(1.02, 0.9), fontsize=7, frameon=False
-    )
+    how = "--iso" if iso_e_per_A3 is not None else f"auto: {ISO_PERCENTILE:g}th percentile of |Δρ|"
+    legend_title = f"iso = {iso:.1e} e/Å³\n({how})"
+    if not drawn:
+        legend_title += "\nno surface: |Δρ| < iso"
     ax.grid(False)
+    fig.subplots_adjust(top=1.02, bottom=0.0)  # a 3D box leaves its own margin inside the axes
     ax.set_title(title or "Δρ isosurfaces at the interface", pad=2)
+    # the legend right of everything the 3D axes draw (its z label included), never on it
+    right = ax.get_tightbbox(fig.canvas.get_renderer()).transformed(fig.transFigure.inverted()).x1
+    ax.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(right + 0.01, 0.85),
+        bbox_transform=fig.transFigure,
+        fontsize=7,
+        title=legend_title,
+        title_fontsize=7,
+        alignment="left",
+        frameon=False,
+    )
+    if record is not None:
+        record["isovalue_e_per_A3"] = iso
+        record["surfaces"] = list(drawn)
     return save_figure(fig, output, dpi=dpi)
 
 
@@ -637,11 +876,20 @@ def chgdiff_plots(
     result, delta_rho, structure = charge_density_difference(
         ab, a, b, axis=axis, output=output, ligand_indices=ligand_indices, return_grid=True
     )
+    record: dict = {}
     files = {
         "planar_average": str(
             plot_planar_average(result, plot_dir / f"{prefix}_planar.png", dpi=dpi)
         ),
-        "slice": str(plot_slice(delta_rho, structure, plot_dir / f"{prefix}_slice.png", dpi=dpi)),
+        "slice": str(
+            plot_slice(
+                delta_rho,
+                structure,
+                plot_dir / f"{prefix}_slice.png",
+                dpi=dpi,
+                ligand_indices=result.ligand_indices,
+            )
+        ),
         "isosurface": str(
             plot_isosurface(
                 delta_rho,
@@ -650,8 +898,10 @@ def chgdiff_plots(
                 iso_e_per_A3=iso_e_per_A3,
                 dpi=dpi,
                 ligand_indices=result.ligand_indices,
+                record=record,
             )
         ),
     }
     result.files = files
+    result.isovalue_e_per_A3 = record["isovalue_e_per_A3"]
     return result

@@ -30,13 +30,28 @@ from dftflow.parse.run import load_complete_dos, run_directory
 #: ``groups`` value: the ligand atoms vs all other atoms, by site (see the module docstring).
 LIGAND_SLAB = "ligand/slab"
 GROUP_COLOURS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
+#: Colour of the gap-state markers (the mid-gap detector's states) in DOS panels.
+GAP_STATE_COLOUR = "#d4007a"
+#: Legend text of the gap-state markers.
+GAP_STATE_LABEL = "gap state (mid-gap detector)"
+#: Host named in panel titles when the slab is made of Cs, Pb and Br (the builder's only facet).
+CSPBBR3_001 = "CsPbBr3 (001)"
+
+
+class GapStateMark(BaseModel):
+    """A state of the mid-gap detector as drawn in a DOS panel."""
+
+    energy_eV: float = Field(description="on the panel's energy axis (minus the plot's zero), eV")
+    spin: str = Field(description="'up' or 'down'")
+    filling: str = ""
 
 
 class DosCurves(BaseModel):
     """DOS of one system on its shifted energy axis (states/eV; spin down negative)."""
 
     directory: str
-    label: str
+    label: str = Field(description="the system's name, the panel's title")
+    description: str = Field(default="", description="the model, right of the panel's title")
     align: str
     zero_eV: float = Field(description="absolute energy (VASP scale) of the plot's zero, eV")
     efermi_eV: float
@@ -54,6 +69,48 @@ class DosCurves(BaseModel):
     sigma_eV: float
     ispin: int
     has_projections: bool
+    gap_states: list[GapStateMark] = Field(
+        default_factory=list, description="the mid-gap detector's states, marked in the panel"
+    )
+
+
+def host_name(slab_elements: Sequence[str]) -> str:
+    """Name of a slab in figure titles: :data:`CSPBBR3_001` for Cs/Pb/Br, else its elements."""
+    elements = sorted(set(slab_elements))
+    if set(elements) == {"Cs", "Pb", "Br"}:
+        return CSPBBR3_001
+    return "".join(elements) + " slab" if elements else "slab"
+
+
+def system_name(structure, ligand_indices: Sequence[int] | None) -> str:
+    """A system's name for a figure, from its atoms (never a directory name).
+
+    ``"C2H3O2 on CsPbBr3 (001)"`` (the ligand's Hill formula on :func:`host_name` of the other
+    atoms), ``"clean CsPbBr3 (001) slab"`` for a run without ligand atoms.
+    """
+    split = ligand_split(structure, ligand_indices)
+    slab = [structure[i].specie.symbol for i in split.slab_indices]
+    host = host_name(slab)
+    if not split.ligand_indices:
+        return f"clean {host}" + ("" if host.endswith("slab") else " slab")
+    from collections import Counter
+
+    from pymatgen.core import Composition
+
+    ligand = Composition(Counter(structure[i].specie.symbol for i in split.ligand_indices))
+    return f"{ligand.hill_formula.replace(' ', '')} on {host}"
+
+
+def mark_gap_states(curves: DosCurves, report) -> DosCurves:
+    """``curves`` with the gap states of ``report`` (a MidgapReport of the same run) marked.
+
+    Their energies are moved onto the panel's axis (minus ``curves.zero_eV``).
+    """
+    curves.gap_states = [
+        GapStateMark(energy_eV=s.energy_eV - curves.zero_eV, spin=s.spin, filling=s.filling)
+        for s in report.midgap_states
+    ]
+    return curves
 
 
 def parse_groups(specs: Sequence[str] | None) -> dict[str, list[str]] | None:
@@ -153,6 +210,8 @@ def dos_curves(
         Energy window relative to the zero, eV.
     sigma_eV
         Extra Gaussian broadening, eV (0: none).
+    label
+        The system's name, the panel's title (default: :func:`system_name` of the run's atoms).
     vbm_eV
         The run's host VBM when the caller already has it (:func:`host_vbm_eV`); with
         ``align="vbm"`` it is used instead of being found again.
@@ -188,9 +247,14 @@ def dos_curves(
             f"empty energy window: no DOS points between {lo} and {hi} eV "
             f"(DOS spans {energies.min():.2f} to {energies.max():.2f} eV relative to {align})"
         )
+    if label is None:
+        label = system_name(
+            cdos.structure,
+            ligand_indices if ligand_indices is not None else ligand_indices_of_run(directory),
+        )
     curves = DosCurves(
         directory=str(path),
-        label=label or path.name,
+        label=label,
         align=align,
         zero_eV=zero,
         efermi_eV=efermi,
@@ -263,22 +327,30 @@ def plot_dos_panels(
 ) -> Path:
     """One panel per system on a shared energy axis (like the paper's DOS figure).
 
-    Total DOS as a grey area, group (or element) projections as lines, spin down mirrored below
-    zero, the zero (E_F or VBM) as a dashed line.
+    Each panel is titled with the system's name (``label``, left) and its model (``description``,
+    right). Total DOS as a grey area, group (or element) projections as lines, the zero (E_F or
+    VBM) as a dashed line. A spin-polarised panel draws spin up above zero and spin down mirrored
+    below it, and says so right of the panel ("spin ↑", "spin ↓"). The mid-gap detector's states
+    (``gap_states``) are marked at their energies by a magenta dashed line with a triangle, in
+    the half of their spin (whole height without spin polarisation).
     """
     from dftflow.analysis.plotting import new_figure, save_figure
 
     if not curves:
         raise InputError("no DOS to plot")
     n = len(curves)
-    fig, axes = new_figure(n, 1, figsize=(4.8, 1.6 * n + 0.8), sharex=True, squeeze=False)
+    panel_h, bottom_h = 1.6, 0.55  # inches: a panel, the x axis
+    descriptions = [_fit_description(formula_subscripts(c.label), c.description) for c in curves]
+    lines = [d.count("\n") + 1 if d else 1 for d in descriptions]
+    gap_h = 0.31 + 0.14 * max(lines[1:], default=1)  # between panels: the next panel's titles
+    fig, axes = new_figure(n, 1, figsize=(4.8, panel_h * n), sharex=True, squeeze=False)
     names: list[str] = []
     for c in curves:
         for g in c.elements if show_elements else c.groups:
             if g not in names:
                 names.append(g)
     colours = {g: GROUP_COLOURS[i % len(GROUP_COLOURS)] for i, g in enumerate(names)}
-    for ax, c in zip(axes[:, 0], curves, strict=True):
+    for ax, c, description in zip(axes[:, 0], curves, descriptions, strict=True):
         e = np.asarray(c.energies_eV)
         for spin in c.total:
             ax.fill_between(
@@ -298,22 +370,41 @@ def plot_dos_panels(
         ax.axvline(0.0, color="black", ls="--", lw=0.7)
         if c.ispin == 2:
             ax.axhline(0.0, color="black", lw=0.5)
+            for y, text in ((0.75, "spin ↑"), (0.25, "spin ↓")):
+                ax.text(
+                    1.015,
+                    y,
+                    text,
+                    transform=ax.transAxes,
+                    rotation=90,
+                    ha="left",
+                    va="center",
+                    fontsize=8,
+                    gid="spin-label",
+                )
         ymax = max(np.abs(np.asarray(v)).max() for v in c.total.values())
         ax.set_ylim(-1.08 * ymax if c.ispin == 2 else 0, 1.08 * ymax)
-        ax.text(
-            0.02, 0.92, c.label, transform=ax.transAxes, va="top", fontsize=9, fontweight="bold"
-        )
+        _mark_gap_states(ax, c)
+        ax.set_title(formula_subscripts(c.label), loc="left", fontweight="bold", fontsize=9, pad=3)
+        if description:
+            ax.set_title(description, loc="right", fontsize=8, pad=3)
         ax.set_ylabel("DOS (states/eV)")
     handles: dict[str, Any] = {}
     for ax in axes[:, 0]:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(lab, h)
-    axes[0, 0].legend(
+    ncol = min(len(handles), 4)
+    title_h = 0.3 if title else 0.0
+    legend_h = 0.2 * -(-len(handles) // ncol) + 0.1
+    top_h = title_h + legend_h + 0.11 + 0.14 * lines[0]  # + the first panel's own titles
+    fig_h = panel_h * n + gap_h * (n - 1) + top_h + bottom_h
+    fig.set_size_inches(4.8, fig_h)
+    fig.legend(
         handles.values(),
         handles.keys(),
-        loc="lower center",
-        bbox_to_anchor=(0.5, 1.0),
-        ncol=len(handles),
+        loc="upper center",
+        bbox_to_anchor=(0.5, 1.0 - title_h / fig_h),
+        ncol=ncol,
         frameon=False,
     )
     axes[-1, 0].set_xlim(
@@ -322,9 +413,68 @@ def plot_dos_panels(
     zero = "E_F" if curves[0].align == "fermi" else r"E_\mathrm{VBM}"
     axes[-1, 0].set_xlabel(f"${'E - ' + zero}$ (eV)")
     if title:
-        axes[0, 0].set_title(title, pad=18)
-    fig.subplots_adjust(hspace=0.06)
+        fig.suptitle(title, y=1.0 - 0.05 / fig_h, va="top")
+    fig.subplots_adjust(hspace=gap_h / panel_h, top=1.0 - top_h / fig_h, bottom=bottom_h / fig_h)
     return save_figure(fig, output, dpi=dpi)
+
+
+def _fit_description(title: str, description: str) -> str:
+    """``description`` wrapped to fit right of ``title`` above a 4.8 in wide panel.
+
+    Widths estimated from the character counts (bold 9 pt title, 8 pt description, a 268 pt
+    axis): the two titles never overlap, a long model name takes more lines.
+    """
+    import textwrap
+
+    if not description:
+        return ""
+    room = int((268 - 5.6 * len(title) - 12) / 4.4)
+    if len(description) <= room:
+        return description
+    return textwrap.fill(description, max(room, 14), break_on_hyphens=False)
+
+
+def formula_subscripts(text: str) -> str:
+    """``text`` with the counts of chemical formulas as subscripts: ``CsPbBr3`` -> ``CsPbBr₃``.
+
+    Only digits right after a letter (``(001)`` and ``2-HA`` stay as they are).
+    """
+    import re
+
+    sub = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+    return re.sub(r"(?<=[A-Za-z])\d+", lambda m: m.group(0).translate(sub), text)
+
+
+def _mark_gap_states(ax, c: DosCurves) -> None:
+    """Draw the mid-gap detector's states of ``c`` into ``ax`` (lines ``gid="gap-state"``)."""
+    lo, hi = c.energies_eV[0], c.energies_eV[-1]
+    for i, state in enumerate(c.gap_states):
+        if not lo <= state.energy_eV <= hi:
+            continue
+        down = c.ispin == 2 and state.spin == "down"
+        y0, y1 = (0.0, 0.5) if down else (0.5 if c.ispin == 2 else 0.0, 1.0)
+        ax.axvline(
+            state.energy_eV,
+            ymin=y0,
+            ymax=y1,
+            color=GAP_STATE_COLOUR,
+            lw=1.2,
+            ls=(0, (3, 1.5)),
+            alpha=0.8,
+            gid="gap-state",
+            label=GAP_STATE_LABEL if i == 0 else None,
+            zorder=1.5,  # under the DOS curves: the state's own peak stays visible
+        )
+        ax.plot(
+            state.energy_eV,
+            0.03 if down else 0.97,
+            marker="^" if down else "v",
+            color=GAP_STATE_COLOUR,
+            markersize=5,
+            transform=ax.get_xaxis_transform(),
+            clip_on=False,
+            zorder=5,
+        )
 
 
 def group_overlap(

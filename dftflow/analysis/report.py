@@ -97,6 +97,17 @@ def _rel(path: Path | str, base: Path) -> str:
         return str(path)
 
 
+def _image(alt: str, path: Path | str, base: Path) -> str:
+    """Markdown image of ``path`` relative to ``base``, its URL percent-encoded.
+
+    A file name with spaces, parentheses or non-ASCII characters stays one image in report.md and
+    report.html.
+    """
+    from urllib.parse import quote
+
+    return f"![{alt}]({quote(_rel(path, base))})"
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
@@ -185,7 +196,7 @@ def _report_body(study_dir: Path, summary: StudySummary, out: Path, facts: dict)
         md.append(adsorption_table_markdown(rows))
         try:
             png = plot_adsorption_bars(rows, out / "eads.png")
-            md += [f"![Adsorption energies]({_rel(png, out)})", ""]
+            md += [_image("Adsorption energies", png, out), ""]
         except DftflowError as exc:
             md += [f"_Bar chart not drawn: {exc}_", ""]
         for lig in summary.ligands:
@@ -208,12 +219,14 @@ def _report_body(study_dir: Path, summary: StudySummary, out: Path, facts: dict)
     md += charge_lines(study_dir, summary)
 
     # ---- DOS ------------------------------------------------------------------------
+    midgap = midgap_reports(systems)
+    models = {lig.ligand: lig.model for lig in summary.ligands}
     md += ["", "## Densities of states", ""]
-    md += _dos_section(systems, out, missing, facts)
+    md += _dos_section(systems, out, missing, facts, models=models, midgap=midgap)
 
     # ---- mid-gap states -------------------------------------------------------------
     md += ["", "## Mid-gap (trap) states", ""]
-    md += _midgap_section(systems, summary, out, facts)
+    md += _midgap_section(systems, summary, out, facts, midgap)
 
     # ---- charge density differences ---------------------------------------------------
     md += ["", "## Charge density differences", ""]
@@ -343,10 +356,55 @@ def study_systems(
     return systems, missing
 
 
+def midgap_reports(systems: list[tuple[str, TaskDoc]]) -> dict[str, tuple[Any, str]]:
+    """``{label: (MidgapReport or None, note)}``: each system against the clean slab's edges.
+
+    The clean slab (label ``"clean slab"``) is analysed on its own occupations; every other
+    system against it (:func:`dftflow.analysis.midgap.midgap_against`, deep-level alignment with
+    the stated Fermi fallback). One detector run per system, shared by the DOS panels (their
+    gap-state markers) and the mid-gap section.
+    """
+    from dftflow.analysis.midgap import midgap_against
+
+    clean = next((doc for label, doc in systems if label == "clean slab"), None)
+    out: dict[str, tuple[Any, str]] = {}
+    for label, doc in systems:
+        reference = None if clean is None or label == "clean slab" else clean.directory
+        out[label] = midgap_against(doc.directory, reference, ligand_indices=doc.ligand_indices)
+    return out
+
+
+def system_title(label: str, doc: TaskDoc) -> str:
+    """The name a figure gives a study system (never a directory name).
+
+    ``"OA on CsPbBr3 (001)"`` (the study's ligand name on the slab named from its atoms),
+    ``"clean CsPbBr3 (001) slab"``.
+    """
+    from dftflow.analysis.dos import host_name
+    from dftflow.analysis.ligand_split import ligand_split
+
+    st = doc.final_structure()
+    split = ligand_split(st, doc.ligand_indices)
+    host = host_name([st[i].specie.symbol for i in split.slab_indices])
+    if label == "clean slab":
+        return f"clean {host}" + ("" if host.endswith("slab") else " slab")
+    return f"{label} on {host}"
+
+
 def dos_figure(
-    systems: list[tuple[str, TaskDoc]], output: Path, missing: list[str], *, dpi: int = 150
+    systems: list[tuple[str, TaskDoc]],
+    output: Path,
+    missing: list[str],
+    *,
+    dpi: int = 150,
+    models: dict[str, str] | None = None,
+    midgap: dict[str, tuple[Any, str]] | None = None,
 ) -> tuple[Path | None, dict[str, list[str]], dict[str, float], str]:
     """DOS panels (slab vs ligand projections) of ``systems``; appends failures to ``missing``.
+
+    Each panel is titled :func:`system_title` (left) and the ligand's adsorption model from
+    ``models`` (``{label: model}``, right), and marks the mid-gap detector's states of that
+    system (``midgap``: :func:`midgap_reports`, computed here when None).
 
     The ligand group of each system is its TaskDoc's ``ligand_indices`` (the atoms the builder
     added; the element rule only for a TaskDoc without them, see
@@ -362,22 +420,28 @@ def dos_figure(
         LIGAND_SLAB,
         dos_curves,
         group_overlap,
-        host_vbm_eV,
+        mark_gap_states,
         plot_dos_panels,
     )
 
     # Zero at each system's host VBM: VASP puts E_F of a gapped slab at the VBM but GPAW's
     # Fermi-Dirac E_F sits mid-gap (and a radical adsorbate's hole moves it to the VBM), so E_F
     # is no common zero; the -5..-3 eV overlap window needs one. All systems or none (fermi).
+    # The host VBM is the mid-gap detector's (the clean slab's edge aligned onto the system), not
+    # the system's own highest occupied state: an occupied gap state would be that, and its
+    # marker would sit at or below a zero labelled VBM.
+    if midgap is None:
+        midgap = midgap_reports(systems)
     try:
-        vbms = {label: host_vbm_eV(doc.directory) for label, doc in systems}
+        vbms = {label: _host_vbm(midgap.get(label, (None, ""))[0], doc) for label, doc in systems}
         align = "vbm"
     except DftflowError:
         vbms, align = {}, "fermi"
     curves = []
+    labels: list[str] = []
     for label, doc in systems:
         kw = {
-            "label": label,
+            "label": system_title(label, doc),
             "sigma_eV": DOS_BROADENING_EV,
             "align": align,
             "vbm_eV": vbms.get(label),
@@ -394,17 +458,36 @@ def dos_figure(
                 missing.append(f"{label}: total DOS only ({exc})")
             except DftflowError as exc2:
                 missing.append(f"{label}: {exc2}")
+                continue
         except DftflowError as exc:
             missing.append(f"{label}: {exc}")
+            continue
+        labels.append(label)
+        curves[-1].description = (models or {}).get(label, "")
+        report = midgap.get(label, (None, ""))[0]
+        if report is not None:
+            mark_gap_states(curves[-1], report)
     if not curves:
         return None, {}, {}, align
-    overlaps = {c.label: group_overlap(c) for c in curves}
+    overlaps = {label: group_overlap(c) for label, c in zip(labels, curves, strict=True)}
     projected: dict[str, list[str]] = {}
     for c in curves:
         for name, elements in c.group_elements.items():
             projected[name] = sorted(set(projected.get(name, [])) | set(elements))
     png = plot_dos_panels(curves, output, dpi=dpi)
     return png, projected, {k: v for k, v in overlaps.items() if v is not None}, align
+
+
+def _host_vbm(report, doc: TaskDoc) -> float:
+    """Host VBM on the system's scale, eV: the mid-gap ``report``'s (max over spins).
+
+    Without a report: the run's own highest occupied state
+    (:func:`dftflow.analysis.dos.host_vbm_eV`).
+    """
+    from dftflow.analysis.dos import host_vbm_eV
+
+    values = [] if report is None else [v for v in report.vbm_eV.values() if v is not None]
+    return max(values) if values else host_vbm_eV(doc.directory)
 
 
 def ligand_chgdiff(study_dir: Path, lig: LigandResult, out: Path, *, dpi: int = 150):
@@ -443,16 +526,25 @@ def ligand_chgdiff(study_dir: Path, lig: LigandResult, out: Path, *, dpi: int = 
 
 
 def _dos_section(
-    systems: list[tuple[str, TaskDoc]], out: Path, missing: list[str], facts: dict
+    systems: list[tuple[str, TaskDoc]],
+    out: Path,
+    missing: list[str],
+    facts: dict,
+    *,
+    models: dict[str, str],
+    midgap: dict[str, tuple[Any, str]],
 ) -> list[str]:
     from dftflow.analysis.ligand_split import ligand_split
 
     md: list[str] = []
-    png, projected, overlaps, align = dos_figure(systems, out / "dos.png", missing)
+    png, projected, overlaps, align = dos_figure(
+        systems, out / "dos.png", missing, models=models, midgap=midgap
+    )
     facts["overlap"] = overlaps
     zero = (
-        "host valence-band maximum (GPAW's and VASP's Fermi levels of a gapped slab differ: "
-        "one sits mid-gap, the other at the VBM)"
+        "host valence-band maximum: the clean slab's VBM aligned onto the system by the mid-gap "
+        "detector (section below), so a gap state sits above zero (GPAW's and VASP's Fermi "
+        "levels of a gapped slab differ: one sits mid-gap, the other at the VBM)"
         if align == "vbm"
         else "Fermi level (no valence-band maximum found in every system)"
     )
@@ -470,10 +562,12 @@ def _dos_section(
             else "no projections available (total DOS only)"
         )
         md += [
-            f"![DOS panels]({_rel(png, out)})",
+            _image("DOS panels", png, out),
             "",
             f"Zero at each system's {zero}; grey: total DOS; {lines}; spin down (if any) "
-            "mirrored below zero.",
+            "mirrored below zero (spin ↑ above, spin ↓ below, as labelled right of each panel); "
+            "magenta dashed lines with a triangle: the states of the mid-gap detector (section "
+            "below) at their energies, in the half of their spin.",
             "",
         ]
     n_lig = {label: len(sp.ligand_indices) for label, sp in splits.items()}
@@ -493,8 +587,10 @@ def _dos_section(
     return md
 
 
-def _midgap_section(systems, summary: StudySummary, out: Path, facts: dict) -> list[str]:
-    from dftflow.analysis.midgap import compare_midgap, midgap_against
+def _midgap_section(
+    systems, summary: StudySummary, out: Path, facts: dict, midgap: dict[str, tuple[Any, str]]
+) -> list[str]:
+    from dftflow.analysis.midgap import compare_midgap
 
     md: list[str] = [
         "Host band edges: the clean slab's occupations (VBM = highest occupied, CBM = lowest "
@@ -505,10 +601,8 @@ def _midgap_section(systems, summary: StudySummary, out: Path, facts: dict) -> l
         "",
     ]
     reports = {}
-    clean = next((doc for label, doc in systems if label == "clean slab"), None)
-    for label, doc in systems:
-        reference = None if clean is None or label == "clean slab" else clean.directory
-        rep, note = midgap_against(doc.directory, reference, ligand_indices=doc.ligand_indices)
+    for label, _doc in systems:
+        rep, note = midgap[label]
         if rep is None:
             md.append(f"- {label}: mid-gap analysis not possible — {note}")
             continue
@@ -532,6 +626,8 @@ def _midgap_section(systems, summary: StudySummary, out: Path, facts: dict) -> l
 
 
 def _chgdiff_section(study_dir: Path, summary: StudySummary, out: Path, facts: dict) -> list[str]:
+    from dftflow.analysis.chgdiff import ISO_PERCENTILE
+
     md: list[str] = []
     for lig in summary.ligands:
         res, why = ligand_chgdiff(study_dir, lig, out)
@@ -550,8 +646,22 @@ def _chgdiff_section(study_dir: Path, summary: StudySummary, out: Path, facts: d
             f"plane (z = {plane} Å; electrons gained on the slab side, + = ligand → slab): {ct}; "
             f"ligand atoms: {res.ligand_atoms_from} ({len(res.ligand_indices)} atoms).",
             "",
-            f"![planar average]({_rel(res.files['planar_average'], out)}) "
-            f"![isosurface]({_rel(res.files['isosurface'], out)})",
+            _image("planar average", res.files["planar_average"], out)
+            + " "
+            + _image("slice", res.files["slice"], out)
+            + " "
+            + _image("isosurface", res.files["isosurface"], out),
+            "",
+            "Planar average: Δq(z) = ∫ Δρ dV from the middle of the vacuum below the slab up to "
+            "z (Δq > 0: electrons accumulated below z). Slice: Δρ in the plane through its "
+            "largest |Δρ|, the ligand drawn whole. Isosurfaces at "
+            + (
+                f"±{res.isovalue_e_per_A3:.1e} e/Å³ "
+                f"(the {ISO_PERCENTILE:g}th percentile of |Δρ| at the interface)"
+                if res.isovalue_e_per_A3 is not None
+                else "the isovalue printed on the figure"
+            )
+            + ": yellow accumulation, cyan depletion.",
             "",
         ]
     return md

@@ -101,41 +101,71 @@ def dos_cmd(
     align: str = typer.Option("fermi", "--align", help="Zero at fermi or vbm."),
     window: tuple[float, float] = typer.Option((-6.0, 4.0), "--window", help="E range, eV."),
     sigma: float = typer.Option(0.0, "--sigma", help="Extra Gaussian broadening, eV."),
-    labels: list[str] = typer.Option(None, "--label", help="Panel label per directory."),
+    labels: list[str] = typer.Option(
+        None,
+        "--label",
+        help="Panel title (the system's name) per directory. Default: from the run's atoms, "
+        "e.g. 'C2H3O2 on CsPbBr3 (001)', 'clean CsPbBr3 (001) slab'.",
+    ),
+    reference: Path = typer.Option(
+        None,
+        "--reference",
+        help="Clean host run: the gap states marked in each panel are those inside its aligned "
+        "edges (as analyze midgap --reference). Default: each run's own occupation edges.",
+    ),
     output: Path = typer.Option(None, "-o", "--output", help="PNG to write."),
     dpi: int = typer.Option(150, "--dpi"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Total/element/group DOS of one or several runs on one energy axis."""
+    """Total/element/group DOS of one or several runs on one energy axis.
+
+    The figure marks the mid-gap detector's states of each run (JSON: gap_states per system).
+    """
     from dftflow.analysis.dos import (
         common_groups,
         dos_curves,
         dos_has_projections,
+        mark_gap_states,
         parse_groups,
         plot_dos_panels,
     )
+    from dftflow.analysis.midgap import midgap_against
     from dftflow.analysis.plotting import figure_note
 
     if labels and len(labels) != len(directories):
         raise InputError(f"{len(labels)} labels for {len(directories)} directories")
+    if reference is not None and not reference.exists():
+        raise InputError(f"reference run {reference} does not exist")
     if output is not None:
         check_writable(output)
     parsed = parse_groups(groups)
     defaulted = parsed is None and not elements
     if defaulted:  # the same slab/ligand (or per-element) curves in every panel that has them
         parsed = common_groups(directories)
-    curves = [
-        dos_curves(
-            d,
-            groups=None if defaulted and not dos_has_projections(d) else parsed,
-            elements=elements,
-            align=align,
-            window_eV=window,
-            sigma_eV=sigma,
-            label=labels[i] if labels else None,
+    reports = [midgap_against(d, None if reference == d else reference) for d in directories]
+    curves = []
+    notes = []
+    for i, (d, (report, note)) in enumerate(zip(directories, reports, strict=True)):
+        # --align vbm: the detector's host VBM (with --reference the host's, aligned), so a
+        # filled gap state sits above zero; without a report the run's own highest occupied
+        vbms = [] if report is None else [v for v in report.vbm_eV.values() if v is not None]
+        curves.append(
+            dos_curves(
+                d,
+                groups=None if defaulted and not dos_has_projections(d) else parsed,
+                elements=elements,
+                align=align,
+                window_eV=window,
+                sigma_eV=sigma,
+                label=labels[i] if labels else None,
+                vbm_eV=max(vbms) if vbms else None,
+            )
         )
-        for i, d in enumerate(directories)
-    ]
+        if report is not None:
+            mark_gap_states(curves[-1], report)
+        if note:
+            state = "not marked: " if report is None else ""
+            notes.append(f"{curves[-1].label}: gap states {state}{note}")
     if output is not None:
         with figure_note(_mock_note(list(directories))):
             plot_dos_panels(curves, output, show_elements=elements, dpi=dpi)
@@ -150,8 +180,11 @@ def dos_cmd(
             f"{c.label}: E_F = {c.efermi_eV:.4f} eV, zero = {c.zero_eV:.4f} eV ({c.align}), "
             f"groups: {', '.join(c.groups) or 'none'}"
             + (f" (ligand atoms: {c.ligand_atoms_from})" if c.ligand_atoms_from else "")
+            + "; gap states at "
+            + (", ".join(f"{g.energy_eV:+.2f} eV ({g.spin})" for g in c.gap_states) or "none")
             for c in curves
         ]
+        + notes
         + ([f"wrote {output}"] if output else []),
     )
 
@@ -210,7 +243,12 @@ def chgdiff_cmd(
     output: Path = typer.Option(None, "-o", "--output", help="Write Δρ as CHGCAR here."),
     axis: str = typer.Option("z", "--axis", help="Planar-average axis: x, y or z."),
     plot: Path = typer.Option(None, "--plot", help="Directory for the plots."),
-    iso: float = typer.Option(None, "--iso", help="Isovalue, e/Å^3 (default 10% of max)."),
+    iso: float = typer.Option(
+        None,
+        "--iso",
+        help="Isovalue of the isosurface plot, e/Å^3. Default: the 99th percentile of |Δρ| in "
+        "the drawn interface window (at least 1e-4); the value used is printed and on the figure.",
+    ),
     dpi: int = typer.Option(150, "--dpi"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -238,6 +276,11 @@ def chgdiff_cmd(
             f"(ligand atoms: {result.ligand_atoms_from})",
             *([f"wrote {result.output}"] if result.output else []),
             *[f"wrote {f}" for f in result.files.values()],
+            *(
+                [f"isosurfaces at ±{result.isovalue_e_per_A3:.2e} e/Å^3"]
+                if result.isovalue_e_per_A3 is not None
+                else []
+            ),
         ],
     )
 
