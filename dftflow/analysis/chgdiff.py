@@ -480,9 +480,8 @@ def plot_slice(
     rule of :mod:`dftflow.analysis.ligand_split`; :func:`chgdiff_plots` passes the result's).
     """
     from matplotlib.collections import LineCollection
-    from matplotlib.lines import Line2D
 
-    from dftflow.analysis.plotting import ATOM_COLOURS, new_figure, save_figure
+    from dftflow.analysis.plotting import ATOM_COLOURS, atom_legend_handles, new_figure, save_figure
 
     n = delta_rho.shape[normal]
     if position_frac is None:
@@ -583,21 +582,7 @@ def plot_slice(
     ax.set_ylabel(f"{labels[iv]} ($\\mathrm{{\\AA}}$)")
     cb = fig.colorbar(im, ax=ax, shrink=0.8)
     cb.set_label(r"$\Delta\rho$ (e/$\mathrm{\AA}^3$)")
-    elements = list(dict.fromkeys(drawn))
-    handles = [
-        Line2D(
-            [],
-            [],
-            ls="none",
-            marker="o",
-            markersize=5,
-            markerfacecolor=ATOM_COLOURS.get(el, "#999999"),
-            markeredgecolor="black",
-            markeredgewidth=0.4,
-            label=el,
-        )
-        for el in elements
-    ]
+    handles = atom_legend_handles(list(dict.fromkeys(drawn)), edge_width=0.4)
     if handles:
         ax.legend(
             handles=handles,
@@ -707,7 +692,6 @@ def plot_isosurface(
     ``record``: when given, ``record["isovalue_e_per_A3"]`` and ``record["surfaces"]`` (the
     surfaces drawn, ``"accumulation"``/``"depletion"``) are set.
     """
-    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
     from skimage.measure import marching_cubes
@@ -716,6 +700,7 @@ def plot_isosurface(
         ACCUMULATION_COLOUR,
         ATOM_COLOURS,
         DEPLETION_COLOUR,
+        atom_legend_handles,
         save_figure,
     )
 
@@ -811,20 +796,7 @@ def plot_isosurface(
     text = {"accumulation": ("+", ACCUMULATION_COLOUR), "depletion": ("−", DEPLETION_COLOUR)}
     handles = [
         Patch(color=text[name][1], label=f"{name} (Δρ = {text[name][0]}iso)") for name in drawn
-    ] + [
-        Line2D(
-            [],
-            [],
-            ls="none",
-            marker="o",
-            markersize=5,
-            markerfacecolor=ATOM_COLOURS.get(el, "#999999"),
-            markeredgecolor="black",
-            markeredgewidth=0.3,
-            label=el,
-        )
-        for el in elements
-    ]
+    ] + atom_legend_handles(elements, edge_width=0.3)
     how = "--iso" if iso_e_per_A3 is not None else f"auto: {ISO_PERCENTILE:g}th percentile of |Δρ|"
     legend_title = f"iso = {iso:.1e} e/Å³\n({how})"
     if not drawn:

@@ -94,3 +94,23 @@ def save_figure(fig, output: str | Path, *, dpi: int = 150) -> Path:
     finally:
         plt.close(fig)
     return output
+
+
+def atom_legend_handles(elements: list[str], *, edge_width: float) -> list:
+    """Legend entries (one marker per element, in :data:`ATOM_COLOURS`) for the atoms drawn."""
+    from matplotlib.lines import Line2D
+
+    return [
+        Line2D(
+            [],
+            [],
+            ls="none",
+            marker="o",
+            markersize=5,
+            markerfacecolor=ATOM_COLOURS.get(el, "#999999"),
+            markeredgecolor="black",
+            markeredgewidth=edge_width,
+            label=el,
+        )
+        for el in elements
+    ]

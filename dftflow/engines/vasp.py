@@ -14,7 +14,6 @@ FWorker's ``env.vasp_cmd`` > the study's ``engine.settings.vasp_cmd`` > ``vasp_s
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shlex
@@ -32,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dftflow.engines.base import prepare_run, validated_settings
 from dftflow.errors import EngineError
+from dftflow.processes import stop_processes
 from dftflow.schemas import NOT_PHYSICAL_NOTE, TASKDOC_FILE, Stage, TaskDoc
 from dftflow.structures.ligand_atoms import ligand_indices_of
 
@@ -292,13 +292,7 @@ def _stop_children(directory: Path, timeout_s: float = 5.0) -> None:
             return False
 
     children = [p for p in psutil.Process().children(recursive=True) if in_directory(p)]
-    for child in children:
-        with contextlib.suppress(psutil.Error):
-            child.terminate()
-    _, alive = psutil.wait_procs(children, timeout=timeout_s)
-    for child in alive:
-        with contextlib.suppress(psutil.Error):
-            child.kill()
+    stop_processes(children, timeout_s)
 
 
 def _tail(path: Path, n: int = 3) -> str:

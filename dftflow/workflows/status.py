@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import socket
@@ -11,6 +10,7 @@ from typing import Any
 
 from fireworks import LaunchPad
 
+from dftflow.processes import stop_processes
 from dftflow.workflows.launchpad import LaunchpadHandle
 from dftflow.workflows.query import matches
 from dftflow.workflows.rapidfire import WORKER_ENV, worker_host_pid
@@ -87,13 +87,7 @@ def stop_orphans(workers: list[str], timeout_s: float = 10.0) -> list[int]:
                 found.append(proc)
         except (psutil.Error, OSError):
             continue
-    for proc in found:
-        with contextlib.suppress(psutil.Error):
-            proc.terminate()
-    _, alive = psutil.wait_procs(found, timeout=timeout_s)
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
+    stop_processes(found, timeout_s)
     return sorted(p.pid for p in found)
 
 
