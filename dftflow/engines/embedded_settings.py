@@ -26,7 +26,9 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     # --- relaxations: CHGNet through ASE --------------------------------------------------------
     "fmax_eV_per_A": params.FMAX_EV_PER_A,  # maximum force on free atoms (VASP EDIFFG = -fmax)
     "max_relax_steps": 1000,  # optimizer step cap; converged_ionic is False when hit
-    "optimizer": "FIRE",  # ASE optimizer: FIRE or BFGS
+    # ASE optimizer: FIRE, BFGS, LBFGS or PreconLBFGS (Exp preconditioner); measured on the
+    # study's relaxations in benchmarks/bench_relax_optimizers_RESULTS.md
+    "optimizer": "FIRE",
     "chgnet_model": "0.3.0",  # weights shipped in the chgnet wheel
     # --- single points: GPAW, PAW-PBE, LCAO ------------------------------------------------------
     "xc": "PBE",
@@ -80,7 +82,7 @@ class EmbeddedSettings(BaseModel):
 
     fmax_eV_per_A: PositiveFloat = DEFAULT_SETTINGS["fmax_eV_per_A"]
     max_relax_steps: PositiveInt = DEFAULT_SETTINGS["max_relax_steps"]
-    optimizer: Literal["FIRE", "BFGS"] = DEFAULT_SETTINGS["optimizer"]
+    optimizer: Literal["FIRE", "BFGS", "LBFGS", "PreconLBFGS"] = DEFAULT_SETTINGS["optimizer"]
     chgnet_model: str = DEFAULT_SETTINGS["chgnet_model"]
     xc: str = DEFAULT_SETTINGS["xc"]
     basis: str = DEFAULT_SETTINGS["basis"]

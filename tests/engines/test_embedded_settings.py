@@ -131,3 +131,20 @@ def test_slab_like_detection_and_spin_seed():
     assert not is_slab_like(bulk) and is_slab_like(slab)
     mags = initial_magmoms(["Pb", "Br", "C", "O", "O"])
     assert np.isclose(mags.sum(), 1.0) and mags[0] == 0 and mags[1] == 0
+
+
+@pytest.mark.parametrize("name", ["FIRE", "BFGS", "LBFGS", "PreconLBFGS"])
+def test_optimizer_names_accepted(name):
+    # the optimizers measured in benchmarks/bench_relax_optimizers_RESULTS.md
+    assert validate_settings({"optimizer": name}) == {"optimizer": name}
+    s, warnings = merge_settings(DEFAULT_SETTINGS, {"optimizer": name})
+    assert s["optimizer"] == name and not warnings
+
+
+@pytest.mark.parametrize("name", ["GPMin", "precon_lbfgs", "fire", ""])
+def test_unknown_optimizer_refused_naming_the_choices(name):
+    with pytest.raises(EngineError) as exc:
+        validate_settings({"optimizer": name})
+    msg = str(exc.value)
+    assert "\n" not in msg and "optimizer" in msg
+    assert all(n in msg for n in ("FIRE", "BFGS", "LBFGS", "PreconLBFGS"))
