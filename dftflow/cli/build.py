@@ -269,10 +269,17 @@ def _echo_defect(d: Any, output: Path) -> None:
 
 def _defect_record(output: Path) -> str:
     """Where the defect record of a written structure is stored."""
+    return _record_location(
+        output, "name and per-atom column 'undercoordinated'; whole record with --json"
+    )
+
+
+def _record_location(output: Path, extxyz_note: str) -> str:
+    """Where per-atom records of a written structure go: its extxyz columns or the sidecar."""
     from dftflow.structures.ligand_atoms import sidecar_path
 
     if structure_format(output) == "extxyz":
-        return f"{output} (name and per-atom column 'undercoordinated'; whole record with --json)"
+        return f"{output} ({extxyz_note})"
     return str(sidecar_path(output))
 
 
@@ -438,11 +445,7 @@ def complex_cmd(
 
 def _ligand_record(output: Path) -> str:
     """Where the ligand indices of a written structure are stored (column or sidecar)."""
-    from dftflow.structures.ligand_atoms import sidecar_path
-
-    if structure_format(output) == "extxyz":
-        return f"{output} (per-atom column 'ligand')"
-    return str(sidecar_path(output))
+    return _record_location(output, "per-atom column 'ligand'")
 
 
 def _ranges(indices: list[int] | None) -> str:
