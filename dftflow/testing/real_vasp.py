@@ -14,8 +14,10 @@ Known data sets (see the README.md inside each folder for source, commit and lic
 * ``Mg_Ga`` - ``bulk_sc/`` and ``q=0/`` from
   https://github.com/materialsproject/pymatgen-analysis-defects ``tests/test_files/Mg_Ga/``
   (BSD-3-Clause-LBNL).
-* ``pymatgen_core`` - ``CHGCAR.spin.gz``, ``CHGCAR.nospin.gz``, ``LOCPOT.gz`` (bcc Li) from
-  https://github.com/materialsproject/pymatgen-core ``test-files/io/vasp/outputs/`` (MIT).
+
+Small public files (custodian's ``vasp.<error>`` outputs, pymatgen-core's bcc-Li CHGCAR/LOCPOT) are
+committed test data in ``tests/data/public/`` (source, commit and licence in its README.md);
+:func:`public_data` finds them.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import pytest
 ENV_VAR = "DFTFLOW_REAL_VASP_DIR"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_DIR = REPO_ROOT.parent / "shared" / "real_vasp"
+PUBLIC_DATA_DIR = REPO_ROOT / "tests" / "data" / "public"
 
 
 def candidate_roots() -> list[Path]:
@@ -94,4 +97,23 @@ def real_vasp_dir(name: str) -> Path:
             "(beside the clone); source and licence are in dftflow/testing/real_vasp.py",
             pytrace=False,
         )
+    return folder
+
+
+def public_data(name: str) -> Path:
+    """Return the folder ``tests/data/public/<name>`` of the clone, or fail the calling test.
+
+    Parameters
+    ----------
+    name : str
+        ``"custodian_vasp_errors"`` or ``"pymatgen_core"``.
+
+    Returns
+    -------
+    Path
+        The data folder (committed with the tests; absent only in an installed copy without them).
+    """
+    folder = PUBLIC_DATA_DIR / name
+    if not folder.is_dir():
+        pytest.fail(f"test data {folder} missing: run the tests from a clone", pytrace=False)
     return folder

@@ -19,7 +19,7 @@ from dftflow.io.chgcar import (
     read_total_grid,
     write_chgcar,
 )
-from dftflow.testing.real_vasp import real_vasp_dir
+from dftflow.testing.real_vasp import public_data
 
 
 @pytest.mark.parametrize(
@@ -85,7 +85,7 @@ def test_read_total_grid_real_vasp_spin_polarised():
     the total grid equals pymatgen's, and the magnetisation grid after it is not read."""
     from pymatgen.io.vasp import Chgcar
 
-    folder = real_vasp_dir("pymatgen_core")
+    folder = public_data("pymatgen_core")
     for name in ("CHGCAR.spin.gz", "CHGCAR.nospin.gz"):
         poscar, raw, augmentation = Chgcar.parse_file(str(folder / name))  # rho*V as stored
         assert augmentation["total"]  # the file has them; read_total_grid skips them
@@ -116,7 +116,7 @@ def test_read_total_grid_without_pymatgens_fast_parser(monkeypatch):
     """Older pymatgen (no ``fast_parser``): the numpy fallback reads the same values."""
     import sys
 
-    folder = real_vasp_dir("pymatgen_core")
+    folder = public_data("pymatgen_core")
     _, fast = read_total_grid(folder / "CHGCAR.spin.gz")
     monkeypatch.setitem(sys.modules, "pymatgen.optimization.fast_parser", None)
     _, slow = read_total_grid(folder / "CHGCAR.spin.gz")

@@ -25,7 +25,7 @@ import pytest
 
 from dftflow.io.chgcar import write_chgcar
 from dftflow.testing import synthetic_runs as testdata
-from dftflow.testing.real_vasp import real_vasp_dir
+from dftflow.testing.real_vasp import public_data
 
 pytestmark = pytest.mark.fault
 
@@ -118,7 +118,7 @@ def test_locpot_refuses_a_chgcar(chg, tmp_path):
 
 
 def test_locpot_real_vasp_accepted_and_real_chgcar_refused(tmp_path):
-    folder = real_vasp_dir("pymatgen_core")
+    folder = public_data("pymatgen_core")
     proc = _dftflow("analyze", "locpot", folder / "LOCPOT.gz", "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)

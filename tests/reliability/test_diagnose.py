@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from dftflow.engines.diagnose import diagnose_vasp_run
-from dftflow.testing.real_vasp import real_vasp_dir
+from dftflow.testing.real_vasp import public_data, real_vasp_dir
 
 pytestmark = pytest.mark.fault
 
@@ -317,10 +317,15 @@ REAL_ERRORS = {
 
 
 @pytest.mark.parametrize("kind", sorted(REAL_ERRORS))
-def test_real_vasp_error_outputs_are_named_with_custodians_correction(kind):
+def test_real_vasp_error_outputs_are_named_with_custodians_correction(kind, tmp_path):
     """Real VASP error messages (custodian's test files): the name and correction custodian's own
     tests expect, the directory unchanged."""
-    run = real_vasp_dir(f"custodian/vasp_errors/{kind}")
+    data = public_data("custodian_vasp_errors")
+    run = tmp_path / kind
+    run.mkdir()
+    for name in ("INCAR", "KPOINTS", "POSCAR", "CONTCAR"):
+        shutil.copy(data / name, run / name)
+    shutil.copy(data / f"vasp.{kind}", run / "vasp.out")
     before = _snapshot(run)
     diagnosis = diagnose_vasp_run(run)
     name, action = REAL_ERRORS[kind]
