@@ -8,6 +8,17 @@ from ``DIR/taskdocs/*.json`` and the adsorption energies from ``DIR/summary.json
 With ``--summarise-only`` it only reads an existing study directory. The machine load (1-minute
 load average) is sampled every 30 s while the study runs and reported (2 shared cores: a load above
 2 means the timings are pessimistic).
+
+Before/after in one run (issue 14): ``--variant NAME='{"setting": value, ...}'`` (repeatable) runs
+the study once per variant, in the order given, each with its JSON merged into the study's
+``engine.settings`` (a copy of the YAML is written beside the output) into ``OUT/NAME``, and
+prints per variant: the sum of every Firework's CPU seconds (TaskDoc ``metadata.cpu_time_s``), the
+CPU seconds of the whole ``dftflow run`` process tree (``RUSAGE_CHILDREN``: workers, FireWorks,
+start-up), wall seconds, E_ads per ligand with the placement chosen, and placements that hit the
+step cap; then each variant's ratios to the first one:
+
+    python benchmarks/bench_embedded_study.py workflows/cspbbr3_ligands.yaml -o runs/ba \
+        --variant before='{"optimizer": "FIRE", "static_forces": true}' --variant after='{}'
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -64,12 +76,71 @@ def summarise(study_dir: Path) -> dict:
     return out
 
 
+def _cpu_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_variants(study: Path, out: Path, variants: list[str]) -> dict:
+    """Run the study once per ``NAME=JSON`` variant and compare them (see the module docstring)."""
+    import yaml
+
+    spec = yaml.safe_load(study.read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict] = {}
+    for item in variants:
+        name, _, settings = item.partition("=")
+        variant_spec = json.loads(json.dumps(spec))
+        engine = variant_spec.setdefault("engine", {})
+        engine["settings"] = {**(engine.get("settings") or {}), **json.loads(settings or "{}")}
+        yaml_path = out / f"{study.stem}.{name}.yaml"
+        yaml_path.write_text(yaml.safe_dump(variant_spec, sort_keys=False))
+        cpu0, t0 = _cpu_children(), time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", "dftflow", "run", str(yaml_path), "-o", str(out / name)],
+            check=False,
+        )
+        wall, cpu = time.perf_counter() - t0, _cpu_children() - cpu0
+        summary = summarise(out / name)
+        calcs = summary["calculations"]
+        summary.update(
+            {
+                "engine_settings": engine["settings"],
+                "exit_code": proc.returncode,
+                "study_wall_s": round(wall, 1),
+                "process_tree_cpu_s": round(cpu, 1),
+                "sum_firework_cpu_s": round(sum(c["cpu_s"] or 0.0 for c in calcs), 1),
+                "relax_cpu_s": round(
+                    sum(c["cpu_s"] or 0.0 for c in calcs if c["stage"] != "static"), 1
+                ),
+                "static_cpu_s": round(
+                    sum(c["cpu_s"] or 0.0 for c in calcs if c["stage"] == "static"), 1
+                ),
+                "step_cap_hit": [c["role"] for c in calcs if not c["converged"]],
+                "load_1min_end": round(os.getloadavg()[0], 2),
+            }
+        )
+        results[name] = summary
+        (out / f"{name}.json").write_text(json.dumps(summary, indent=1))
+    first = next(iter(results.values()))
+    for summary in results.values():
+        summary["ratios_to_first"] = {
+            key: round(summary[key] / first[key], 3) if first[key] else None
+            for key in ("sum_firework_cpu_s", "process_tree_cpu_s", "study_wall_s")
+        }
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("study", type=Path)
     ap.add_argument("-o", "--out", type=Path, required=True)
     ap.add_argument("--summarise-only", action="store_true")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=JSON")
     args = ap.parse_args(argv)
+    if args.variant:
+        print(json.dumps(run_variants(args.study, args.out, args.variant), indent=1))
+        return 0
     loads: list[float] = []
     wall = None
     if not args.summarise_only:

@@ -97,13 +97,14 @@ class ElectronicResult:
     electrons/Angstrom^3
     on the FFT grid (nspin==1: (ngx, ngy, ngz); the CHGCAR writer multiplies by the cell volume).
     ``ionic_steps`` holds, per ionic step, dicts with keys ``structure`` (Atoms), ``e_0_eV``,
-    ``free_energy_eV`` and ``forces_eV_per_A`` (natoms, 3).
+    ``free_energy_eV`` and ``forces_eV_per_A`` (natoms, 3). ``forces_eV_per_A`` is ``None`` for a
+    single point run without forces (the embedded engine's ``static_forces: false``).
     """
 
     atoms: Atoms
     energy_eV: float
     free_energy_eV: float
-    forces_eV_per_A: np.ndarray
+    forces_eV_per_A: np.ndarray | None
     efermi_eV: float | None = None
     eigenvalues_eV: np.ndarray | None = None
     occupations: np.ndarray | None = None

@@ -266,7 +266,9 @@ class EmbeddedEngine:
             "n_atoms": len(final),
             "energy_eV": float(result.energy_eV),
             "free_energy_eV": float(result.free_energy_eV),
-            "max_force_eV_per_A": max_free_force(result.atoms, result.forces_eV_per_A),
+            "max_force_eV_per_A": None
+            if result.forces_eV_per_A is None
+            else max_free_force(result.atoms, result.forces_eV_per_A),
             "converged_electronic": True,  # GPAW raised EngineError otherwise
             "converged_ionic": True,  # a single point has no ionic loop
             "n_ionic_steps": 1,
@@ -288,7 +290,9 @@ class EmbeddedEngine:
                     "gpts": list(grun.gpts),
                     "kpts": list(grun.kpts),
                     "spin_polarized": grun.spin_polarized,
+                    "spin_treatment": grun.spin_note,
                     "scf_iterations": grun.scf_iterations,
+                    "restricted_scf_iterations": grun.restricted_scf_iterations,
                     "wall_time_s": round(grun.wall_time_s, 3),
                     "charge_e": charge,
                     "valence_electrons": grun.zvals,

@@ -124,6 +124,8 @@ class GpawRun:
     wall_time_s: float
     nelect: float
     zvals: dict[str, float]
+    spin_note: str | None = None  # how the spin treatment was chosen (spin_polarized "auto")
+    restricted_scf_iterations: int | None = None  # a restricted SCF redone spin-polarised
 
 
 def n_valence_electrons(
@@ -228,6 +230,83 @@ def _projections(calc, natoms: int, nspin: int, nk: int, nbands: int) -> np.ndar
     return proj
 
 
+#: An odd electron whose fractionally occupied states spread over at least this many atoms
+#: (participation number) is a delocalised band: the spin-restricted result is kept.
+DELOCALISED_MIN_ATOMS = 8.0
+
+
+def odd_electron_atoms(
+    occupations: np.ndarray, kweights: np.ndarray, projections: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """Where the odd electron of a spin-restricted result sits, and over how many atoms.
+
+    Parameters
+    ----------
+    occupations
+        (1, nk, nbands), 0..1 per band (VASP's convention).
+    kweights
+        (nk,) k-point weights (any normalisation).
+    projections
+        (1, nk, nbands, natoms, norb) Loewdin populations (each band sums to 1 over atoms).
+
+    Returns
+    -------
+    (share, n_atoms)
+        ``share`` (natoms,) sums to 1: the fractionally occupied states' weight per atom, each
+        state counted by ``4 f (1 - f)`` (1 at half occupation, 0 when full or empty) times its
+        k weight; ``n_atoms`` = 1 / sum(share**2), the participation number (1: one atom; N: N
+        atoms equally). No fractional occupation at all gives (zeros, 0.0).
+    """
+    f = np.clip(np.asarray(occupations, float)[0], 0.0, 1.0)  # (nk, nb)
+    w = 4.0 * f * (1.0 - f) * (np.asarray(kweights, float) / np.sum(kweights))[:, None]
+    per_atom = np.einsum("kn,knao->a", w, np.asarray(projections, float)[0])
+    total = per_atom.sum()
+    if total < 1e-8:
+        return np.zeros(per_atom.shape), 0.0
+    share = per_atom / total
+    return share, float(1.0 / np.sum(share**2))
+
+
+def _gpaw_scf(gpaw, work: Atoms, settings: Mapping[str, Any], spin: bool, charge: float, directory):
+    """One GPAW SCF of ``work`` -> (calc, energy e_0, free energy, forces or None)."""
+    par = gpaw_parameters(work, settings, spin)
+    if not spin:
+        work.set_initial_magnetic_moments(None)
+    try:
+        calc = gpaw.GPAW(**par, charge=charge, txt=str(Path(directory) / "gpaw.txt"))
+        work.calc = calc
+        energy = float(work.get_potential_energy())
+        free = float(work.get_potential_energy(force_consistent=True))
+        # The force evaluation is a sixth of an LCAO single point's CPU and E_ads, the DOS and
+        # the density do not use it (benchmarks/bench_gpaw_levers_RESULTS.md): optional.
+        forces = np.asarray(work.get_forces()) if settings.get("static_forces", True) else None
+    except gpaw.KohnShamConvergenceError as exc:
+        raise EngineError(
+            f"GPAW SCF of {work.get_chemical_formula()} did not converge in "
+            f"{settings['scf_maxiter']} iterations (raise scf_maxiter or check the structure)"
+        ) from exc
+    except (ValueError, RuntimeError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise EngineError(f"GPAW refused {work.get_chemical_formula()}: {msg}") from exc
+    return calc, energy, free, forces
+
+
+def _bands(calc, natoms: int) -> tuple:
+    """(nspin, ibz k-points, k weights, eigenvalues eV, occupations 0..1, projections)."""
+    nspin = calc.get_number_of_spins()
+    ibzk = np.asarray(calc.get_ibz_k_points())
+    kweights = np.asarray(calc.get_k_point_weights(), dtype=float)
+    nk = len(ibzk)
+    nbands = calc.get_number_of_bands()
+    eig = np.zeros((nspin, nk, nbands))
+    occ = np.zeros((nspin, nk, nbands))
+    for wfs in calc.dft.ibzwfs:
+        eig[wfs.spin, wfs.k] = np.asarray(wfs.eig_n) * HARTREE_EV
+        occ[wfs.spin, wfs.k] = np.asarray(wfs.occ_n)
+    projections = _projections(calc, natoms, nspin, nk, nbands)
+    return nspin, ibzk, kweights, eig, occ, projections
+
+
 def run_gpaw_static(
     atoms: Atoms,
     settings: Mapping[str, Any],
@@ -261,48 +340,61 @@ def run_gpaw_static(
     zvals = setup_valence_electrons(symbols, settings["xc"])
     nelect = n_valence_electrons(symbols, zvals, charge)
     odd = round(nelect) % 2 == 1
-    spin = odd if settings["spin_polarized"] == "auto" else bool(settings["spin_polarized"])
 
     work = atoms.copy()
     work.calc = None
     slab_like = is_slab_like(work)
     if slab_like:
         work.pbc = [True, True, False]
-        work.set_initial_magnetic_moments(
-            initial_magmoms(symbols, ligand_indices_of(atoms)) if spin else None
-        )
+    directory = Path(directory)
+    mode = settings["spin_polarized"]
+    # restricted first only for a slab (perovskite atoms present); an odd-electron molecule is a
+    # radical, its electron localised: spin-polarised straight away
+    has_slab = any(sym in PEROVSKITE_ELEMENTS for sym in symbols)
+    check_first = mode == "auto" and odd and slab_like and has_slab
+    spin = False if check_first else (odd if mode == "auto" else bool(mode))
+    spin_note = None
+    restricted_iterations = None
+    t0 = time.perf_counter()
+    if check_first:
+        # An odd electron on a slab: spin-restricted first; kept when the fractionally occupied
+        # states are a delocalised band (no moment forms: the acetate-radical complex's
+        # spin-polarised SCF ends at 0.0095 muB, 0.27 meV from the restricted energy, for 1.8x
+        # the CPU; benchmarks/bench_gpaw_levers_RESULTS.md), redone spin-polarised, with the
+        # moment seeded where the electron sits, when they are localised (a defect level, a
+        # radical left on the ligand).
+        calc, energy, free, forces = _gpaw_scf(gpaw, work, settings, False, charge, directory)
+        bands = _bands(calc, len(work))
+        atoms_share, n_atoms = odd_electron_atoms(bands[4], bands[2], bands[5])
+        if n_atoms >= DELOCALISED_MIN_ATOMS:
+            spin_note = (
+                f"odd electron count computed spin-restricted: the fractionally occupied states "
+                f"spread over {n_atoms:.1f} atoms (a delocalised band, >= "
+                f"{DELOCALISED_MIN_ATOMS:g}: no moment forms)"
+            )
+        else:
+            restricted_iterations = int(calc.get_number_of_iterations())
+            (directory / "gpaw.txt").replace(directory / "gpaw-restricted.txt")
+            spin = True
+            work.set_initial_magnetic_moments(atoms_share)
+            spin_note = (
+                f"spin-polarised: the spin-restricted SCF put the odd electron on "
+                f"{n_atoms:.1f} atoms (localised, < {DELOCALISED_MIN_ATOMS:g}); moment seeded "
+                "there (restricted log: gpaw-restricted.txt)"
+            )
     elif spin:
         work.set_initial_magnetic_moments(initial_magmoms(symbols, ligand_indices_of(atoms)))
+    if spin:
+        calc, energy, free, forces = _gpaw_scf(gpaw, work, settings, True, charge, directory)
+        bands = _bands(calc, len(work))
+        if mode == "auto" and not check_first:
+            spin_note = "spin-polarised: odd electron count, no slab (a radical)"
+    elif not check_first:
+        calc, energy, free, forces = _gpaw_scf(gpaw, work, settings, False, charge, directory)
+        bands = _bands(calc, len(work))
     par = gpaw_parameters(work, settings, spin)
-    directory = Path(directory)
-    t0 = time.perf_counter()
-    try:
-        calc = gpaw.GPAW(**par, charge=charge, txt=str(directory / "gpaw.txt"))
-        work.calc = calc
-        energy = float(work.get_potential_energy())
-        free = float(work.get_potential_energy(force_consistent=True))
-        forces = np.asarray(work.get_forces())
-    except gpaw.KohnShamConvergenceError as exc:
-        raise EngineError(
-            f"GPAW SCF of {work.get_chemical_formula()} did not converge in "
-            f"{settings['scf_maxiter']} iterations (raise scf_maxiter or check the structure)"
-        ) from exc
-    except (ValueError, RuntimeError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise EngineError(f"GPAW refused {work.get_chemical_formula()}: {msg}") from exc
     wall = time.perf_counter() - t0
-
-    nspin = calc.get_number_of_spins()
-    ibzk = np.asarray(calc.get_ibz_k_points())
-    kweights = np.asarray(calc.get_k_point_weights(), dtype=float)
-    nk = len(ibzk)
-    nbands = calc.get_number_of_bands()
-    eig = np.zeros((nspin, nk, nbands))
-    occ = np.zeros((nspin, nk, nbands))
-    for wfs in calc.dft.ibzwfs:
-        eig[wfs.spin, wfs.k] = np.asarray(wfs.eig_n) * HARTREE_EV
-        occ[wfs.spin, wfs.k] = np.asarray(wfs.occ_n)
-    projections = _projections(calc, len(work), nspin, nk, nbands)
+    nspin, ibzk, kweights, eig, occ, projections = bands
     density = magnetization = None
     if settings["write_density"]:
         if nspin == 2:
@@ -351,6 +443,8 @@ def run_gpaw_static(
         kpts=tuple(par["kpts"]["size"]),  # type: ignore[arg-type]
         spin_polarized=spin,
         scf_iterations=niter,
+        spin_note=spin_note,
+        restricted_scf_iterations=restricted_iterations,
         wall_time_s=wall,
         nelect=nelect,
         zvals=zvals,

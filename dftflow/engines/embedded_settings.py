@@ -26,9 +26,11 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     # --- relaxations: CHGNet through ASE --------------------------------------------------------
     "fmax_eV_per_A": params.FMAX_EV_PER_A,  # maximum force on free atoms (VASP EDIFFG = -fmax)
     "max_relax_steps": 1000,  # optimizer step cap; converged_ionic is False when hit
-    # ASE optimizer: FIRE, BFGS, LBFGS or PreconLBFGS (Exp preconditioner); measured on the
-    # study's relaxations in benchmarks/bench_relax_optimizers_RESULTS.md
-    "optimizer": "FIRE",
+    # ASE optimizer: FIRE, BFGS, LBFGS or PreconLBFGS (Exp preconditioner). Measured on the
+    # study's relaxations (benchmarks/bench_relax_optimizers_RESULTS.md): PreconLBFGS needs 0.21x
+    # FIRE's CPU, converges both OA placements FIRE leaves at the step cap, and ends at the lowest
+    # CHGNet energy of every case.
+    "optimizer": "PreconLBFGS",
     "chgnet_model": "0.3.0",  # weights shipped in the chgnet wheel
     # --- single points: GPAW, PAW-PBE, LCAO ------------------------------------------------------
     "xc": "PBE",
@@ -54,9 +56,16 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     # {"backend": "pulay", "beta": 0.05, "nmaxold": 5, "weight": 50.0} stayed stable but slow.
     "mixer": None,
     "dipole_correction": True,  # GPAW dipole layer along z for slabs (VASP IDIPOL=3, LDIPOL)
-    "spin_polarized": "auto",  # "auto": only for an odd number of electrons (radicals)
+    # "auto": even electron counts restricted; an odd-electron system without a slab (a radical)
+    # spin-polarised; an odd-electron slab restricted first, redone spin-polarised only when the
+    # odd electron is localised (embedded_gpaw.odd_electron_atoms); true / false force it.
+    "spin_polarized": "auto",
     "symmetry": True,  # use point-group symmetry to reduce the k-points
     "nedos": params.NEDOS,
+    # Forces in single points: a sixth of a static's CPU (slab: 14.6 of 92.4 s) and nothing in the
+    # analysis uses them (E_ads, DOS, density); true puts GPAW's max force at the CHGNet geometry
+    # in the TaskDoc (max_force_eV_per_A), false leaves it null.
+    "static_forces": False,
     "write_density": True,  # CHGCAR of every static (the Delta-rho analysis needs it)
     "torch_threads": 1,  # CHGNet: 1 thread (measured: 2 threads on a shared 2-core box are
     # 5-80x slower per step than 1, 0.07 s vs 0.4-6 s for 8 atoms); null = torch's default
@@ -103,6 +112,7 @@ class EmbeddedSettings(BaseModel):
     spin_polarized: Literal["auto"] | bool = DEFAULT_SETTINGS["spin_polarized"]
     symmetry: bool = DEFAULT_SETTINGS["symmetry"]
     nedos: PositiveInt = DEFAULT_SETTINGS["nedos"]
+    static_forces: bool = DEFAULT_SETTINGS["static_forces"]
     write_density: bool = DEFAULT_SETTINGS["write_density"]
     torch_threads: PositiveInt | None = DEFAULT_SETTINGS["torch_threads"]
 

@@ -106,6 +106,9 @@ def test_static_writes_its_own_records_and_no_vasp_file(trio):
     assert doc.converged_electronic and doc.converged_ionic and doc.n_ionic_steps == 1
     assert doc.ispin == 1  # even electron count: spin-paired
     assert doc.metadata["gpaw"]["scf_iterations"] > 1  # a real SCF ran and was counted
+    # no force evaluation in a static by default (static_forces: false): null, never a made-up 0
+    assert doc.max_force_eV_per_A is None
+    assert doc.parameters["embedded"]["static_forces"] is False
     structure, bands = load_bands(directory)
     # LORBIT=11 layout: 9 orbitals per atom; Loewdin weights of each band sum to one
     nspin, nk, nb, nat, norb = bands.projections.shape
@@ -134,6 +137,59 @@ def test_odd_electron_system_is_spin_polarised(engine, tmp_path):
     doc = engine.run(oh, "static", tmp_path / "oh")
     assert doc.ispin == 2 and doc.nelect == pytest.approx(7)
     assert doc.metadata["gpaw"]["spin_polarized"] is True
+
+
+def test_odd_electron_share_and_participation_number():
+    """Where the odd electron of a restricted result sits: half-filled states count fully, full
+    and empty ones not at all; the participation number counts the atoms it spreads over."""
+    from dftflow.engines.embedded_gpaw import odd_electron_atoms
+
+    occ = np.array([[[1.0, 0.5, 0.0], [1.0, 0.5, 0.0]]])  # (1 spin, 2 k, 3 bands)
+    proj = np.zeros((1, 2, 3, 4, 9))
+    proj[0, :, 0, 0, 0] = 1.0  # the full band on atom 0: not counted
+    proj[0, :, 2, 1, 0] = 1.0  # the empty band on atom 1: not counted
+    proj[0, 0, 1, 2, 1] = 1.0  # the half-filled band on atom 2 at k0 ...
+    proj[0, 1, 1, 3, 2] = 1.0  # ... and on atom 3 at k1
+    share, n = odd_electron_atoms(occ, np.array([1.0, 3.0]), proj)
+    assert np.allclose(share, [0.0, 0.0, 0.25, 0.75])
+    assert n == pytest.approx(1 / (0.25**2 + 0.75**2))
+    proj[0, :, 1, :, 0] = 0.25  # the same band spread evenly over the four atoms
+    proj[0, 0, 1, 2, 1] = proj[0, 1, 1, 3, 2] = 0.0
+    assert odd_electron_atoms(occ, np.ones(2), proj)[1] == pytest.approx(4.0)
+    assert odd_electron_atoms(np.ones((1, 2, 3)), np.ones(2), proj)[1] == 0.0  # closed shell
+
+
+@pytest.mark.slow(seconds=15)
+def test_odd_electron_on_a_slab_delocalised_stays_restricted(engine, tmp_path):
+    """A 3x3 Br sheet (63 electrons) in a slab cell: restricted first; the odd electron's
+    states spread over all nine equivalent atoms, so the restricted result is kept (ispin 1)."""
+    sheet = Atoms(
+        "Br9",
+        positions=[[1.5 + 3.0 * i, 1.5 + 3.0 * j, 6.0] for i in range(3) for j in range(3)],
+        cell=[9.0, 9.0, 12.0],
+        pbc=True,
+    )
+    doc = engine.run(sheet, "static", tmp_path / "sheet")
+    assert doc.nelect == pytest.approx(63) and doc.ispin == 1
+    note = doc.metadata["gpaw"]["spin_treatment"]
+    assert "spin-restricted" in note and "spread over 9.0 atoms" in note
+    assert doc.metadata["gpaw"]["restricted_scf_iterations"] is None
+    assert not (tmp_path / "sheet" / "gpaw-restricted.txt").exists()
+
+
+@pytest.mark.slow(seconds=10)
+def test_odd_electron_on_a_slab_localised_is_redone_spin_polarised(engine, tmp_path):
+    """A Br atom in a slab cell (7 electrons, a perovskite element: restricted first): its odd
+    electron sits on one atom, so the restricted SCF is kept in its own log and the result is
+    spin-polarised with the moment seeded there."""
+    br = Atoms("Br", positions=[[5.1, 4.05, 6.5]], cell=CELL, pbc=True)
+    doc = engine.run(br, "static", tmp_path / "br")
+    assert doc.nelect == pytest.approx(7) and doc.ispin == 2
+    gp = doc.metadata["gpaw"]
+    assert gp["spin_polarized"] is True and "on 1.0 atoms (localised" in gp["spin_treatment"]
+    assert gp["restricted_scf_iterations"] >= 1
+    assert (tmp_path / "br" / "gpaw-restricted.txt").is_file()
+    assert "Total magnetic moment" in (tmp_path / "br" / "gpaw.txt").read_text()
 
 
 def test_molecule_relax_converges_to_fmax(engine, tmp_path):
