@@ -352,7 +352,7 @@ def run_gpaw_static(
     # radical, its electron localised: spin-polarised straight away
     has_slab = any(sym in PEROVSKITE_ELEMENTS for sym in symbols)
     check_first = mode == "auto" and odd and slab_like and has_slab
-    spin = False if check_first else (odd if mode == "auto" else bool(mode))
+    spin = False if check_first else (odd if mode in ("auto", "odd") else bool(mode))
     spin_note = None
     restricted_iterations = None
     t0 = time.perf_counter()
@@ -387,7 +387,9 @@ def run_gpaw_static(
     if spin:
         calc, energy, free, forces = _gpaw_scf(gpaw, work, settings, True, charge, directory)
         bands = _bands(calc, len(work))
-        if mode == "auto" and not check_first:
+        if mode == "odd":
+            spin_note = "spin-polarised: odd electron count (spin_polarized: odd)"
+        elif mode == "auto" and not check_first:
             spin_note = "spin-polarised: odd electron count, no slab (a radical)"
     elif not check_first:
         calc, energy, free, forces = _gpaw_scf(gpaw, work, settings, False, charge, directory)
