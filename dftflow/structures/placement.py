@@ -954,6 +954,8 @@ def place_ligand(slab: Atoms, spec: LigandSpec | str, placement: Placement) -> A
     complex_.extend(ligand)
     # not wrapped: the ligand stays a contiguous molecule (periodic codes do not mind)
     info = {k: v for k, v in slab.info.items() if isinstance(v, (str, int, float, bool))}
+    if isinstance(slab.info.get(DEFECT_RECORD_KEY), dict):  # the defect the ligand sits at
+        info[DEFECT_RECORD_KEY] = slab.info[DEFECT_RECORD_KEY]
     info.update(
         {
             "ligand": spec.name,

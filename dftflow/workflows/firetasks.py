@@ -692,13 +692,16 @@ class TrapAnalysisTask(FiretaskBase):
     """
 
     required_params = ["role", "defects", "ligands"]
+    optional_params = ["modes"]
 
     def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
         """Analyse the pristine slab, each defective slab and each ligand on both."""
         cfg = _config(fw_spec)
         out_dir = Path(cfg["study_dir"]) / "analysis" / "traps"
         out_dir.mkdir(parents=True, exist_ok=True)
-        study = analyse_traps(fw_spec, list(self["defects"]), list(self["ligands"]))
+        study = analyse_traps(
+            fw_spec, list(self["defects"]), list(self["ligands"]), self.get("modes")
+        )
         path = atomic_write_text(out_dir / "traps.json", study.model_dump_json(indent=2))
         return pass_on(fw_spec, self["role"], {"traps": str(path)})
 
@@ -759,8 +762,17 @@ def _trap_system(
     )
 
 
-def analyse_traps(fw_spec: dict[str, Any], defects: list[str], ligands: list[dict[str, Any]]):
-    """The :class:`dftflow.analysis.traps.TrapStudy` from the records in ``fw_spec``."""
+def analyse_traps(
+    fw_spec: dict[str, Any],
+    defects: list[str],
+    ligands: list[dict[str, Any]],
+    modes: list[str] | None = None,
+):
+    """The :class:`dftflow.analysis.traps.TrapStudy` from the records in ``fw_spec``.
+
+    ``modes``: the binding modes enumerated at the defect (a mode without a clash-free placement
+    for a ligand is noted on its row).
+    """
     from dftflow.analysis.traps import TrapLigand, build_trap_study
 
     results = fw_spec.get(SPEC_RESULTS) or {}
@@ -785,7 +797,7 @@ def analyse_traps(fw_spec: dict[str, Any], defects: list[str], ligands: list[dic
         for e in entries:
             role = f"{d}/{e.key}/complex_static"
             systems.append(_trap_system(fw_spec, role, f"{e.name} at {d}", d, e.name, ref_dir))
-            rows.append(_trap_ligand(fw_spec, e, d))
+            rows.append(_trap_ligand(fw_spec, e, d, modes or []))
     return build_trap_study(defects, systems, rows, [e.name for e in entries])
 
 
@@ -803,7 +815,7 @@ def _e_ads(results: dict[str, Any], complex_role: str, slab_role: str, mol_role:
     return float(ads.e_ads_eV), ""
 
 
-def _trap_ligand(fw_spec: dict[str, Any], e: LigandEntry, defect: str):
+def _trap_ligand(fw_spec: dict[str, Any], e: LigandEntry, defect: str, modes: list[str]):
     """E_ads of one ligand at ``defect`` and on the pristine surface, placements tried."""
     from dftflow.analysis.traps import TrapLigand
 
@@ -822,6 +834,13 @@ def _trap_ligand(fw_spec: dict[str, Any], e: LigandEntry, defect: str):
     )
     notes += [n for n in (n1, n2) if n]
     cx = results.get(role_key(f"{defect}/{e.key}/complex_static")) or {}
+    tried = {str(q.get("label", "")).split("-Pb")[0] for q in cx.get("placements") or []}
+    for mode in modes:
+        if cx and mode not in tried:
+            notes.append(
+                f"mode {mode}: no placement of {e.name} clear of the slab atoms at {defect} "
+                "(enumerated on the unrelaxed defective slab)"
+            )
     return TrapLigand(
         ligand=e.name,
         defect=defect,

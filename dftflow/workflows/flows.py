@@ -307,6 +307,7 @@ def _add_traps(b: _Builder, spec: StudySpec, slab_dict: dict[str, Any], a0: floa
             role="traps/analysis",
             defects=list(spec.traps.defects),
             ligands=[lig.model_dump(mode="json") for lig in spec.ligands],
+            modes=list(spec.traps.modes),
         ),
         parents,
         allow_fizzled_parents=True,
