@@ -333,6 +333,12 @@ class StudySpec(_Strict):
                 )
             except InputError as exc:
                 raise ValueError(str(exc).replace("--", "slab.")) from None
+            if name == "V_CsBr" and "vacancy_site" in self.traps.modes:
+                # its Br was apical under a top-plane Pb: no surface site to put an anchor on
+                raise ValueError(
+                    "traps.modes: vacancy_site cannot reach the V_CsBr vacancy (it lies in the "
+                    "CsBr plane below the top face): use modes [exposed_pb] for V_CsBr"
+                )
         keys = {lig.key.lower() for lig in self.ligands}
         clash = sorted(keys & {d.lower() for d in self.traps.defects})
         if clash:

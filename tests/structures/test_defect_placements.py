@@ -168,3 +168,24 @@ def test_cli_build_complex_vacancy_site_on_a_pristine_slab_is_one_line_exit_2(tm
     assert "no defect record" in run.stderr and "Traceback" not in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "c.vasp").exists()
+
+
+def test_cli_run_trap_study_with_an_unreachable_vacancy_site_is_one_line_exit_2(tmp_path):
+    import yaml
+
+    repo = Path(__file__).resolve().parents[2]
+    data = yaml.safe_load((repo / "workflows" / "test_mock_traps.yaml").read_text())
+    data["slab"]["layers"] = 5
+    data["traps"] = {"defects": ["V_CsBr"], "modes": ["vacancy_site", "exposed_pb"]}
+    study = tmp_path / "traps.yaml"
+    study.write_text(yaml.safe_dump(data))
+    exe = shutil.which("dftflow") or str(Path(sys.executable).with_name("dftflow"))
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [exe, "run", str(study), "-o", str(out)], capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 2
+    assert "vacancy_site cannot reach the V_CsBr vacancy" in run.stderr
+    assert "use modes [exposed_pb] for V_CsBr" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and "Traceback" not in run.stderr
+    assert not out.exists()  # refused at load: nothing written
