@@ -9,6 +9,12 @@
                                         -> L/slab_fragment_static, L/ligand_fragment_static
                                                                  -> L/analysis -> report
 
+A study with ``traps`` (issue 15) adds, per defect D, after ``slab/relax``::
+
+    D/slab/relax -> D/slab/static ---------------------------------------+
+                |-> D/L/complex_relax/<placement at D> -> D/L/complex_static -+-> traps/analysis
+                     (with slab/static, L/molecule_static, L/complex_static) -+     -> report
+
 The bulk and the slab are computed once and shared by every ligand. Firework names are
 ``<study>/<role>``; each Firework carries a digest of its inputs (its own parameters, the engine,
 the parameters and its parents' digests, i.e. everything its structure is computed from) used with
