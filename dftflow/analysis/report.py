@@ -667,6 +667,15 @@ def _traps_section(study_dir: Path, summary: StudySummary, out: Path, facts: dic
         "",
     ]
     md += system_markdown(traps.systems)
+    chars = [
+        f"- {ts.label}, {t.energy_from_vbm_eV:+.2f} eV ({t.spin}): {t.character}"
+        for ts in traps.systems
+        for t in ts.states
+        if t.character
+    ]
+    if chars:
+        md += ["", "Character of each gap state (heaviest atoms, 0-based index, weight):", ""]
+        md += chars
     md += [
         "",
         "Spin: polarised where the electron count is odd (the inputs turn it on; the odd count "

@@ -81,6 +81,8 @@ def runs(tmp_path_factory):
         "passivated": ([], SHIFT_EV),
         "partly": ([("down", 1.4, 0.0, PB)], SHIFT_EV),
         "not": ([("up", 0.9, 1.0, PB), ("down", 1.5, 0.0, PB)], SHIFT_EV),
+        # a host-like level 0.2 eV under the CBM holding 0.45 e, and one holding 0.03 e
+        "edge": ([("up", 1.8, 0.45, ALL), ("down", 1.8, 0.03, ALL)], SHIFT_EV),
     }
     out = {}
     for name, (levels, shift) in cases.items():
@@ -169,3 +171,15 @@ def test_paper_claim_from_counts(counts, answer, words):
     # without OA the claim cannot be answered
     no_oa = [s for s in systems if s.ligand != "OA"]
     assert paper_claim(no_oa, ["pristine", "V_Br"])["answer"] == "cannot be answered"
+
+
+def test_a_charged_level_under_the_cbm_is_a_gap_state_even_if_the_detector_moves_it(runs):
+    report = find_midgap_states(runs["edge"], reference=runs["host"], n_top_atoms=N_TOP_ATOMS)
+    # the detector takes both delocalised levels near the CBM for moved conduction bands
+    assert report.midgap_states == [] and len(report.moved_band_states) == 2
+    system = _system(runs, "edge", None)
+    (state,) = system.states  # only the one holding 0.45 e comes back; 0.03 e is a band tail
+    assert state.near_edge and state.spin == "up" and state.occupation == pytest.approx(0.45)
+    assert state.energy_from_vbm_eV == pytest.approx(1.8, abs=1e-3)
+    assert system.n_host_traps == 1
+    assert "+1.80 eV (up, 0.45) near edge [no, 0.20]" in "\n".join(system_markdown([system]))
