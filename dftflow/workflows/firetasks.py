@@ -766,12 +766,12 @@ def analyse_traps(
     fw_spec: dict[str, Any],
     defects: list[str],
     ligands: list[dict[str, Any]],
-    modes: list[str] | None = None,
+    modes: dict[str, list[str]] | None = None,
 ):
     """The :class:`dftflow.analysis.traps.TrapStudy` from the records in ``fw_spec``.
 
-    ``modes``: the binding modes enumerated at the defect (a mode without a clash-free placement
-    for a ligand is noted on its row).
+    ``modes``: defect -> the binding modes enumerated there (a mode without a clash-free
+    placement for a ligand is noted on its row).
     """
     from dftflow.analysis.traps import TrapLigand, build_trap_study
 
@@ -797,7 +797,7 @@ def analyse_traps(
         for e in entries:
             role = f"{d}/{e.key}/complex_static"
             systems.append(_trap_system(fw_spec, role, f"{e.name} at {d}", d, e.name, ref_dir))
-            rows.append(_trap_ligand(fw_spec, e, d, modes or []))
+            rows.append(_trap_ligand(fw_spec, e, d, (modes or {}).get(d, [])))
     return build_trap_study(defects, systems, rows, [e.name for e in entries])
 
 

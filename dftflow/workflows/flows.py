@@ -279,7 +279,9 @@ def _add_traps(b: _Builder, spec: StudySpec, slab_dict: dict[str, Any], a0: floa
         for lig in spec.ligands:
             entry = lig.model_dump(mode="json")
             key = f"{defect}/{lig.key}"
-            candidates = ft.enumerate_defect_candidates(unrelaxed, entry, traps)
+            candidates = ft.enumerate_defect_candidates(
+                unrelaxed, entry, {**traps, "modes": spec.traps.modes_for(defect)}
+            )
             if not candidates:
                 raise InputError(f"ligand {lig.name!r}: no placement at {defect} enumerated")
             labels = [ft.placement_label(p) for p in candidates]
@@ -313,7 +315,7 @@ def _add_traps(b: _Builder, spec: StudySpec, slab_dict: dict[str, Any], a0: floa
             role="traps/analysis",
             defects=list(spec.traps.defects),
             ligands=[lig.model_dump(mode="json") for lig in spec.ligands],
-            modes=list(spec.traps.modes),
+            modes={d: spec.traps.modes_for(d) for d in spec.traps.defects},
         ),
         parents,
         allow_fizzled_parents=True,

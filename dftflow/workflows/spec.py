@@ -229,6 +229,10 @@ class LigandEntry(_Strict):
         return safe_name(self.name)
 
 
+#: Defects whose vacant Br site lies below the top face (no ``vacancy_site`` placement there).
+SUBSURFACE_DEFECTS = ("V_CsBr",)
+
+
 class TrapSpec(_Strict):
     """Trap states (issue 15): defective surfaces computed beside the pristine one.
 
@@ -240,10 +244,11 @@ class TrapSpec(_Strict):
     """
 
     defects: list[str] = Field(min_length=1, description="e.g. [V_Br]; not 'none'")
-    modes: list[str] = Field(
-        default_factory=lambda: ["vacancy_site", "exposed_pb"],
+    modes: list[str] | None = Field(
+        default=None,
         min_length=1,
-        description="binding modes at the defect",
+        description="binding modes at the defect; None: every mode that reaches it "
+        "(vacancy_site and exposed_pb; exposed_pb only for V_CsBr, whose vacancy is subsurface)",
     )
     max_candidates: int = Field(default=2, ge=1, le=50, description="per mode, per ligand")
 
@@ -261,11 +266,19 @@ class TrapSpec(_Strict):
             raise ValueError(f"defect listed twice: {v}")
         return v
 
+    def modes_for(self, defect: str) -> list[str]:
+        """The binding modes enumerated at ``defect`` (see ``modes``)."""
+        if self.modes is not None:
+            return list(self.modes)
+        return ["exposed_pb"] if defect in SUBSURFACE_DEFECTS else ["vacancy_site", "exposed_pb"]
+
     @field_validator("modes")
     @classmethod
-    def _defect_modes(cls, v: list[str]) -> list[str]:
+    def _defect_modes(cls, v: list[str] | None) -> list[str] | None:
         from dftflow.structures.placement import DEFECT_MODES
 
+        if v is None:
+            return v
         bad = [m for m in v if m not in DEFECT_MODES]
         if bad:
             raise ValueError(
@@ -333,7 +346,7 @@ class StudySpec(_Strict):
                 )
             except InputError as exc:
                 raise ValueError(str(exc).replace("--", "slab.")) from None
-            if name == "V_CsBr" and "vacancy_site" in self.traps.modes:
+            if name in SUBSURFACE_DEFECTS and "vacancy_site" in self.traps.modes_for(name):
                 # its Br was apical under a top-plane Pb: no surface site to put an anchor on
                 raise ValueError(
                     "traps.modes: vacancy_site cannot reach the V_CsBr vacancy (it lies in the "

@@ -129,6 +129,11 @@ def test_trap_spec_one_line_errors():
         with pytest.raises(InputError, match=words) as exc:
             parse_study({**data, "traps": traps})
         assert "\n" not in str(exc.value)
+    # by default every mode that reaches the defect: none lands on V_CsBr's subsurface site
+    five = {**data, "slab": {**data["slab"], "layers": 5}}
+    spec = parse_study({**five, "traps": {"defects": ["V_Br", "V_CsBr"]}})
+    assert spec.traps.modes_for("V_Br") == ["vacancy_site", "exposed_pb"]
+    assert spec.traps.modes_for("V_CsBr") == ["exposed_pb"]
     # a study without traps dumps as before (digests of earlier studies unchanged)
     no_traps = {k: v for k, v in data.items() if k != "traps"}
     assert "traps" not in parse_study(no_traps).model_dump(mode="json")
