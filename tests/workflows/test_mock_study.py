@@ -323,3 +323,11 @@ def test_trap_study_e_ads_at_the_defect_and_on_the_pristine_surface(trap_study):
     assert row["reference_species"] == "acetate radical"
     assert "vacancy_site-Pb8-Pb9" in row["model"]  # the anchor on the vacant Br site
     assert f"| {at_defect:.3f} | {pristine:.3f} |" in report
+
+
+def test_trap_study_run_summary_prints_the_verdicts(trap_study, capsys):
+    out, *_ = trap_study
+    assert main(["run", str(TRAPS), "-o", str(out)]) == 0  # resumes: nothing recomputed
+    printed = " ".join(capsys.readouterr().err.split())  # the console is stderr
+    assert "trap: AcO at V_Br: " in printed
+    assert "paper's mid-gap claim: cannot be answered" in printed
