@@ -184,10 +184,12 @@ def _holds_charge(state) -> bool:  # state: analysis.midgap.MidgapState
     return charge >= MIN_EDGE_CHARGE_E
 
 
-def _energies(states: Sequence[TrapState]) -> list[str]:
+def _energies(system: TrapSystem) -> list[str]:
+    """The host traps of a system as text (a restricted run's level: "both spins")."""
     return [
-        f"{s.energy_from_vbm_eV:+.2f} eV ({s.spin}, occ {s.occupation:.2f})"
-        for s in states
+        f"{s.energy_from_vbm_eV:+.2f} eV "
+        f"({'both spins' if system.spin_polarized is False else s.spin}, occ {s.occupation:.2f})"
+        for s in system.states
         if s.host_trap
     ]
 
@@ -203,11 +205,11 @@ def passivation_verdict(
             defect=defect,
             verdict="not analysed",
             passivated=None,
-            before_eV=_energies(before.states),
-            after_eV=_energies(after.states),
+            before_eV=_energies(before),
+            after_eV=_energies(after),
             text=f"not analysed: no mid-gap analysis of {missing} ({before.note or after.note})",
         )
-    b_e, a_e = _energies(before.states), _energies(after.states)
+    b_e, a_e = _energies(before), _energies(after)
     nb, na = before.n_host_traps, after.n_host_traps
     if nb == 0:
         verdict, ok = "no trap to passivate", None
@@ -256,7 +258,7 @@ def paper_claim(systems: Sequence[TrapSystem], surfaces: Sequence[str]) -> dict[
             per[surface] = {"holds": None, "why": f"no OA result on {where}"}
             continue
         missing = [n for n, s in others.items() if s is None or s.n_host_traps is None]
-        oa_e = _energies(oa.states)
+        oa_e = _energies(oa)
         if oa.n_host_traps == 0:
             per[surface] = {
                 "holds": False,

@@ -143,6 +143,10 @@ def test_no_trap_to_passivate_when_the_bare_slab_is_clean(runs):
     result = passivation_verdict("OA", "V_Br", clean, _system(runs, "not", "OA"))
     assert result.verdict == "no trap to passivate" and result.passivated is None
     assert "with OA 2 appear" in result.text
+    # a restricted run (even count) has one level for both spins, and says so
+    restricted = _system(runs, "not", "OA").model_copy(update={"spin_polarized": False})
+    result = passivation_verdict("OA", "V_Br", _system(runs, "defect", None), restricted)
+    assert result.after_eV[0] == "+0.90 eV (both spins, occ 1.00)"
 
 
 def _claim_system(surface: str, ligand: str, n: int) -> TrapSystem:
