@@ -115,8 +115,13 @@ class Placement(BaseModel):
     label: str
     ligand: str
     mode: str
-    site: int = Field(description="index of the top-plane Pb in the slab")
-    site2: int | None = Field(default=None, description="second Pb (bridging)")
+    site: int = Field(
+        description="index of the top-plane Pb in the slab (vacancy_site: the first Pb beside "
+        "the vacant Br site)"
+    )
+    site2: int | None = Field(
+        default=None, description="second Pb (bridging; vacancy_site: the other exposed Pb)"
+    )
     azimuth_deg: float
     form: str = "as_is"
     dissociate: bool = False
