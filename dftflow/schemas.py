@@ -231,6 +231,11 @@ class StudySummary(BaseModel):
     )
     ligands: list[LigandResult] = Field(default_factory=list)
     slab_midgap: dict[str, Any] | None = None
+    traps: dict[str, Any] | None = Field(
+        default=None,
+        description="trap study (dftflow.analysis.traps.TrapStudy): gap states per system, "
+        "passivation verdicts, E_ads at the defect, the paper's mid-gap claim; None: no defects",
+    )
     physical: bool = Field(default=True, description="False: mock numbers, not physical")
     physical_note: str = Field(default="", description="why the numbers are not physical")
     provenance: dict[str, Any] = Field(default_factory=dict)

@@ -228,6 +228,11 @@ def _report_body(study_dir: Path, summary: StudySummary, out: Path, facts: dict)
     md += ["", "## Mid-gap (trap) states", ""]
     md += _midgap_section(systems, summary, out, facts, midgap)
 
+    # ---- trap states at surface defects --------------------------------------------------
+    if summary.traps is not None:
+        md += ["", "## Trap states at surface defects", ""]
+        md += _traps_section(study_dir, summary, out, facts)
+
     # ---- charge density differences ---------------------------------------------------
     md += ["", "## Charge density differences", ""]
     md += _chgdiff_section(study_dir, summary, out, facts)
@@ -270,6 +275,8 @@ def charge_lines(study_dir: Path, summary: StudySummary) -> list[str]:
                 continue
             charged = charged or bool(doc.charge_e)
             nel = f", {doc.nelect:g} valence electrons" if doc.nelect is not None else ""
+            spin = (doc.metadata.get("gpaw") or {}).get("spin_treatment")
+            nel += f" ({spin})" if spin else ""
             parts.append(f"{role.replace('_static', '')} {doc.charge_state}{nel}")
         md.append(f"- {lig.ligand} (L = {lig.reference_species}): " + "; ".join(parts) + ".")
     if charged:
@@ -277,7 +284,9 @@ def charge_lines(study_dir: Path, summary: StudySummary) -> list[str]:
     elif summary.ligands:
         md.append(
             "- Every cell is neutral (no NELECT set: the valence electrons of the POTCARs/"
-            "setups); odd-electron (radical) cells are spin-polarised."
+            "setups); odd-electron cells are spin-polarised (VASP ISPIN 2), except that the "
+            "embedded engine keeps a slab's spin-restricted result when the odd electron spreads "
+            "over a band (stated per calculation above)."
         )
     return md
 
@@ -311,7 +320,10 @@ def settings_lines(systems: list[tuple[str, TaskDoc]]) -> list[str]:
             f"{'×'.join(map(str, gpaw.get('kpts', [])))} Monkhorst–Pack, {emb.get('smearing')} "
             f"smearing {emb.get('smearing_width_eV')} eV, dipole correction "
             f"{'on' if emb.get('dipole_correction') else 'off'}, spin polarisation "
-            f"{emb.get('spin_polarized')} (only odd-electron systems when auto).",
+            f"{emb.get('spin_polarized')} (auto: odd-electron systems, a slab's odd electron "
+            "spin-restricted when it spreads over a band), SCF density criterion "
+            f"{emb.get('scf_density')} e per valence electron, forces in single points "
+            f"{'on' if emb.get('static_forces') else 'off'}.",
             f"- Relaxations: CHGNet {emb.get('chgnet_model')} ({emb.get('optimizer')}) to "
             f"{emb.get('fmax_eV_per_A')} eV/Å, bottom slab layers fixed; energies for E_ads come "
             "from the GPAW single points, not from CHGNet.",
@@ -399,10 +411,12 @@ def dos_figure(
     dpi: int = 150,
     models: dict[str, str] | None = None,
     midgap: dict[str, tuple[Any, str]] | None = None,
+    titles: dict[str, str] | None = None,
 ) -> tuple[Path | None, dict[str, list[str]], dict[str, float], str]:
     """DOS panels (slab vs ligand projections) of ``systems``; appends failures to ``missing``.
 
-    Each panel is titled :func:`system_title` (left) and the ligand's adsorption model from
+    Each panel is titled :func:`system_title` (or ``titles[label]``) (left) and the ligand's
+    adsorption model from
     ``models`` (``{label: model}``, right), and marks the mid-gap detector's states of that
     system (``midgap``: :func:`midgap_reports`, computed here when None).
 
@@ -441,7 +455,7 @@ def dos_figure(
     labels: list[str] = []
     for label, doc in systems:
         kw = {
-            "label": system_title(label, doc),
+            "label": (titles or {}).get(label) or system_title(label, doc),
             "sigma_eV": DOS_BROADENING_EV,
             "align": align,
             "vbm_eV": vbms.get(label),
@@ -625,6 +639,121 @@ def _midgap_section(
     return md
 
 
+def _traps_section(study_dir: Path, summary: StudySummary, out: Path, facts: dict) -> list[str]:
+    """Gap states per system, passivation verdicts, E_ads at the defect, DOS panels, the claim."""
+    from dftflow.analysis.midgap import find_midgap_states
+    from dftflow.analysis.traps import (
+        N_TOP_ATOMS,
+        as_trap_study,
+        ligand_markdown,
+        system_markdown,
+    )
+
+    traps = as_trap_study(summary.traps)
+    assert traps is not None
+    facts["traps"] = traps.claim
+    claim = traps.claim
+    md = [
+        f"The paper: “{claim['claim']}”. **From the computed numbers: {claim['answer']}** — "
+        f"{claim['text']}.",
+        "",
+    ]
+    for surface, v in claim["per_surface"].items():
+        state = {True: "holds", False: "does not hold", None: "cannot be answered"}[v["holds"]]
+        md.append(f"- {surface} surface: {state}: {v['why']}")
+    md += [
+        "",
+        "Surface models: the pristine PbBr2-terminated slab and "
+        + ", ".join(traps.defects)
+        + " (dftflow.structures.defects: what each removes, the site by symmetry); every ligand "
+        "is placed on both, in the same form and against the same reference species. The "
+        "paper's “near 0 eV” is on its own energy axis; here gap-state energies are from the "
+        "host VBM (the pristine slab's VBM aligned onto each system on a deep level).",
+        "",
+        "### Gap states per system",
+        "",
+    ]
+    md += system_markdown(traps.systems)
+    chars = [
+        f"- {ts.label}, {t.energy_from_vbm_eV:+.2f} eV ({t.spin}): {t.character}"
+        for ts in traps.systems
+        for t in ts.states
+        if t.character
+    ]
+    if chars:
+        md += ["", "Character of each gap state (heaviest atoms, 0-based index, weight):", ""]
+        md += chars
+    md += [
+        "",
+        "Spin: polarised where the electron count is odd (the inputs turn it on; the odd count "
+        "is marked), restricted otherwise. Rules: " + "; ".join(traps.rules) + ".",
+        "",
+        "### Passivation at the defect",
+        "",
+    ]
+    for p in traps.passivation:
+        md.append(f"- **{p.ligand} at {p.defect}: {p.verdict}** — {p.text}")
+    if not traps.passivation:
+        md.append("- no ligand at a defect was analysed")
+    md += ["", "### Adsorption energies at the defect vs on the pristine surface", ""]
+    md += ligand_markdown(traps.ligands)
+    for row in traps.ligands:
+        for q in row.placements:
+            e = q.get("energy_eV")
+            e_text = "n/a" if e is None else f"{e:.4f} eV"
+            md.append(
+                f"- {row.ligand} at {row.defect}: {q.get('label')} ({q.get('model')}): {e_text}"
+            )
+        for n in row.notes:
+            md.append(f"- note ({row.ligand} at {row.defect}): {n}")
+    # DOS panels of the trap systems with their gap states marked (one detector run each)
+    systems: list[tuple[str, TaskDoc]] = []
+    midgap: dict[str, tuple[Any, str]] = {}
+    titles: dict[str, str] = {}
+    missing: list[str] = []
+    pristine = None
+    for ts in traps.systems:
+        doc, why = _taskdoc(study_dir, ts.taskdoc)
+        if doc is None:
+            missing.append(f"{ts.label}: {why}")
+            continue
+        if ts.label == "pristine slab":
+            pristine = doc
+        systems.append((ts.label, doc))
+        titles[ts.label] = ts.label
+    for label, doc in systems:
+        ref = None if pristine is None or doc is pristine else pristine.directory
+        try:
+            midgap[label] = (
+                find_midgap_states(
+                    doc.directory,
+                    reference=ref,
+                    ligand_indices=doc.ligand_indices,
+                    n_top_atoms=N_TOP_ATOMS,
+                ),
+                "",
+            )
+        except DftflowError as exc:
+            midgap[label] = (None, str(exc))
+    if systems:
+        png, _, _, align = dos_figure(
+            systems, out / "dos_traps.png", missing, midgap=midgap, titles=titles
+        )
+        if png is not None:
+            md += [
+                "",
+                _image("DOS panels of the trap study", png, out),
+                "",
+                "Zero at each system's host VBM"
+                + ("" if align == "vbm" else " (Fermi level: no VBM found in every system)")
+                + "; spin ↑ above, spin ↓ below zero; magenta dashed lines with a triangle: the "
+                "gap states of the table above.",
+            ]
+    for m in missing:
+        md.append(f"- DOS: {m}")
+    return md
+
+
 def _chgdiff_section(study_dir: Path, summary: StudySummary, out: Path, facts: dict) -> list[str]:
     from dftflow.analysis.chgdiff import ISO_PERCENTILE
 
@@ -720,6 +849,13 @@ def _paper_comparison(facts: dict) -> list[str]:
                 None: "not applicable (no OA trap states here)",
             }[ans]
             md.append(f"  - {lig}: {txt}")
+    if facts.get("traps"):
+        claim = facts["traps"]
+        md.append(
+            f"- Paper: {claim['claim']}. Tested on the pristine and defective surfaces "
+            f"(section “Trap states at surface defects”): **{claim['answer']}** — "
+            f"{claim['text']}."
+        )
     ov = facts.get("overlap", {})
     if "OA" in ov and len(ov) > 1:
         others = {k: v for k, v in ov.items() if k not in ("OA", "clean slab")}

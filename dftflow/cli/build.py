@@ -304,7 +304,10 @@ def complex_cmd(
     smiles: str = typer.Option(None, "--smiles", help="A ligand not in the library."),
     name: str = typer.Option(None, "--name", help="Name of a --smiles ligand."),
     mode: str = typer.Option(
-        None, "--mode", help="monodentate, bidentate_chelating, bidentate_bridging, a_site."
+        None,
+        "--mode",
+        help="monodentate, bidentate_chelating, bidentate_bridging, a_site; at a defect of a "
+        "slab built with --defect: vacancy_site (anchor on the vacant Br site), exposed_pb.",
     ),
     form: str = typer.Option(
         "as_is", "--form", help="Ligand form: as_is, protonated, deprotonated, radical."

@@ -149,6 +149,12 @@ def _print_summary(study_dir: Path, console) -> None:
         mg = "-" if lig.midgap is None else ("yes" if lig.midgap.get("has_midgap_states") else "no")
         table.add_row(lig.ligand, lig.model, lig.reference_species, e, p, mg)
     console.print(table)
+    if summary.traps is not None:  # a trap study: passivation verdicts and the paper's claim
+        for row in summary.traps.get("passivation", []):
+            console.print(f"trap: {row['ligand']} at {row['defect']}: {row['verdict']}")
+        claim = summary.traps.get("claim") or {}
+        if claim:
+            console.print(f"paper's mid-gap claim: {claim['answer']} ({claim['text']})")
     for note in summary.notes:
         console.print(f"note: {note}")
 

@@ -34,6 +34,7 @@ from ase import Atoms
 from dftflow.engines.base import ElectronicResult
 from dftflow.engines.embedded_settings import grid_points
 from dftflow.errors import EngineError
+from dftflow.structures.defects import undercoordinated_indices
 from dftflow.structures.geometry import VACUUM_THRESHOLD_A, vacuum_width_A
 from dftflow.structures.ligand_atoms import ligand_indices_of
 
@@ -135,16 +136,26 @@ def n_valence_electrons(
     return float(sum(zvals[s] for s in symbols) - charge)
 
 
-def initial_magmoms(symbols: list[str], ligand_indices: list[int] | None = None) -> np.ndarray:
-    """One unpaired electron spread over the ligand atoms (or all atoms without a ligand).
+def initial_magmoms(
+    symbols: list[str],
+    ligand_indices: list[int] | None = None,
+    undercoordinated: list[int] | None = None,
+) -> np.ndarray:
+    """One unpaired electron (1 mu_B) spread over the atoms that should carry it.
 
-    The ligand atoms are the builder's (``ligand_indices``); a structure without them (a bare
-    molecule, a user's file) uses every atom that is not Cs, Pb or Br.
+    A surface defect's under-coordinated Pb (``undercoordinated``: the defect's own record,
+    :func:`dftflow.structures.defects.undercoordinated_indices`) first: the excess electron of a
+    Br vacancy sits there, with or without a ligand beside it. Else the ligand atoms (the
+    builder's ``ligand_indices``: a radical adsorbate); a structure without them (a bare
+    molecule, a user's file) uses every atom that is not Cs, Pb or Br, and then every atom.
     """
-    if ligand_indices is None:
-        ligand_indices = [i for i, s in enumerate(symbols) if s not in PEROVSKITE_ELEMENTS]
+    if undercoordinated:
+        idx = [int(i) for i in undercoordinated]
+    else:
+        if ligand_indices is None:
+            ligand_indices = [i for i, s in enumerate(symbols) if s not in PEROVSKITE_ELEMENTS]
+        idx = list(ligand_indices) or list(range(len(symbols)))
     mags = np.zeros(len(symbols))
-    idx = list(ligand_indices) or list(range(len(symbols)))
     mags[idx] = 1.0 / len(idx)
     return mags
 
@@ -383,7 +394,9 @@ def run_gpaw_static(
                 "there (restricted log: gpaw-restricted.txt)"
             )
     elif spin:
-        work.set_initial_magnetic_moments(initial_magmoms(symbols, ligand_indices_of(atoms)))
+        work.set_initial_magnetic_moments(
+            initial_magmoms(symbols, ligand_indices_of(atoms), undercoordinated_indices(atoms))
+        )
     if spin:
         calc, energy, free, forces = _gpaw_scf(gpaw, work, settings, True, charge, directory)
         bands = _bands(calc, len(work))

@@ -15,6 +15,17 @@ dissociated acidic proton moved onto a surface Br. Starting geometries:
   default modes.
 - ``a_site``: an ammonium N in the hollow above the top plane where the next Cs would sit.
 
+Modes at a surface defect (a slab from :func:`dftflow.structures.defects.defect_slab`; its
+``defect_record`` and per-atom ``undercoordinated`` array say where the vacancy is, never guessed):
+
+- ``vacancy_site``: the binding atom (the carbonyl O of an acid, an O of a carboxylate) on the
+  vacant top-plane Br site, bridging the Pb that lost that Br (the site is the midpoint of those Pb
+  in the slab as it is, relaxed or not; the recorded position of the removed Br when only one Pb
+  is left beside it). The ligand stands along +z from there. A vacancy below the top plane
+  (``V_CsBr``) cannot be reached: one-line error.
+- ``exposed_pb``: the binding atom on an under-coordinated Pb, at the Pb-X bond length and leaning
+  45 degrees towards the vacant Br site it faces (straight up when the missing Br was below it).
+
 The molecule stands along +z (anchor down, chain into the vacuum). Bidentate modes need the anchor
 deprotonated: use a carboxylate/phosphonate ligand, ``form="deprotonated"``/``"radical"``, or
 ``dissociate=True`` (the acidic H goes to a top-plane Br, 1.45 Angstrom straight above it).
@@ -39,7 +50,12 @@ from ase import Atoms
 from pydantic import BaseModel, ConfigDict, Field
 
 from dftflow.errors import InputError
-from dftflow.structures.ligand_atoms import LIGAND_ARRAY, ligand_indices_of, mark_ligand
+from dftflow.structures.ligand_atoms import (
+    DEFECT_RECORD_KEY,
+    LIGAND_ARRAY,
+    ligand_indices_of,
+    mark_ligand,
+)
 from dftflow.structures.ligands import (
     Anchor,
     Form,
@@ -63,8 +79,26 @@ MATCH_TOLERANCE_A = 0.3
 #: Default azimuths, degrees.
 DEFAULT_AZIMUTHS_DEG = (0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0)
 #: Modes and the anchor families they apply to.
-MODES = ("monodentate", "bidentate_chelating", "bidentate_bridging", "a_site")
+MODES = (
+    "monodentate",
+    "bidentate_chelating",
+    "bidentate_bridging",
+    "a_site",
+    "vacancy_site",
+    "exposed_pb",
+)
+#: Modes that need a defective slab (they bind at its vacancy).
+DEFECT_MODES = ("vacancy_site", "exposed_pb")
+#: Lean of the binding atom of ``exposed_pb`` from the surface normal towards the vacancy, degrees.
+EXPOSED_PB_LEAN_DEG = 45.0
+#: A Pb within this of a removed Br's recorded position (Angstrom) faced that Br (relaxed slabs
+#: move Pb by a few tenths; the next Pb is a * sqrt(5)/2 = 6.6 A away).
+VACANCY_PB_REACH_A = 4.0
+#: A removed Br within this of the top plane's mean height (Angstrom) was in the top plane.
+TOP_PLANE_TOL_A = 1.0
 _MODE_FAMILIES = {
+    "vacancy_site": {"carboxyl", "phosphonate", "amine", "thiol"},
+    "exposed_pb": {"carboxyl", "phosphonate", "amine", "thiol"},
     "monodentate": {"carboxyl", "phosphonate", "amine", "thiol"},
     "bidentate_chelating": {"carboxyl", "phosphonate"},
     "bidentate_bridging": {"carboxyl", "phosphonate"},
@@ -81,8 +115,13 @@ class Placement(BaseModel):
     label: str
     ligand: str
     mode: str
-    site: int = Field(description="index of the top-plane Pb in the slab")
-    site2: int | None = Field(default=None, description="second Pb (bridging)")
+    site: int = Field(
+        description="index of the top-plane Pb in the slab (vacancy_site: the first Pb beside "
+        "the vacant Br site)"
+    )
+    site2: int | None = Field(
+        default=None, description="second Pb (bridging; vacancy_site: the other exposed Pb)"
+    )
     azimuth_deg: float
     form: str = "as_is"
     dissociate: bool = False
@@ -258,7 +297,14 @@ def _surface(slab: Atoms) -> _Surface:
     top = planes[-1]
     comp = {el: int(np.sum(symbols[top] == el)) for el in ("Cs", "Pb", "Br")}
     kind = plane_kind({k: v for k, v in comp.items() if v})
-    if kind != "PbBr2":
+    # a top-plane vacancy (defects.defect_slab, recorded in info) leaves a Pb/Br plane off 1:2
+    defective_top = (
+        isinstance(slab.info.get(DEFECT_RECORD_KEY), dict)
+        and comp["Cs"] == 0
+        and comp["Pb"] > 0
+        and comp["Br"] > 0
+    )
+    if kind != "PbBr2" and not defective_top:
         raise InputError(f"ligands are placed on a PbBr2 top face; this slab's top plane is {kind}")
     summary = slab_summary(slab[[i for i, s in enumerate(symbols) if s in SLAB_ELEMENTS]])
     pb = tuple(int(i) for i in top if symbols[i] == "Pb")
@@ -286,6 +332,113 @@ def _neighbour_pb(slab: Atoms, surf: _Surface, site: int, direction: np.ndarray)
     return best
 
 
+@dataclass(frozen=True)
+class VacancySite:
+    """A vacant top-plane Br site of a defective slab, and the top-plane Pb that faced it."""
+
+    position: np.ndarray  # Cartesian, Angstrom
+    pb: tuple[int, ...]  # under-coordinated top-plane Pb beside it, sorted by index
+    removed_index: int  # the removed Br's index in the pristine slab
+
+
+def _defect_of(slab: Atoms) -> tuple[str, dict, list[int]]:
+    """(name, record, under-coordinated indices) of a defective slab; one-line error otherwise."""
+    from dftflow.structures.defects import undercoordinated_indices
+
+    record = slab.info.get(DEFECT_RECORD_KEY)
+    under = undercoordinated_indices(slab)
+    if not isinstance(record, dict) or under is None:
+        raise InputError(
+            "modes vacancy_site and exposed_pb bind at a surface defect: this slab has no defect "
+            "record (build it with `dftflow build slab --defect V_Br`, or list the study's "
+            "defects)"
+        )
+    return str(record.get("name", slab.info.get("defect", "defect"))), record, under
+
+
+def vacancy_sites(slab: Atoms) -> list[VacancySite]:
+    """The vacant top-plane Br sites of a defective slab (see the module docstring).
+
+    Raises
+    ------
+    InputError
+        The slab has no defect record, or its defect removed no Br of the top plane (``V_CsBr``:
+        the vacancy lies under the surface, out of a ligand's reach).
+    """
+    name, record, under = _defect_of(slab)
+    surf = _surface(slab)
+    cell = slab.cell[:]
+    top_pb = [i for i in under if i in surf.pb]
+    sites = []
+    for atom in record.get("removed", []):
+        if atom["element"] != "Br":
+            continue
+        pos = np.array(atom["position_A"], dtype=float)
+        if abs(pos[2] - surf.z_top) > TOP_PLANE_TOL_A:
+            continue
+        near = [
+            j
+            for j in top_pb
+            if np.linalg.norm(_mic_vectors(slab.positions[j] - pos, cell)) < VACANCY_PB_REACH_A
+        ]
+        if len(near) >= 2:  # the midpoint of the Pb it bridged, as they are now
+            first = slab.positions[near[0]]
+            pos = first + 0.5 * _mic_vectors(slab.positions[near[1]] - first, cell)
+        sites.append(VacancySite(pos, tuple(sorted(near)), int(atom["pristine_index"])))
+    if not sites:
+        raise InputError(
+            f"the {name} vacancy is not in the top PbBr2 plane (it removed "
+            f"{record.get('removed_formula', '?')} below the surface): a ligand on the surface "
+            "cannot reach its site; use mode exposed_pb (on the Pb that lost a Br)"
+        )
+    return sites
+
+
+def _vacancy_of(slab: Atoms, site: int) -> VacancySite:
+    """The vacancy site a ``vacancy_site`` placement names by its first Pb (``site``)."""
+    for v in vacancy_sites(slab):
+        if (v.pb[0] if v.pb else None) == site:
+            return v
+    raise InputError(f"Pb{site} is not beside a vacant Br site of this slab")
+
+
+def _defect_sites(slab: Atoms, surf: _Surface, mode: str) -> list[int]:
+    """The sites a mode is tried on: top-plane Pb, or the defect's (vacancy / exposed Pb)."""
+    if mode == "vacancy_site":
+        out = []
+        for v in vacancy_sites(slab):
+            if not v.pb:
+                raise InputError(
+                    "the vacant Br site has no under-coordinated top-plane Pb beside it: "
+                    "nothing for a ligand there to bind to"
+                )
+            out.append(v.pb[0])
+        return out
+    if mode == "exposed_pb":
+        name, _, under = _defect_of(slab)
+        out = [i for i in under if i in surf.pb]
+        if not out:
+            raise InputError(f"the {name} defect leaves no under-coordinated Pb in the top plane")
+        return out
+    return list(surf.pb)
+
+
+def _lean_direction(slab: Atoms, surf: _Surface, site: int) -> np.ndarray:
+    """Unit in-plane vector from Pb ``site`` to the nearest vacant top-plane Br (zero if none)."""
+    try:
+        sites = vacancy_sites(slab)
+    except InputError:
+        return np.zeros(3)
+    best = None
+    for v in sites:
+        d = _mic_vectors(v.position - slab.positions[site], slab.cell[:])
+        d[2] = 0.0
+        n = float(np.linalg.norm(d))
+        if n > 1e-6 and n < VACANCY_PB_REACH_A and (best is None or n < best[0]):
+            best = (n, d / n)
+    return np.zeros(3) if best is None else best[1]
+
+
 # ---------------------------------------------------------------------------------------------
 # Candidate construction
 # ---------------------------------------------------------------------------------------------
@@ -311,8 +464,8 @@ def _check_mode(spec: LigandSpec, mode: str, anchor: Anchor) -> None:
         )
     if mode == "a_site" and anchor.kind != "ammonium":
         raise InputError("a_site binding is for ammonium anchors")
-    if mode == "monodentate" and anchor.kind == "ammonium":
-        raise InputError("an ammonium group binds at the A site (mode a_site), not on Pb")
+    if mode in ("monodentate", *DEFECT_MODES) and anchor.kind == "ammonium":
+        raise InputError(f"an ammonium group binds at the A site (mode a_site), not by {mode}")
 
 
 def _build(
@@ -343,6 +496,16 @@ def _build(
     bond = BOND_LENGTH_A[symbols[anchor.binding_atoms[0]]]
     if mode == "monodentate":
         point = pb + np.array([0.0, 0.0, bond])
+    elif mode == "vacancy_site":
+        vac = _vacancy_of(slab, site)
+        point = vac.position.copy()
+        site2 = vac.pb[1] if len(vac.pb) > 1 else None
+    elif mode == "exposed_pb":
+        lean = np.deg2rad(EXPOSED_PB_LEAN_DEG)
+        u = _lean_direction(slab, surf, site)
+        if np.linalg.norm(u) < 1e-6:
+            lean = 0.0
+        point = pb + bond * (np.cos(lean) * np.array([0.0, 0.0, 1.0]) + np.sin(lean) * u)
     elif mode == "bidentate_chelating":
         half = 0.5 * float(
             np.linalg.norm(local0[anchor.binding_atoms[1]] - local0[anchor.binding_atoms[0]])
@@ -435,6 +598,10 @@ def _model(anchor: Anchor, form: str, mode: str, dissociate: bool, charge: int) 
         base = "molecular"
     if mode == "bidentate_bridging":
         base += ", replaces a surface Br"
+    elif mode == "vacancy_site":
+        base += ", anchor on the vacant Br site"
+    elif mode == "exposed_pb":
+        base += ", on an under-coordinated Pb"
     return f"{base} ({anchor.kind}, {mode})"
 
 
@@ -631,8 +798,9 @@ def enumerate_placements(
             except InputError as exc:
                 errors.append(str(exc))
                 continue
+            sites = _defect_sites(slab, surf, mode)
             for az in azimuths:
-                for site in surf.pb:
+                for site in sites:
                     built = _build(
                         slab, surf, spec, mode, site, az, form, diss, min_slab_distance_A
                     )
@@ -791,6 +959,8 @@ def place_ligand(slab: Atoms, spec: LigandSpec | str, placement: Placement) -> A
     complex_.extend(ligand)
     # not wrapped: the ligand stays a contiguous molecule (periodic codes do not mind)
     info = {k: v for k, v in slab.info.items() if isinstance(v, (str, int, float, bool))}
+    if isinstance(slab.info.get(DEFECT_RECORD_KEY), dict):  # the defect the ligand sits at
+        info[DEFECT_RECORD_KEY] = slab.info[DEFECT_RECORD_KEY]
     info.update(
         {
             "ligand": spec.name,

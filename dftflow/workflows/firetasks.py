@@ -46,7 +46,11 @@ from dftflow.schemas import (
 )
 from dftflow.structures.bulk import cspbbr3_cubic, lattice_constant_from_taskdoc
 from dftflow.structures.defects import defect_slab
-from dftflow.structures.ligand_atoms import ligand_indices_of
+from dftflow.structures.ligand_atoms import (
+    DEFECT_RECORD_KEY,
+    UNDERCOORDINATED_ARRAY,
+    ligand_indices_of,
+)
 from dftflow.structures.ligands import get_ligand, ligand_from_smiles, ligand_molecule
 from dftflow.structures.placement import (
     Placement,
@@ -123,7 +127,40 @@ def _atoms_of(doc: TaskDoc):  # -> ase.Atoms
     atoms = AseAtomsAdaptor.get_atoms(structure)
     if doc.charge_e:  # the net charge the run computed goes on to the next stage (NELECT)
         atoms.info["charge"] = float(doc.charge_e)
-    return atoms if doc.ligand_indices is None else mark_ligand(atoms, doc.ligand_indices)
+    atoms = atoms if doc.ligand_indices is None else mark_ligand(atoms, doc.ligand_indices)
+    return with_defect_metadata(atoms, doc.metadata)
+
+
+def defect_metadata(atoms: Any) -> dict[str, Any]:
+    """The defect record of ``atoms`` for a TaskDoc's metadata (empty for a perfect slab).
+
+    ``defect`` (name), ``defect_record`` (:class:`~dftflow.structures.defects.DefectSummary`)
+    and ``undercoordinated`` (per-atom count of Br lost, by index: the atoms keep their order
+    through every engine, so later stages find the defect's Pb by index).
+    """
+    lost = getattr(atoms, "arrays", {}).get(UNDERCOORDINATED_ARRAY)
+    if lost is None:
+        return {}
+    return {
+        "defect": atoms.info.get("defect"),
+        DEFECT_RECORD_KEY: atoms.info.get(DEFECT_RECORD_KEY),
+        "undercoordinated": [int(x) for x in lost],
+    }
+
+
+def with_defect_metadata(atoms: Any, metadata: dict[str, Any]) -> Any:
+    """``atoms`` with the defect record of TaskDoc ``metadata`` (:func:`defect_metadata`)."""
+    import numpy as np
+
+    lost = metadata.get("undercoordinated")
+    if lost is None or len(lost) != len(atoms):
+        return atoms
+    atoms.arrays[UNDERCOORDINATED_ARRAY] = np.asarray(lost, dtype=int)
+    if metadata.get("defect"):
+        atoms.info["defect"] = metadata["defect"]
+    if metadata.get(DEFECT_RECORD_KEY):
+        atoms.info[DEFECT_RECORD_KEY] = metadata[DEFECT_RECORD_KEY]
+    return atoms
 
 
 def _engine_for(fw_spec: dict[str, Any]):
@@ -211,9 +248,9 @@ def run_stage(
         with interruptible():
             engine = _engine_for(fw_spec)
             doc = engine.run(atoms, stage, directory, overrides=overrides or None, label=name)
-        doc = doc.model_copy(
-            update={"metadata": {**doc.metadata, "dftflow_digest": digest, "firework": name}}
-        )
+        meta = {**doc.metadata, "dftflow_digest": digest, "firework": name}
+        meta.update(defect_metadata(atoms))
+        doc = doc.model_copy(update={"metadata": meta})
         doc = doc.with_ligand_indices(ligand_indices)
         doc.to_json_file(path)
     elif doc.ligand_indices is None and ligand_indices is not None:
@@ -328,6 +365,42 @@ def enumerate_candidates(slab_atoms: Any, entry: dict[str, Any]) -> list[Any]:
     return kept
 
 
+def enumerate_defect_candidates(
+    defect_slab_atoms: Any, entry: dict[str, Any], traps: dict[str, Any]
+) -> list[Any]:
+    """The placements of a ligand at the defect of ``defect_slab_atoms`` (a trap study).
+
+    The ligand's own form and azimuths (``placements``), the trap spec's ``modes`` (anchor on the
+    vacant Br site, on an under-coordinated Pb) and ``max_candidates`` per mode, in the
+    deterministic order of the structures API. No dissociation: the ligand binds as it does on
+    the pristine surface, against the same reference species.
+    """
+    lig = LigandEntry.model_validate(entry)
+    kwargs: dict[str, Any] = {}
+    if lig.placements.azimuths_deg is not None:
+        kwargs["azimuths_deg"] = list(lig.placements.azimuths_deg)
+    try:
+        cands = enumerate_placements(
+            defect_slab_atoms,
+            ligand_spec(entry),
+            modes=list(traps["modes"]),
+            form=lig.placements.form or lig.molecule_form,
+            dissociate=False,
+            **kwargs,
+        )
+    except InputError as exc:
+        raise InputError(
+            f"ligand {lig.name!r} at {defect_slab_atoms.info.get('defect')}: {exc}"
+        ) from None
+    per_mode: dict[str, int] = {}
+    kept = []
+    for cand in cands:
+        per_mode[cand.mode] = per_mode.get(cand.mode, 0) + 1
+        if per_mode[cand.mode] <= int(traps["max_candidates"]):
+            kept.append(cand)
+    return kept
+
+
 def placement_label(p: Any) -> str:
     """A stable, sanitised label of a placement (e.g. ``monodentate-Pb12-az0``)."""
     return safe_name(str(p.label))
@@ -409,10 +482,15 @@ class ComplexRelaxTask(FiretaskBase):
     """Place the ligand on the relaxed slab (one enumerated placement) and relax the complex."""
 
     required_params = ["role", "ligand", "placement", "slab"]
+    optional_params = ["slab_role"]
 
     def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
-        """Put the ligand at this placement's site on the relaxed slab (same atom order), relax."""
-        slab_rec = _result(fw_spec, "slab/relax")
+        """Put the ligand at this placement's site on the relaxed slab (same atom order), relax.
+
+        ``slab_role``: the slab relaxation it goes on (default ``slab/relax``; a defective
+        surface's ``<defect>/slab/relax`` in a trap study).
+        """
+        slab_rec = _result(fw_spec, self.get("slab_role", "slab/relax"))
         slab = _with_constraints(
             _atoms_of(TaskDoc.from_json_file(slab_rec["taskdoc"])),
             build_slab(self["slab"], slab_rec["a_A"]),
@@ -606,15 +684,186 @@ def midgap_report(
 
 
 @explicit_serialize
+class TrapAnalysisTask(FiretaskBase):
+    """Gap states of every system of a trap study, passivation verdicts, E_ads at the defect.
+
+    Writes ``analysis/traps/traps.json`` (:class:`dftflow.analysis.traps.TrapStudy`). Systems
+    whose stages failed are reported as not analysed, never left out silently.
+    """
+
+    required_params = ["role", "defects", "ligands"]
+    optional_params = ["modes"]
+
+    def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
+        """Analyse the pristine slab, each defective slab and each ligand on both."""
+        cfg = _config(fw_spec)
+        out_dir = Path(cfg["study_dir"]) / "analysis" / "traps"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        study = analyse_traps(
+            fw_spec, list(self["defects"]), list(self["ligands"]), self.get("modes")
+        )
+        path = atomic_write_text(out_dir / "traps.json", study.model_dump_json(indent=2))
+        return pass_on(fw_spec, self["role"], {"traps": str(path)})
+
+
+def _trap_system(
+    fw_spec: dict[str, Any],
+    role: str,
+    label: str,
+    surface: str,
+    ligand: str | None,
+    reference_dir: str | None,
+):  # -> analysis.traps.TrapSystem
+    """One system of a trap study: its static's gap states against the pristine slab."""
+    from dftflow.analysis.midgap import find_midgap_states
+    from dftflow.analysis.traps import N_TOP_ATOMS, trap_system
+
+    results = fw_spec.get(SPEC_RESULTS) or {}
+    rec = results.get(role_key(role))
+    if rec is None:
+        return trap_system(label, surface, ligand, None, f"{role} did not finish")
+    doc = TaskDoc.from_json_file(rec["taskdoc"])
+    lost = doc.metadata.get("undercoordinated")
+    under = None if lost is None else [i for i, n in enumerate(lost) if n]
+    report, note = None, ""
+    try:
+        report = find_midgap_states(
+            doc.directory,
+            reference=reference_dir,
+            ligand_indices=doc.ligand_indices,
+            n_top_atoms=N_TOP_ATOMS,
+        )
+    except DftflowError as exc:
+        if reference_dir is not None:
+            try:
+                report = find_midgap_states(
+                    doc.directory,
+                    reference=reference_dir,
+                    align="fermi",
+                    ligand_indices=doc.ligand_indices,
+                    n_top_atoms=N_TOP_ATOMS,
+                )
+                note = f"aligned at the Fermi level: {exc}"
+            except DftflowError as exc2:
+                note = f"mid-gap analysis failed: {exc}; with Fermi alignment: {exc2}"
+        else:
+            note = f"mid-gap analysis failed: {exc}"
+    spin = int(doc.ispin) == 2
+    return trap_system(
+        label,
+        surface,
+        ligand,
+        report,
+        note,
+        taskdoc=rec["taskdoc"],
+        electrons=doc.nelect,
+        spin_polarized=spin,
+        undercoordinated=under,
+    )
+
+
+def analyse_traps(
+    fw_spec: dict[str, Any],
+    defects: list[str],
+    ligands: list[dict[str, Any]],
+    modes: dict[str, list[str]] | None = None,
+):
+    """The :class:`dftflow.analysis.traps.TrapStudy` from the records in ``fw_spec``.
+
+    ``modes``: defect -> the binding modes enumerated there (a mode without a clash-free
+    placement for a ligand is noted on its row).
+    """
+    from dftflow.analysis.traps import TrapLigand, build_trap_study
+
+    results = fw_spec.get(SPEC_RESULTS) or {}
+    ref_rec = results.get(role_key("slab/static"))
+    ref_dir = None if ref_rec is None else TaskDoc.from_json_file(ref_rec["taskdoc"]).directory
+    entries = [LigandEntry.model_validate(e) for e in ligands]
+    systems = [_trap_system(fw_spec, "slab/static", "pristine slab", "pristine", None, None)]
+    for e in entries:
+        systems.append(
+            _trap_system(
+                fw_spec,
+                f"{e.key}/complex_static",
+                f"{e.name} on pristine",
+                "pristine",
+                e.name,
+                ref_dir,
+            )
+        )
+    rows: list[TrapLigand] = []
+    for d in defects:
+        systems.append(_trap_system(fw_spec, f"{d}/slab/static", f"{d} slab", d, None, ref_dir))
+        for e in entries:
+            role = f"{d}/{e.key}/complex_static"
+            systems.append(_trap_system(fw_spec, role, f"{e.name} at {d}", d, e.name, ref_dir))
+            rows.append(_trap_ligand(fw_spec, e, d, (modes or {}).get(d, [])))
+    return build_trap_study(defects, systems, rows, [e.name for e in entries])
+
+
+def _e_ads(results: dict[str, Any], complex_role: str, slab_role: str, mol_role: str, ref: str):
+    """(E_ads in eV or None, note) from three static records."""
+    recs = [results.get(role_key(r)) for r in (complex_role, slab_role, mol_role)]
+    if any(r is None for r in recs):
+        return None, f"E_ads not computed: a static did not finish ({complex_role})"
+    try:
+        ads = adsorption_energy(
+            *(TaskDoc.from_json_file(r["taskdoc"]) for r in recs), reference_species=ref
+        )
+    except DftflowError as exc:
+        return None, f"E_ads not computed: {exc}"
+    return float(ads.e_ads_eV), ""
+
+
+def _trap_ligand(fw_spec: dict[str, Any], e: LigandEntry, defect: str, modes: list[str]):
+    """E_ads of one ligand at ``defect`` and on the pristine surface, placements tried."""
+    from dftflow.analysis.traps import TrapLigand
+
+    results = fw_spec.get(SPEC_RESULTS) or {}
+    mol = f"{e.key}/molecule_static"
+    notes = []
+    at_d, n1 = _e_ads(
+        results,
+        f"{defect}/{e.key}/complex_static",
+        f"{defect}/slab/static",
+        mol,
+        e.reference_species,
+    )
+    pristine, n2 = _e_ads(
+        results, f"{e.key}/complex_static", "slab/static", mol, e.reference_species
+    )
+    notes += [n for n in (n1, n2) if n]
+    cx = results.get(role_key(f"{defect}/{e.key}/complex_static")) or {}
+    tried = {str(q.get("label", "")).split("-Pb")[0] for q in cx.get("placements") or []}
+    for mode in modes:
+        if cx and mode not in tried:
+            notes.append(
+                f"mode {mode}: no placement of {e.name} clear of the slab atoms at {defect} "
+                "(enumerated on the unrelaxed defective slab)"
+            )
+    return TrapLigand(
+        ligand=e.name,
+        defect=defect,
+        reference_species=str(e.reference_species),
+        model=f"{e.placements.form or e.molecule_form} at {defect} ({cx.get('selected', 'n/a')})",
+        e_ads_defect_eV=at_d,
+        e_ads_pristine_eV=pristine,
+        placements=list(cx.get("placements") or []),
+        notes=notes,
+    )
+
+
+@explicit_serialize
 class ReportTask(FiretaskBase):
     """Collect every ligand's result into ``summary.json`` (StudySummary) and write the report."""
 
     required_params = ["role", "ligands"]
+    optional_params = ["traps_role"]
 
     def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
         """Write summary.json atomically, then the report."""
         cfg = _config(fw_spec)
-        summary = build_summary(fw_spec, self["ligands"])
+        summary = build_summary(fw_spec, self["ligands"], self.get("traps_role"))
         study_dir = Path(cfg["study_dir"])
         write_summary(study_dir, summary)
         report = write_report(study_dir, summary)
@@ -622,12 +871,25 @@ class ReportTask(FiretaskBase):
         return FWAction(stored_data={"role": self["role"], "record": rec})
 
 
-def build_summary(fw_spec: dict[str, Any], ligand_keys: list[str]) -> StudySummary:
-    """The StudySummary from the records in ``fw_spec`` (ligands that failed are noted)."""
+def build_summary(
+    fw_spec: dict[str, Any], ligand_keys: list[str], traps_role: str | None = None
+) -> StudySummary:
+    """The StudySummary from the records in ``fw_spec`` (ligands that failed are noted).
+
+    ``traps_role``: the trap analysis of a study with defects (its ``traps.json`` goes into
+    ``traps``).
+    """
     cfg = _config(fw_spec)
     results = fw_spec.get(SPEC_RESULTS) or {}
     ligands: list[LigandResult] = []
     notes: list[str] = []
+    traps = None
+    if traps_role is not None:
+        rec = results.get(role_key(traps_role))
+        if rec is None:
+            notes.append("trap analysis did not finish (see `dftflow status`)")
+        else:
+            traps = json.loads(Path(rec["traps"]).read_text(encoding="utf-8"))
     for key in ligand_keys:
         rec = results.get(role_key(f"{key}/analysis"))
         if rec is None:
@@ -653,6 +915,7 @@ def build_summary(fw_spec: dict[str, Any], ligand_keys: list[str]) -> StudySumma
     return StudySummary(
         study=cfg["study"],
         slab_midgap=slab_midgap,
+        traps=traps,
         engine=cfg["engine"]["name"],
         parameters={"effective": cfg["parameters"], "overrides": cfg["overrides"]},
         slab=slab,

@@ -9,6 +9,12 @@
                                         -> L/slab_fragment_static, L/ligand_fragment_static
                                                                  -> L/analysis -> report
 
+A study with ``traps`` (issue 15) adds, per defect D, after ``slab/relax``::
+
+    D/slab/relax -> D/slab/static ---------------------------------------+
+                |-> D/L/complex_relax/<placement at D> -> D/L/complex_static -+-> traps/analysis
+                     (with slab/static, L/molecule_static, L/complex_static) -+     -> report
+
 The bulk and the slab are computed once and shared by every ligand. Firework names are
 ``<study>/<role>``; each Firework carries a digest of its inputs (its own parameters, the engine,
 the parameters and its parents' digests, i.e. everything its structure is computed from) used with
@@ -219,10 +225,15 @@ def build_workflow(spec: StudySpec, study_dir: str | Path) -> Workflow:
                 [slab_static, mol_static, cx_static, *frags],
             )
         )
+    report_parents = [slab_static, *analyses]
+    report_kwargs: dict[str, Any] = {}
+    if spec.traps is not None:
+        report_parents.append(_add_traps(b, spec, slab_dict, a0))
+        report_kwargs["traps_role"] = "traps/analysis"
     b.add(
         "report",
-        ft.ReportTask(role="report", ligands=[lig.key for lig in spec.ligands]),
-        [slab_static, *analyses],
+        ft.ReportTask(role="report", ligands=[lig.key for lig in spec.ligands], **report_kwargs),
+        report_parents,
         allow_fizzled_parents=True,
     )
     metadata = {
@@ -234,6 +245,81 @@ def build_workflow(spec: StudySpec, study_dir: str | Path) -> Workflow:
         "dftflow_ligand_clearance_A": ligand_clearance_A(spec),
     }
     return b.workflow(metadata)
+
+
+def _add_traps(b: _Builder, spec: StudySpec, slab_dict: dict[str, Any], a0: float) -> str:
+    """The trap-study Fireworks (issue 15); returns the role of their analysis.
+
+    Per defect D: ``D/slab/relax`` (after the pristine ``slab/relax``: same cell, its FFT grid)
+    -> ``D/slab/static``; per ligand L: ``D/L/complex_relax/<placement>`` (every placement at the
+    defect, :func:`~dftflow.workflows.firetasks.enumerate_defect_candidates`) ->
+    ``D/L/complex_static`` (lowest kept). The reference molecule's static is the pristine
+    study's ``L/molecule_static`` (same cell). ``traps/analysis`` collects every system.
+    """
+    assert spec.traps is not None
+    traps = spec.traps.model_dump(mode="json")
+    parents = ["slab/static"]
+    for lig in spec.ligands:
+        parents += [f"{lig.key}/molecule_static", f"{lig.key}/complex_static"]
+    for defect in spec.traps.defects:
+        d_slab = {**slab_dict, "defect": defect}
+        relax = b.add(
+            f"{defect}/slab/relax",
+            ft.SlabRelaxTask(role=f"{defect}/slab/relax", slab=d_slab),
+            ["slab/relax"],
+        )
+        parents.append(
+            b.add(
+                f"{defect}/slab/static",
+                ft.StaticTask(role=f"{defect}/slab/static", source_role=f"{defect}/slab/relax"),
+                [relax],
+            )
+        )
+        unrelaxed = ft.build_slab(d_slab, a0)
+        for lig in spec.ligands:
+            entry = lig.model_dump(mode="json")
+            key = f"{defect}/{lig.key}"
+            candidates = ft.enumerate_defect_candidates(
+                unrelaxed, entry, {**traps, "modes": spec.traps.modes_for(defect)}
+            )
+            if not candidates:
+                raise InputError(f"ligand {lig.name!r}: no placement at {defect} enumerated")
+            labels = [ft.placement_label(p) for p in candidates]
+            relaxes = [
+                b.add(
+                    f"{key}/complex_relax/{label}",
+                    ft.ComplexRelaxTask(
+                        role=f"{key}/complex_relax/{label}",
+                        ligand=entry,
+                        placement=p.model_dump(mode="json"),
+                        slab=d_slab,
+                        slab_role=f"{defect}/slab/relax",
+                    ),
+                    [relax],
+                )
+                for p, label in zip(candidates, labels, strict=True)
+            ]
+            parents.append(
+                b.add(
+                    f"{key}/complex_static",
+                    ft.ComplexStaticTask(
+                        role=f"{key}/complex_static", ligand_key=key, labels=labels
+                    ),
+                    relaxes,
+                    allow_fizzled_parents=True,
+                )
+            )
+    return b.add(
+        "traps/analysis",
+        ft.TrapAnalysisTask(
+            role="traps/analysis",
+            defects=list(spec.traps.defects),
+            ligands=[lig.model_dump(mode="json") for lig in spec.ligands],
+            modes={d: spec.traps.modes_for(d) for d in spec.traps.defects},
+        ),
+        parents,
+        allow_fizzled_parents=True,
+    )
 
 
 def count_engine_runs(wf: Workflow) -> int:

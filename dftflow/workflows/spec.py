@@ -32,7 +32,7 @@ from dftflow.engines.registry import DEFAULT_ENGINE, engine_entry
 from dftflow.errors import EngineError, InputError
 from dftflow.inputs import params
 from dftflow.schemas import reference_matches
-from dftflow.structures.defects import check_defect_name, check_defect_request
+from dftflow.structures.defects import DEFECT_NAMES, check_defect_name, check_defect_request
 from dftflow.structures.geometry import DEFAULT_SLAB_VACUUM_A
 from dftflow.structures.ligands import (
     form_smiles,
@@ -229,6 +229,65 @@ class LigandEntry(_Strict):
         return safe_name(self.name)
 
 
+#: Defects whose vacant Br site lies below the top face (no ``vacancy_site`` placement there).
+SUBSURFACE_DEFECTS = ("V_CsBr",)
+
+
+class TrapSpec(_Strict):
+    """Trap states (issue 15): defective surfaces computed beside the pristine one.
+
+    Each ligand of the study is also placed at each defect (modes of
+    :data:`dftflow.structures.placement.DEFECT_MODES`: anchor on the vacant Br site, or on an
+    under-coordinated Pb), in the same form and against the same reference species as on the
+    pristine surface; the lowest of the enumerated placements (relaxed by the engine's
+    relaxation, the MLIP on the embedded engine) is kept, every one reported.
+    """
+
+    defects: list[str] = Field(min_length=1, description="e.g. [V_Br]; not 'none'")
+    modes: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="binding modes at the defect; None: every mode that reaches it "
+        "(vacancy_site and exposed_pb; exposed_pb only for V_CsBr, whose vacancy is subsurface)",
+    )
+    max_candidates: int = Field(default=2, ge=1, le=50, description="per mode, per ligand")
+
+    @field_validator("defects")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        for name in v:
+            try:
+                check_defect_name(name)
+            except InputError as exc:
+                raise ValueError(str(exc)) from None
+            if name == "none":
+                raise ValueError("the pristine surface is always computed: list only defects")
+        if len(set(v)) != len(v):
+            raise ValueError(f"defect listed twice: {v}")
+        return v
+
+    def modes_for(self, defect: str) -> list[str]:
+        """The binding modes enumerated at ``defect`` (see ``modes``)."""
+        if self.modes is not None:
+            return list(self.modes)
+        return ["exposed_pb"] if defect in SUBSURFACE_DEFECTS else ["vacancy_site", "exposed_pb"]
+
+    @field_validator("modes")
+    @classmethod
+    def _defect_modes(cls, v: list[str] | None) -> list[str] | None:
+        from dftflow.structures.placement import DEFECT_MODES
+
+        if v is None:
+            return v
+        bad = [m for m in v if m not in DEFECT_MODES]
+        if bad:
+            raise ValueError(
+                f"binding mode(s) {', '.join(bad)} do not bind at a defect: use "
+                f"{', '.join(DEFECT_MODES)}"
+            )
+        return v
+
+
 class StudySpec(_Strict):
     """A whole study (``workflows/*.yaml``)."""
 
@@ -239,26 +298,71 @@ class StudySpec(_Strict):
     bulk: BulkSpec = Field(default_factory=BulkSpec)
     slab: SlabSpec = Field(default_factory=SlabSpec)
     ligands: list[LigandEntry] = Field(min_length=1)
+    traps: TrapSpec | None = Field(
+        default=None, description="defective surfaces and ligands at the defect (issue 15)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _slab_defect_is_a_trap_study(cls, data: Any) -> Any:
+        """``slab.defect: V_Br`` is ``traps: {defects: [V_Br]}``: the pristine slab is computed too.
+
+        A defective surface is only studied beside the pristine one (its host reference: band
+        edges, E_ads on the perfect face); the slab spec stays the pristine host.
+        """
+        if not isinstance(data, dict) or not isinstance(data.get("slab"), dict):
+            return data
+        defect = data["slab"].get("defect", "none")
+        if defect in (None, "none") or defect not in DEFECT_NAMES:
+            return data  # an unknown name: SlabSpec says so, under slab.defect
+        traps = data.get("traps")
+        if traps is None:
+            traps = {"defects": [defect]}
+        elif isinstance(traps, dict) and defect not in (traps.get("defects") or []):
+            raise ValueError(
+                f"slab.defect {defect} is not among traps.defects {traps.get('defects')}: "
+                "list the defects under traps.defects only"
+            )
+        return {**data, "slab": {**data["slab"], "defect": "none"}, "traps": traps}
+
+    @model_serializer(mode="wrap")
+    def _omit_no_traps(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
+        """A study without traps dumps as before ``traps`` existed: study digests unchanged."""
+        data = handler(self)
+        if data.get("traps") is None:
+            data.pop("traps", None)
+        return data
+
+    @model_validator(mode="after")
+    def _traps_fit(self) -> StudySpec:
+        if self.traps is None:
+            return self
+        for name in self.traps.defects:
+            try:
+                check_defect_request(
+                    name, self.slab.termination, self.slab.layers, self.slab.supercell
+                )
+            except InputError as exc:
+                raise ValueError(str(exc).replace("--", "slab.")) from None
+            if name in SUBSURFACE_DEFECTS and "vacancy_site" in self.traps.modes_for(name):
+                # its Br was apical under a top-plane Pb: no surface site to put an anchor on
+                raise ValueError(
+                    "traps.modes: vacancy_site cannot reach the V_CsBr vacancy (it lies in the "
+                    "CsBr plane below the top face): use modes [exposed_pb] for V_CsBr"
+                )
+        keys = {lig.key.lower() for lig in self.ligands}
+        clash = sorted(keys & {d.lower() for d in self.traps.defects})
+        if clash:
+            raise ValueError(f"a ligand is named like a defect: {', '.join(clash)}")
+        return self
 
     @field_validator("study")
     @classmethod
     def _study_name(cls, v: str) -> str:
         safe_name(v)
         return v
-
-    @model_validator(mode="after")
-    def _no_defect_study_yet(self) -> StudySpec:
-        # The ligand workflow and its report assume the perfect slab ("clean slab", placements
-        # on a complete PbBr2 face): a defective slab would be computed and reported as clean.
-        # SlabSpec validates the defect and ``firetasks.build_slab`` builds it; the trap
-        # workflow (issue 15, items 2-4) lifts this refusal.
-        if self.slab.defect != "none":
-            raise ValueError(
-                f"slab.defect {self.slab.defect}: studies of defective surfaces are not run yet "
-                "(the ligand workflow and its report assume the perfect slab); build the "
-                f"defective slab with `dftflow build slab --defect {self.slab.defect}`"
-            )
-        return self
 
     @model_validator(mode="after")
     def _unique_ligands(self) -> StudySpec:

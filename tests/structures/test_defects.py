@@ -249,11 +249,11 @@ def test_study_spec_validates_the_defect():
         parse_study(_study(defect="V_Br", supercell=[1, 1]))
     with pytest.raises(InputError, match=r"slab\.termination PbBr2"):
         parse_study(_study(defect="V_Br", termination="CsBr"))
-    # a valid defect: the study is refused at load (its report would call the slab clean) ...
+    # a valid defect makes a trap study: the pristine host slab and the defect beside it ...
     for name in ("V_Br", "V_PbBr2", "V_CsBr"):
-        with pytest.raises(InputError, match=f"slab.defect {name}: studies of defective surf"):
-            parse_study(_study(defect=name))
-    # ... while the slab spec and the workflow's slab builder already make it
+        spec = parse_study(_study(defect=name))
+        assert spec.slab.defect == "none" and spec.traps.defects == [name]
+    # ... while the slab spec and the workflow's slab builder make the defective slab
     slab = build_slab(SlabSpec(defect="V_CsBr").model_dump(mode="json"), None)
     assert slab.info["defect"] == "V_CsBr" and len(slab) == 52 - 2
     slab = build_slab(SlabSpec(defect="V_PbBr2").model_dump(mode="json"), None)
