@@ -37,9 +37,10 @@ state, so a defect level 0.3 eV above the host VBM is reported, not taken for th
 exception: a host band that moved across the aligned edge (a conduction band 0.1 eV lower after
 adsorption) is listed under ``moved_band_states`` and not counted. A state is taken for one only
 when it lies within ``MOVED_BAND_MAX_EV`` of an edge, is filled as the band at that edge
-(occupied near the VBM, empty near the CBM: a hole above the VBM or an electron below the CBM is
-always a gap state) and either the system's eigenvalues run from it to beyond the edge with no
-spacing wider than ``2 * tolerance`` (a band continuum), or, with projections in both runs, it is
+(within ``EDGE_FILLING_TOLERANCE`` of full near the VBM, of empty near the CBM: a hole above the
+VBM or an electron below the CBM, even a fraction of one, is always a gap state) and either the
+system's eigenvalues run from it to beyond the edge with no spacing wider than ``2 * tolerance``
+(a band continuum), or, with projections in both runs, it is
 at least ``MOVED_BAND_PARTICIPATION_RATIO`` x as delocalised over the host atoms as the
 reference's states at that edge (``reference["moved_band_filter"]`` says which tests applied).
 
@@ -101,6 +102,9 @@ MANIFOLD_BANDS_PER_ATOM = (1, 3, 5, 7)
 MOVED_BAND_MAX_EV = 0.5
 #: ... and at least this delocalised relative to the reference's edge states is a moved host band.
 MOVED_BAND_PARTICIPATION_RATIO = 0.5
+#: A state near the CBM holding at least this occupation (or near the VBM missing it) is a carrier
+#: in the gap, not a moved band.
+EDGE_FILLING_TOLERANCE = 0.1
 #: Reference states this close to their edge define its participation fraction, eV.
 EDGE_WINDOW_EV = 0.25
 #: Vacuum thicker than this along c makes the structure a slab (surface layers exist), Angstrom.
@@ -769,7 +773,12 @@ def _is_moved_band(
     """
     vbm, cbm = edges
     near_vbm = energies.mean() - vbm <= cbm - energies.mean()
-    if near_vbm != (occupation >= OCCUPIED_FRACTION):
+    # filled as the band at that edge: a state holding EDGE_FILLING_TOLERANCE electrons or more
+    # below the CBM (or missing that many above the VBM) is an electron (hole) in the gap, never
+    # a moved band (a defect's excess electron shared by two levels, 0.44 + 0.42 e)
+    if near_vbm and occupation < 1.0 - EDGE_FILLING_TOLERANCE:
+        return False
+    if not near_vbm and occupation >= EDGE_FILLING_TOLERANCE:
         return False
     if (energies.max() - vbm if near_vbm else cbm - energies.min()) > MOVED_BAND_MAX_EV:
         return False

@@ -14,15 +14,10 @@ Rules, stated in every result
 * A state is *localised on the under-coordinated Pb* when those Pb carry at least
   :data:`UNDERCOORDINATED_FRACTION` of its projected weight (the detector's ``top_atoms``, the
   :data:`N_TOP_ATOMS` heaviest atoms).
-* A state the detector set apart as a host band that moved across an aligned edge
-  (``moved_band_states``) is still a gap state here when it holds at least
-  :data:`MIN_EDGE_CHARGE_E` of an electron below the CBM (or lacks as much above the VBM): a host
-  band that only moved would be as empty (full) as the band at its edge, and the detector's own
-  rule is that an electron below the CBM is always a gap state. Its 0.5 occupation test lets a
-  partly filled level through as "empty" (measured: the embedded engine's V_Br slab puts its
-  excess electron in two such levels, 0.26 eV below the CBM, 0.44 and 0.42 e, 84 % and 52 % on
-  the two under-coordinated Pb). Fermi-Dirac tails of conduction bands near a raised E_F hold a
-  few hundredths of an electron and stay host bands. Such states are flagged ``near_edge``.
+* A level holding a fraction of an electron below the CBM (or that hole above the VBM) is a gap
+  state: the detector never takes it for a moved host band (``midgap.EDGE_FILLING_TOLERANCE``;
+  measured: the embedded engine's V_Br slab puts its excess electron in two levels 0.26 eV below
+  the CBM, 0.44 and 0.42 e, 84 % and 52 % on the two under-coordinated Pb).
 * Passivation verdict of a ligand at a defect (:func:`passivation_verdict`): the bare defective
   slab's host traps (before) against those of the ligand at the defect (after): ``passivated``
   (some before, none after), ``partly passivated`` (fewer after), ``not passivated`` (as many or
@@ -39,14 +34,13 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from dftflow.analysis.midgap import MidgapReport
+from dftflow.analysis.midgap import EDGE_FILLING_TOLERANCE, MidgapReport
 
 #: Fraction of a state's projected weight on slab atoms that makes it a host trap.
 MIN_SLAB_WEIGHT = 0.5
 #: Fraction of a state's projected weight on the under-coordinated Pb that localises it there.
 UNDERCOORDINATED_FRACTION = 0.25
 #: Electrons (holes) a moved-band state must hold below the CBM (above the VBM) to count, e.
-MIN_EDGE_CHARGE_E = 0.1
 #: Atoms listed per state (the per-atom character).
 N_TOP_ATOMS = 8
 #: The paper's ligands, as the claim names them (library names).
@@ -72,11 +66,6 @@ class TrapState(BaseModel):
         default=None, description=f"undercoordinated_pb_weight >= {UNDERCOORDINATED_FRACTION}"
     )
     character: str = Field(default="", description="heaviest atoms: element index (weight)")
-    near_edge: bool = Field(
-        default=False,
-        description="taken back from the detector's moved_band_states: it holds at least "
-        f"{MIN_EDGE_CHARGE_E} e below the CBM (or that hole above the VBM)",
-    )
 
 
 class TrapSystem(BaseModel):
@@ -138,8 +127,8 @@ class TrapStudy(BaseModel):
             f"host trap: a gap state with >= {MIN_SLAB_WEIGHT:.0%} of its weight on slab atoms",
             f"on the under-coordinated Pb: >= {UNDERCOORDINATED_FRACTION:.0%} of its weight on "
             "the Pb the defect left under-coordinated",
-            f"near edge: a state the detector took for a moved host band but that holds >= "
-            f"{MIN_EDGE_CHARGE_E} e below the CBM (or that hole above the VBM) is a gap state",
+            f"a level holding >= {EDGE_FILLING_TOLERANCE} e below the CBM (or that hole above "
+            "the VBM) is a gap state, never a moved host band",
             "energies from the host VBM: the pristine slab's VBM aligned onto each system on a "
             "deep level (dftflow.analysis.midgap)",
         ]
@@ -151,8 +140,7 @@ def trap_states(report: MidgapReport, undercoordinated: Sequence[int] | None) ->
     """The detector's gap states of one system, with host-trap and localisation flags."""
     under = set(undercoordinated or [])
     out = []
-    kept = [s for s in report.moved_band_states if _holds_charge(s)]
-    for s in sorted([*report.midgap_states, *kept], key=lambda x: (x.energy_eV, x.spin)):
+    for s in sorted(report.midgap_states, key=lambda x: (x.energy_eV, x.spin)):
         host = s.slab_weight is None or s.slab_weight >= MIN_SLAB_WEIGHT
         w_under = None
         on = None
@@ -171,17 +159,9 @@ def trap_states(report: MidgapReport, undercoordinated: Sequence[int] | None) ->
                 undercoordinated_pb_weight=w_under,
                 on_undercoordinated_pb=on,
                 character=character,
-                near_edge=s in kept,
             )
         )
     return out
-
-
-def _holds_charge(state) -> bool:  # state: analysis.midgap.MidgapState
-    """Whether a moved-band state holds an electron below the CBM or a hole above the VBM."""
-    near_cbm = state.distance_to_cbm_eV < state.distance_to_vbm_eV
-    charge = state.occupation if near_cbm else 1.0 - state.occupation
-    return charge >= MIN_EDGE_CHARGE_E
 
 
 def _energies(system: TrapSystem) -> list[str]:
@@ -395,9 +375,7 @@ def system_markdown(systems: Sequence[TrapSystem]) -> list[str]:
                         if t.on_undercoordinated_pb
                         else f" [no, {t.undercoordinated_pb_weight:.2f}]"
                     )
-                kind = ("" if t.host_trap else " ligand-like") + (
-                    " near edge" if t.near_edge else ""
-                )
+                kind = "" if t.host_trap else " ligand-like"
                 spin_label = "both spins" if s.spin_polarized is False else t.spin
                 parts.append(
                     f"{t.energy_from_vbm_eV:+.2f} eV ({spin_label}, {t.occupation:.2f})"

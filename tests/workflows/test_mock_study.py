@@ -228,18 +228,11 @@ def _trap_docs(summary: StudySummary) -> dict[str, TaskDoc]:
 
 def _host_traps(doc: TaskDoc, reference: TaskDoc | None) -> list:
     from dftflow.analysis.midgap import find_midgap_states
-    from dftflow.analysis.traps import MIN_EDGE_CHARGE_E
 
     report = find_midgap_states(
         doc.directory, reference=None if reference is None else reference.directory
     )
-    near_edge = [  # the trap analysis' rule for levels the detector sets apart (analysis.traps)
-        s
-        for s in report.moved_band_states
-        if (s.occupation if s.distance_to_cbm_eV < s.distance_to_vbm_eV else 1 - s.occupation)
-        >= MIN_EDGE_CHARGE_E
-    ]
-    states = sorted([*report.midgap_states, *near_edge], key=lambda s: (s.energy_eV, s.spin))
+    states = sorted(report.midgap_states, key=lambda s: (s.energy_eV, s.spin))
     return [s for s in states if s.slab_weight is None or s.slab_weight >= 0.5]
 
 
