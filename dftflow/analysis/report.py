@@ -685,8 +685,11 @@ def _traps_section(study_dir: Path, summary: StudySummary, out: Path, facts: dic
         md += chars
     md += [
         "",
-        "Spin: polarised where the electron count is odd (the inputs turn it on; the odd count "
-        "is marked), restricted otherwise. Rules: " + "; ".join(traps.rules) + ".",
+        "Spin: as each calculation ran (the column above; odd counts marked): VASP spin-"
+        "polarises every odd count; the embedded engine computes an odd-electron slab "
+        "spin-restricted first and keeps that only when the odd electron spreads over a band, "
+        "otherwise it is redone spin-polarised (each TaskDoc's metadata.gpaw.spin_treatment). "
+        "Rules: " + "; ".join(traps.rules) + ".",
         "",
         "### Passivation at the defect",
         "",
