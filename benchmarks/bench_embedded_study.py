@@ -53,6 +53,10 @@ def summarise(study_dir: Path) -> dict:
                 "scf_iterations": gpaw.get("scf_iterations"),
                 "ionic_steps": relax.get("n_steps"),
                 "ispin": doc.get("ispin"),
+                "nelect": doc.get("nelect"),
+                "spin_treatment": gpaw.get("spin_treatment"),
+                "restricted_scf_iterations": gpaw.get("restricted_scf_iterations"),
+                "restricted_wall_s": gpaw.get("restricted_wall_time_s"),
                 "energy_eV": doc.get("energy_eV"),
                 "converged": bool(doc.get("converged_electronic") and doc.get("converged_ionic")),
             }
@@ -64,6 +68,23 @@ def summarise(study_dir: Path) -> dict:
     summary = study_dir / "summary.json"
     if summary.is_file():
         data = json.loads(summary.read_text())
+        traps = data.get("traps") or {}
+        if traps:  # a trap study: gap states per system, passivation verdicts, E_ads at defects
+            out["trap_systems"] = [
+                {
+                    "system": sys_.get("label"),
+                    "electrons": sys_.get("electrons"),
+                    "spin_polarized": sys_.get("spin_polarized"),
+                    "host_traps": sys_.get("n_host_traps"),
+                    "states_eV_from_vbm": [
+                        (st.get("energy_from_vbm_eV"), st.get("spin"), st.get("occupation"))
+                        for st in sys_.get("states", [])
+                    ],
+                }
+                for sys_ in traps.get("systems", [])
+            ]
+            out["passivation"] = [p.get("text") for p in traps.get("passivation", [])]
+            out["claim"] = (traps.get("claim") or {}).get("text")
         out["e_ads_eV"] = {
             lig["ligand"]: {
                 "e_ads_eV": lig.get("e_ads_eV"),

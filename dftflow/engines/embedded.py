@@ -293,6 +293,9 @@ class EmbeddedEngine:
                     "spin_treatment": grun.spin_note,
                     "scf_iterations": grun.scf_iterations,
                     "restricted_scf_iterations": grun.restricted_scf_iterations,
+                    "restricted_wall_time_s": None
+                    if grun.restricted_wall_time_s is None
+                    else round(grun.restricted_wall_time_s, 3),
                     "wall_time_s": round(grun.wall_time_s, 3),
                     "charge_e": charge,
                     "valence_electrons": grun.zvals,

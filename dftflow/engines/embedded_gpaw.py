@@ -127,6 +127,7 @@ class GpawRun:
     zvals: dict[str, float]
     spin_note: str | None = None  # how the spin treatment was chosen (spin_polarized "auto")
     restricted_scf_iterations: int | None = None  # a restricted SCF redone spin-polarised
+    restricted_wall_time_s: float | None = None  # ... and its wall time (within wall_time_s)
 
 
 def n_valence_electrons(
@@ -366,6 +367,7 @@ def run_gpaw_static(
     spin = False if check_first else (odd if mode in ("auto", "odd") else bool(mode))
     spin_note = None
     restricted_iterations = None
+    restricted_wall = None
     t0 = time.perf_counter()
     if check_first:
         # An odd electron on a slab: spin-restricted first; kept when the fractionally occupied
@@ -385,6 +387,7 @@ def run_gpaw_static(
             )
         else:
             restricted_iterations = int(calc.get_number_of_iterations())
+            restricted_wall = time.perf_counter() - t0
             (directory / "gpaw.txt").replace(directory / "gpaw-restricted.txt")
             spin = True
             work.set_initial_magnetic_moments(atoms_share)
@@ -460,6 +463,7 @@ def run_gpaw_static(
         scf_iterations=niter,
         spin_note=spin_note,
         restricted_scf_iterations=restricted_iterations,
+        restricted_wall_time_s=restricted_wall,
         wall_time_s=wall,
         nelect=nelect,
         zvals=zvals,
