@@ -48,7 +48,12 @@ from pymatgen.io.vasp import Poscar
 
 from dftflow.electronic import BANDS_FILE, DOS_FILE, BandData, complete_dos, write_complete_dos
 from dftflow.engines.base import prepare_run
-from dftflow.engines.embedded_chgnet import chgnet_version, max_free_force, run_chgnet_relax
+from dftflow.engines.embedded_chgnet import (
+    cell_optimizer,
+    chgnet_version,
+    max_free_force,
+    run_chgnet_relax,
+)
 from dftflow.engines.embedded_gpaw import is_slab_like, run_gpaw_static
 from dftflow.engines.embedded_settings import DEFAULT_SETTINGS, merge_settings, validate_settings
 from dftflow.errors import EngineError, InputError
@@ -211,7 +216,9 @@ class EmbeddedEngine:
                 "energy_source": "CHGNet (machine-learned potential; geometry only, not for E_ads)",
                 "relax": {
                     "calculator": f"CHGNet {settings['chgnet_model']}",
-                    "optimizer": settings["optimizer"],
+                    "optimizer": cell_optimizer(settings["optimizer"])
+                    if stage is Stage.bulk_relax
+                    else settings["optimizer"],
                     "fmax_eV_per_A": run.fmax_eV_per_A,
                     "n_steps": run.n_steps,
                     "max_steps": settings["max_relax_steps"],
