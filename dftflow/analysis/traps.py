@@ -303,20 +303,7 @@ def trap_system(
 ) -> TrapSystem:
     """A :class:`TrapSystem` from the detector's report (None: analysis not possible, ``note``)."""
     odd = None if electrons is None else int(round(electrons)) % 2 == 1
-    if report is None:
-        return TrapSystem(
-            label=label,
-            surface=surface,
-            ligand=ligand,
-            taskdoc=taskdoc,
-            electrons=electrons,
-            odd_electrons=odd,
-            spin_polarized=spin_polarized,
-            undercoordinated_pb=list(undercoordinated or []),
-            note=note,
-        )
-    states = trap_states(report, undercoordinated)
-    return TrapSystem(
+    system = TrapSystem(
         label=label,
         surface=surface,
         ligand=ligand,
@@ -325,12 +312,16 @@ def trap_system(
         odd_electrons=odd,
         spin_polarized=spin_polarized,
         undercoordinated_pb=list(undercoordinated or []),
-        gap_eV=dict(report.gap_eV),
-        states=states,
-        n_host_traps=sum(1 for s in states if s.host_trap),
-        verdict=report.verdict,
         note=note,
     )
+    if report is None:
+        return system
+    states = trap_states(report, undercoordinated)
+    system.gap_eV = dict(report.gap_eV)
+    system.states = states
+    system.n_host_traps = sum(1 for s in states if s.host_trap)
+    system.verdict = report.verdict
+    return system
 
 
 def passivation_table(
