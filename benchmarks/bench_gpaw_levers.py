@@ -16,6 +16,7 @@ Variants (``--variant NAME``; settings merged over the engine's defaults, nothin
 * ``dens3e-4``   ``scf_density`` 3e-4
 * ``nospin``     ``spin_polarized: false`` (an odd-electron system computed spin-restricted)
 * ``noforces``   the static without the force evaluation (``static_forces: false``)
+* ``spin``        ``spin_polarized: true`` (spin-polarised whatever the electron count)
 * ``spin_auto``   ``spin_polarized: "auto"`` as the engine now runs it: an odd-electron slab
   computed spin-restricted first, kept when the odd electron is delocalised, else redone
   spin-polarised (the decision and the participation number are in ``spin_note``)
@@ -48,6 +49,7 @@ VARIANTS: dict[str, dict] = {
     "nospin": {"spin_polarized": False},
     "noforces": {"static_forces": False},
     "spin_auto": {"spin_polarized": "auto"},
+    "spin": {"spin_polarized": True},
 }
 
 

@@ -363,7 +363,12 @@ def run_gpaw_static(
     # restricted first only for a slab (perovskite atoms present); an odd-electron molecule is a
     # radical, its electron localised: spin-polarised straight away
     has_slab = any(sym in PEROVSKITE_ELEMENTS for sym in symbols)
-    check_first = mode == "auto" and odd and slab_like and has_slab
+    # a surface defect's odd electron (a Br vacancy's, with or without a ligand beside it) is
+    # spin-polarised straight away, seeded on the under-coordinated Pb: the trap question needs
+    # the spin-polarised state, and a restricted SCF cannot localise it (the relaxed V_Br slab's
+    # restricted odd electron spread over 12.8 atoms)
+    at_defect = undercoordinated_indices(atoms) is not None
+    check_first = mode == "auto" and odd and slab_like and has_slab and not at_defect
     spin = False if check_first else (odd if mode in ("auto", "odd") else bool(mode))
     spin_note = None
     restricted_iterations = None
@@ -405,6 +410,11 @@ def run_gpaw_static(
         bands = _bands(calc, len(work))
         if mode == "odd":
             spin_note = "spin-polarised: odd electron count (spin_polarized: odd)"
+        elif mode == "auto" and at_defect:
+            spin_note = (
+                "spin-polarised: odd electron count at a surface defect (moment seeded on the "
+                "under-coordinated Pb)"
+            )
         elif mode == "auto" and not check_first:
             spin_note = "spin-polarised: odd electron count, no slab (a radical)"
     elif not check_first:

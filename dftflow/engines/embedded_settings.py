@@ -61,8 +61,9 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "mixer": None,
     "dipole_correction": True,  # GPAW dipole layer along z for slabs (VASP IDIPOL=3, LDIPOL)
     # "auto": even electron counts restricted; an odd-electron system without a slab (a radical)
-    # spin-polarised; an odd-electron slab restricted first, redone spin-polarised only when the
-    # odd electron is localised (embedded_gpaw.odd_electron_atoms); "odd": every odd-electron
+    # or at a surface defect spin-polarised; any other odd-electron slab restricted first, redone
+    # spin-polarised only when the odd electron is localised (embedded_gpaw.odd_electron_atoms);
+    # "odd": every odd-electron
     # system spin-polarised (the rule before the measurement); true / false force it.
     "spin_polarized": "auto",
     "symmetry": True,  # use point-group symmetry to reduce the k-points

@@ -192,6 +192,21 @@ def test_odd_electron_on_a_slab_localised_is_redone_spin_polarised(engine, tmp_p
     assert "Total magnetic moment" in (tmp_path / "br" / "gpaw.txt").read_text()
 
 
+@pytest.mark.slow(seconds=8)
+def test_odd_electron_at_a_surface_defect_is_spin_polarised_directly(engine, tmp_path):
+    """A structure carrying a defect record (per-atom under-coordination): no restricted pass,
+    spin-polarised at once with the moment seeded on the under-coordinated atom."""
+    from dftflow.structures.defects import UNDERCOORDINATED_ARRAY
+
+    br = Atoms("Br", positions=[[5.1, 4.05, 6.5]], cell=CELL, pbc=True)
+    br.arrays[UNDERCOORDINATED_ARRAY] = np.array([1])
+    doc = engine.run(br, "static", tmp_path / "br")
+    gp = doc.metadata["gpaw"]
+    assert doc.ispin == 2 and gp["restricted_scf_iterations"] is None
+    assert "at a surface defect" in gp["spin_treatment"]
+    assert not (tmp_path / "br" / "gpaw-restricted.txt").exists()
+
+
 def test_molecule_relax_converges_to_fmax(engine, tmp_path):
     water = molecule("H2O")
     water.set_cell(CELL)
