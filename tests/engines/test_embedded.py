@@ -133,10 +133,13 @@ def test_static_writes_its_own_records_and_no_vasp_file(trio):
 
 @pytest.mark.slow
 def test_odd_electron_system_is_spin_polarised(engine, tmp_path):
-    oh = Atoms("OH", positions=[[5.1, 4.05, 6.5], [5.1, 4.05, 7.47]], cell=CELL, pbc=True)
-    doc = engine.run(oh, "static", tmp_path / "oh")
-    assert doc.ispin == 2 and doc.nelect == pytest.approx(7)
-    assert doc.metadata["gpaw"]["spin_polarized"] is True
+    """An odd-electron system with no slab (a radical; here an H atom) is spin-polarised at once."""
+    h = Atoms("H", positions=[[5.1, 4.05, 6.5]], cell=CELL, pbc=True)
+    doc = engine.run(h, "static", tmp_path / "h")
+    assert doc.ispin == 2 and doc.nelect == pytest.approx(1)
+    gp = doc.metadata["gpaw"]
+    assert gp["spin_polarized"] is True and "no slab (a radical)" in gp["spin_treatment"]
+    assert gp["restricted_scf_iterations"] is None
 
 
 def test_odd_electron_share_and_participation_number():
