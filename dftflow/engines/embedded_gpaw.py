@@ -367,7 +367,7 @@ def run_gpaw_static(
     # spin-polarised straight away, seeded on the under-coordinated Pb: the trap question needs
     # the spin-polarised state, and a restricted SCF cannot localise it (the relaxed V_Br slab's
     # restricted odd electron spread over 12.8 atoms)
-    at_defect = undercoordinated_indices(atoms) is not None
+    at_defect = bool(undercoordinated_indices(atoms))  # an all-zero record: no defect
     check_first = mode == "auto" and odd and slab_like and has_slab and not at_defect
     spin = False if check_first else (odd if mode in ("auto", "odd") else bool(mode))
     spin_note = None
@@ -379,8 +379,8 @@ def run_gpaw_static(
         # states are a delocalised band (no moment forms: the acetate-radical complex's
         # spin-polarised SCF ends at 0.0095 muB, 0.27 meV from the restricted energy, for 1.8x
         # the CPU; benchmarks/bench_gpaw_levers_RESULTS.md), redone spin-polarised, with the
-        # moment seeded where the electron sits, when they are localised (a defect level, a
-        # radical left on the ligand).
+        # moment seeded where the electron sits, when they are localised (a radical left on the
+        # ligand).
         calc, energy, free, forces = _gpaw_scf(gpaw, work, settings, False, charge, directory)
         bands = _bands(calc, len(work))
         atoms_share, n_atoms = odd_electron_atoms(bands[4], bands[2], bands[5])
