@@ -22,9 +22,11 @@ Stages
 * ``slab_relax``, ``complex_relax``: CHGNet, positions; FixAtoms (selective dynamics) honoured.
 * ``molecule_relax``: CHGNet, positions, in the given cell.
 * ``static``: GPAW LCAO single point at the given geometry: e_0 (GPAW's energy extrapolated to zero
-  smearing), forces, Fermi level, eigenvalues, Loewdin-projected DOS in LORBIT=11 order, pseudo
-  valence density on ``gpts`` derived from the cell and h only (same cell -> same grid), dipole
-  correction along z for slab-like cells, spin polarisation only for odd electron counts.
+  smearing), forces (``static_forces``), Fermi level, eigenvalues, Loewdin-projected DOS in
+  LORBIT=11 order, pseudo valence density on ``gpts`` derived from the cell and h only (same cell
+  -> same grid), dipole correction along z for slab-like cells, spin polarisation only for odd
+  electron counts (a pristine slab's delocalised odd electron kept spin-restricted:
+  ``embedded_gpaw``).
 
 Relaxation energies are CHGNet's (``metadata["energy_source"]``); adsorption energies must use the
 statics. A CHGNet step has no SCF, so ``converged_electronic`` is True for relaxations (there is no
