@@ -183,22 +183,9 @@ def build_workflow(spec: StudySpec, study_dir: str | Path) -> Workflow:
             [mol, slab_relax],
         )
         candidates = ft.enumerate_candidates(unrelaxed_slab, entry)
-        labels = [ft.placement_label(p) for p in candidates]
-        if not labels:
+        if not candidates:
             raise InputError(f"ligand {lig.name!r}: no placement enumerated for {lig.placements}")
-        relaxes = [
-            b.add(
-                f"{key}/complex_relax/{label}",
-                ft.ComplexRelaxTask(
-                    role=f"{key}/complex_relax/{label}",
-                    ligand=entry,
-                    placement=p.model_dump(mode="json"),
-                    slab=slab_dict,
-                ),
-                [slab_relax],
-            )
-            for p, label in zip(candidates, labels, strict=True)
-        ]
+        labels, relaxes = _placement_relaxes(b, key, entry, candidates, slab_dict, slab_relax)
         cx_static = b.add(
             f"{key}/complex_static",
             ft.ComplexStaticTask(role=f"{key}/complex_static", ligand_key=key, labels=labels),
@@ -284,21 +271,9 @@ def _add_traps(b: _Builder, spec: StudySpec, slab_dict: dict[str, Any], a0: floa
             )
             if not candidates:
                 raise InputError(f"ligand {lig.name!r}: no placement at {defect} enumerated")
-            labels = [ft.placement_label(p) for p in candidates]
-            relaxes = [
-                b.add(
-                    f"{key}/complex_relax/{label}",
-                    ft.ComplexRelaxTask(
-                        role=f"{key}/complex_relax/{label}",
-                        ligand=entry,
-                        placement=p.model_dump(mode="json"),
-                        slab=d_slab,
-                        slab_role=f"{defect}/slab/relax",
-                    ),
-                    [relax],
-                )
-                for p, label in zip(candidates, labels, strict=True)
-            ]
+            labels, relaxes = _placement_relaxes(
+                b, key, entry, candidates, d_slab, relax, slab_role=f"{defect}/slab/relax"
+            )
             parents.append(
                 b.add(
                     f"{key}/complex_static",
@@ -327,3 +302,28 @@ def count_engine_runs(wf: Workflow) -> int:
     return sum(
         1 for fw in wf.fws if not fw.name.endswith("/analysis") and not fw.name.endswith("/report")
     )
+
+
+def _placement_relaxes(b, key, entry, candidates, slab, parent, slab_role=None):
+    """One CHGNet/engine relaxation Firework per placement of ``candidates`` on ``slab``.
+
+    Returns the placement labels and the Fireworks; ``slab_role`` (the slab relaxation the
+    placements go on) is passed only when given, so pristine studies keep their task digests.
+    """
+    labels = [ft.placement_label(p) for p in candidates]
+    extra = {} if slab_role is None else {"slab_role": slab_role}
+    relaxes = [
+        b.add(
+            f"{key}/complex_relax/{label}",
+            ft.ComplexRelaxTask(
+                role=f"{key}/complex_relax/{label}",
+                ligand=entry,
+                placement=p.model_dump(mode="json"),
+                slab=slab,
+                **extra,
+            ),
+            [parent],
+        )
+        for p, label in zip(candidates, labels, strict=True)
+    ]
+    return labels, relaxes
