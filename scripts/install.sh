@@ -34,6 +34,6 @@ extras="embedded"
 (( with_tests )) && extras="embedded,test"
 # GPAW compiles from source; its sources are C++ (see README).
 CC=g++ LDSHARED="g++ -shared" pipq -c constraints.txt -e ".[${extras}]"
-python -c "import dftflow, pymatgen, custodian, fireworks, chgnet, gpaw, rdkit" \
+python -c "import dftflow, pymatgen, custodian, fireworks, chgnet, sevenn, gpaw, rdkit" \
   || { echo "error: installation incomplete" >&2; exit 1; }
 echo "dftflow installed in .venv ($(.venv/bin/dftflow --version))"
