@@ -259,3 +259,12 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     return str(value)
+
+
+def digest_of(data: Any) -> str:
+    """SHA-256 hex digest of the canonical JSON of ``data`` (identifies inputs for reuse)."""
+    import hashlib
+    import json
+
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()

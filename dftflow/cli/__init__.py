@@ -47,9 +47,9 @@ def _root(
 
 
 def _register_all() -> None:
-    from dftflow.cli import analyze, build, diagnose, study, vasp
+    from dftflow.cli import analyze, build, diagnose, screen, study, vasp
 
-    for module in (build, vasp, analyze, study, diagnose):
+    for module in (build, vasp, analyze, study, screen, diagnose):
         module.register(app)
 
 

@@ -194,6 +194,82 @@ def _run_workers(progress, overall, handle, study_dir, query, n_workers, vasp_cm
     return run_workers(handle, study_dir, n_workers, query, on_status=on_status, vasp_cmd=vasp_cmd)
 
 
+def run_spec(spec, study_dir: Path, workers: int, vasp_cmd: str | None) -> dict:
+    """Submit ``spec`` (a study or a screen) to DIR's embedded LaunchPad and run it here.
+
+    Progress bars while it runs; returns the final status (with ``study_dir``); raises
+    ``typer.Exit`` 130/143 when stopped by a signal. Used by ``run`` and ``screen``.
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from dftflow.workflows.launchpad import open_launchpad
+    from dftflow.workflows.status import study_status
+    from dftflow.workflows.store import WorkerStopped
+    from dftflow.workflows.submission import rerun_failed, submit_study
+    from dftflow.workflows.workers import WorkerExit, default_workers
+
+    handle = open_launchpad(study_dir, create=True)
+    sub = submit_study(spec, study_dir, handle)
+    rerun = rerun_failed(handle, sub.study_query)
+    before = study_status(handle, sub.study_query)
+    done0 = before["counts"].get("COMPLETED", 0)
+    console.print(
+        f"{'submitted' if sub.new else 'resuming'} {spec.key}: {before['total']} Fireworks, "
+        f"{done0} already completed"
+        + (f", {len(rerun)} failed/lost put back to READY" if rerun else "")
+    )
+    if sub.vacuum_A is not None:
+        console.print(_cell_line(spec, *sub.vacuum_A))
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    n_workers = workers or default_workers(spec.engine.name)
+    exits: list[WorkerExit] = []
+    try:
+        with Progress(*columns, console=console, transient=False) as progress:
+            overall = progress.add_task("study", total=before["total"], completed=done0)
+            if n_workers > 1:
+                exits = _run_workers(
+                    progress, overall, handle, study_dir, sub.study_query, n_workers, vasp_cmd
+                )
+            else:
+                _run_here(progress, overall, handle, study_dir, sub.study_query, vasp_cmd)
+    except KeyboardInterrupt:
+        raise _stopped(signal.SIGINT, study_dir, "run the same command again") from None
+    except WorkerStopped as exc:
+        raise _stopped(exc.signum, study_dir, "run the same command again") from None
+    status = study_status(handle, sub.study_query)
+    # exit 1 of a worker: a Firework FIZZLED (named by raise_if_incomplete)
+    crashed = [e for e in exits if e.returncode not in (0, 1, None)]
+    if crashed:
+        console.print(
+            "; ".join(f"worker {e.index} exited with {e.returncode} (see {e.log})" for e in crashed)
+        )
+    return {**status, "study_dir": str(study_dir)}
+
+
+def raise_if_incomplete(status: dict) -> None:
+    """Exit 1 (one line) when a Firework FIZZLED or did not complete."""
+    if status["failed"] or status["counts"].get("COMPLETED", 0) != status["total"]:
+        failed = f"{_fizzled_line(status['failed'])}; " if status["failed"] else ""
+        raise StudyIncomplete(
+            f"{failed}{status['total'] - status['counts'].get('COMPLETED', 0)} of "
+            f"{status['total']} Fireworks not completed; see `dftflow status -o "
+            f"{status['study_dir']}` for why, then run the same command again"
+        )
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
 
@@ -222,79 +298,15 @@ def register(app: typer.Typer) -> None:
         vasp_cmd: _VaspCmdOption = None,
     ) -> None:
         """Submit the study to DIR's embedded LaunchPad and run every Firework here (resumable)."""
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            SpinnerColumn,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        from dftflow.workflows.launchpad import open_launchpad
-        from dftflow.workflows.status import study_status
-        from dftflow.workflows.store import WorkerStopped
-        from dftflow.workflows.submission import rerun_failed, submit_study
-        from dftflow.workflows.workers import WorkerExit, default_workers
-
         spec = _load(study, engine)
         vasp_cmd = _vasp_cmd_option(vasp_cmd, spec.engine.name)
-        study_dir = _study_dir(out)
-        handle = open_launchpad(study_dir, create=True)
-        sub = submit_study(spec, study_dir, handle)
-        rerun = rerun_failed(handle, sub.study_query)
-        before = study_status(handle, sub.study_query)
-        done0 = before["counts"].get("COMPLETED", 0)
-        console.print(
-            f"{'submitted' if sub.new else 'resuming'} {spec.key}: {before['total']} Fireworks, "
-            f"{done0} already completed"
-            + (f", {len(rerun)} failed/lost put back to READY" if rerun else "")
-        )
-        if sub.vacuum_A is not None:
-            console.print(_cell_line(spec, *sub.vacuum_A))
-        columns = (
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-        )
-        n_workers = workers or default_workers(spec.engine.name)
-        exits: list[WorkerExit] = []
-        try:
-            with Progress(*columns, console=console, transient=False) as progress:
-                overall = progress.add_task("study", total=before["total"], completed=done0)
-                if n_workers > 1:
-                    exits = _run_workers(
-                        progress, overall, handle, study_dir, sub.study_query, n_workers, vasp_cmd
-                    )
-                else:
-                    _run_here(progress, overall, handle, study_dir, sub.study_query, vasp_cmd)
-        except KeyboardInterrupt:
-            raise _stopped(signal.SIGINT, study_dir, "run the same command again") from None
-        except WorkerStopped as exc:
-            raise _stopped(exc.signum, study_dir, "run the same command again") from None
-        status = study_status(handle, sub.study_query)
+        status = run_spec(spec, _study_dir(out), workers, vasp_cmd)
         if json_out:
-            echo_json(status)
+            echo_json({k: v for k, v in status.items() if k != "study_dir"})
         else:
             _print_status(status, console)
-            _print_summary(study_dir, console)
-        # exit 1 of a worker: a Firework FIZZLED (named below)
-        crashed = [e for e in exits if e.returncode not in (0, 1, None)]
-        if crashed:
-            console.print(
-                "; ".join(
-                    f"worker {e.index} exited with {e.returncode} (see {e.log})" for e in crashed
-                )
-            )
-        if status["failed"] or status["counts"].get("COMPLETED", 0) != status["total"]:
-            failed = f"{_fizzled_line(status['failed'])}; " if status["failed"] else ""
-            raise StudyIncomplete(
-                f"{failed}{status['total'] - status['counts'].get('COMPLETED', 0)} of "
-                f"{status['total']} Fireworks not completed; see `dftflow status -o {study_dir}` "
-                "for why, then run the same command again"
-            )
+            _print_summary(Path(status["study_dir"]), console)
+        raise_if_incomplete(status)
 
     @app.command("submit")
     def submit_cmd(

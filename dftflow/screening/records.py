@@ -40,8 +40,12 @@ class PlacementRecord(_Record):
     hit_step_cap: bool = False
     stopped_early: str | None = Field(default=None, description="why the relaxation was stopped")
     fmax_eV_per_A: float | None = Field(default=None, description="largest final force")
+    e_loose_eV: float | None = Field(
+        default=None, description="energy after the loose relaxation (first committee member)"
+    )
     # --- label --------------------------------------------------------------------------------
     binding_mode: str | None = Field(default=None, description="one of BINDING_MODES")
+    bound_pb: list[int] = Field(default_factory=list, description="surface Pb bound to the ligand")
     anomalies: list[str] = Field(default_factory=list)
     excluded: bool = False
     reason: str | None = Field(default=None, description="why excluded (shown in the table)")

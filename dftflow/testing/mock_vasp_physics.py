@@ -69,6 +69,15 @@ class PairPotential(Calculator):
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
+    def __init__(self, well_scale: dict[frozenset, float] | None = None, **kwargs) -> None:
+        """``well_scale``: element pair -> factor on its well depth D (a second 'model')."""
+        super().__init__(**kwargs)
+        self.well_scale = dict(well_scale or {})
+
+    def _parameters(self, a: str, b: str) -> tuple[float, float, float]:
+        dep, r0, alpha = morse_parameters(a, b)
+        return dep * self.well_scale.get(frozenset((a, b)), 1.0), r0, alpha
+
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         """Compute energy (eV), forces (eV/Angstrom) and stress (eV/Angstrom^3)."""
         super().calculate(atoms, properties, system_changes)
@@ -78,7 +87,7 @@ class PairPotential(Calculator):
         keep = i < j
         i, j, d, D = i[keep], j[keep], d[keep], D[keep]
         params = np.array(
-            [morse_parameters(symbols[a], symbols[b]) for a, b in zip(i, j, strict=True)]
+            [self._parameters(symbols[a], symbols[b]) for a, b in zip(i, j, strict=True)]
         )
         if len(params) == 0:
             params = np.zeros((0, 3))

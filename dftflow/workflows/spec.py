@@ -9,8 +9,6 @@ turns every mistake (malformed YAML, unknown key, wrong type, unknown ligand) in
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -31,7 +29,7 @@ from pydantic import (
 from dftflow.engines.registry import DEFAULT_ENGINE, engine_entry
 from dftflow.errors import EngineError, InputError
 from dftflow.inputs import params
-from dftflow.schemas import reference_matches
+from dftflow.schemas import digest_of, reference_matches
 from dftflow.structures.defects import DEFECT_NAMES, check_defect_name, check_defect_request
 from dftflow.structures.geometry import DEFAULT_SLAB_VACUUM_A
 from dftflow.structures.ligands import (
@@ -288,6 +286,50 @@ class TrapSpec(_Strict):
         return v
 
 
+#: Members of the default screening committee (``dftflow.screening.committee``).
+DEFAULT_COMMITTEE = ("chgnet", "sevennet")
+
+
+class ScreenSettings(_Strict):
+    """How a ligand screen (issue 13) searches, relaxes and escalates placements.
+
+    Relaxations are two-level: every placement is relaxed loosely with the committee's first
+    member (``fmax_loose_eV_per_A``, at most ``max_steps_loose``; stopped early when the ligand
+    desorbs or fragments), the ``n_refine`` lowest distinct ones per ligand then to
+    ``fmax_fine_eV_per_A`` by every member; E_ads is the members' mean, sigma their spread.
+    The ``top_k`` lowest (committee mean) go to DFT, plus up to ``extra_dft`` more whose sigma
+    exceeds ``sigma_escalate_eV``.
+    """
+
+    top_k: int = Field(default=2, ge=1, le=10, description="DFT calculations per ligand")
+    committee: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_COMMITTEE),
+        min_length=1,
+        description="MLIP names (chgnet, sevennet) or 'package.module:factory' returning an ASE "
+        "calculator; the first relaxes every placement",
+    )
+    optimizer: str = "PreconLBFGS"
+    fmax_loose_eV_per_A: float = Field(default=0.1, gt=0.0)
+    max_steps_loose: int = Field(default=300, ge=1)
+    fmax_fine_eV_per_A: float = Field(default=params.FMAX_EV_PER_A, gt=0.0)
+    max_steps_fine: int = Field(default=500, ge=1)
+    n_refine: int = Field(default=4, ge=1, description="placements refined per ligand")
+    sigma_escalate_eV: float = Field(default=0.2, gt=0.0)
+    extra_dft: int = Field(default=1, ge=0, description="DFT slots for high-sigma placements")
+    max_conformers: int = Field(default=3, ge=1, le=10)
+    max_placements: int = Field(default=48, ge=1, description="per ligand (spread over modes)")
+    azimuths_deg: list[float] | None = None
+    chunk_size: int = Field(default=8, ge=1, description="placements per MLIP Firework")
+    mlip_only: bool = Field(default=False, description="no DFT: stop at the committee ranking")
+    references: dict[str, str] = Field(
+        default_factory=dict, description="ligand key -> reference (neutral, radical, anion)"
+    )
+    rejected: list[dict[str, str]] = Field(
+        default_factory=list,
+        description="ligands that could not be screened: name, smiles, error (shown ranked last)",
+    )
+
+
 class StudySpec(_Strict):
     """A whole study (``workflows/*.yaml``)."""
 
@@ -300,6 +342,9 @@ class StudySpec(_Strict):
     ligands: list[LigandEntry] = Field(min_length=1)
     traps: TrapSpec | None = Field(
         default=None, description="defective surfaces and ligands at the defect (issue 15)"
+    )
+    screen: ScreenSettings | None = Field(
+        default=None, description="a ligand screen (issue 13) instead of the paper's workflow"
     )
 
     @model_validator(mode="before")
@@ -331,8 +376,9 @@ class StudySpec(_Strict):
     ) -> dict[str, Any]:
         """A study without traps dumps as before ``traps`` existed: study digests unchanged."""
         data = handler(self)
-        if data.get("traps") is None:
-            data.pop("traps", None)
+        for key in ("traps", "screen"):
+            if data.get(key) is None:
+                data.pop(key, None)
         return data
 
     @model_validator(mode="after")
@@ -386,12 +432,6 @@ class StudySpec(_Strict):
     def digest(self) -> str:
         """SHA-256 of the canonical JSON of the spec (identifies a submission)."""
         return digest_of(self.model_dump(mode="json"))
-
-
-def digest_of(data: Any) -> str:
-    """SHA-256 hex digest of the canonical JSON of ``data``."""
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _format_validation_error(exc: ValidationError) -> str:

@@ -10,6 +10,7 @@ from dftflow.errors import InputError
 from dftflow.workflows.flows import build_workflow
 from dftflow.workflows.launchpad import LaunchpadHandle
 from dftflow.workflows.query import study_query
+from dftflow.workflows.screen_flows import build_screen_workflow
 from dftflow.workflows.spec import StudySpec
 from dftflow.workflows.status import lost_fw_ids, lost_workers, stop_orphans
 
@@ -35,7 +36,8 @@ def submit_study(spec: StudySpec, study_dir: str | Path, handle: LaunchpadHandle
     if existing:
         return Submission(sorted(existing), False, query)
     _refuse_conflicting(handle, spec, study_dir)
-    wf = build_workflow(spec, study_dir)  # outside the lock: builds structures
+    # outside the lock: builds structures
+    wf = build_screen_workflow(spec, study_dir) if spec.screen else build_workflow(spec, study_dir)
     with handle.session() as lp:
         existing = lp.get_fw_ids(query)
         if existing:  # another process submitted it meanwhile
