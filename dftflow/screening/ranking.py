@@ -9,14 +9,17 @@ with a committee mean: :meth:`LigandScreen.kept`).
 1. **Best placement of a ligand**: its lowest DFT E_ads when any kept placement was computed with
    DFT, else its lowest committee-mean E_ads. The row's MLIP mean/σ, DFT value and
    ``dft_minus_mlip_eV`` (= DFT - committee mean) are all of that one placement.
-2. **What the rank sorts on** (``ScreenTable.ranked_by``, the number in ``ranked_on_eV``):
+2. **What the rank sorts on** (``ScreenTable.ranked_by``; the number is the row's
+   ``ranked_on_eV``, always one of its shown columns):
 
    - ``dft``: every ranked ligand has a DFT E_ads: the best placement's DFT E_ads;
-   - ``mlip_mean``: no ranked ligand, or only some, have DFT: each ligand's lowest committee-mean
-     E_ads (the MLIP screen's own answer, one level of theory and one selection rule for all).
-     A DFT number is never set against an MLIP number: when only some ligands have DFT, they are
-     still ranked on the committee mean, every ranked row says ``ranked_by_mlip`` and the table's
-     notes name the ligands without DFT. (Their DFT values stay in the table, beside the rank.)
+   - ``mlip_mean``: no ranked ligand, or only some, have DFT: the committee mean of each ligand's
+     best placement (``e_ads_mlip_mean_eV``). A DFT number is never ranked against an MLIP
+     number: when only some ligands have DFT, all are ranked on the committee mean (one level
+     of theory), every ranked row says ``ranked_by_mlip``, the notes name the ligands without
+     DFT, and the DFT values stay beside the rank. For a ligand with DFT this is the committee
+     mean of the DFT-lowest placement, not the lowest committee mean: where DFT has shown the
+     committee's lowest placement is not the lowest, that number is not used (``dft_reorders``).
 
    Ties are broken by name; ranks are 1, 2, 3 ... in that order.
 3. **Not ranked** (``rank`` None, at the bottom in input order, ``error`` says why): a ligand that
@@ -54,7 +57,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from dftflow.fileio import atomic_write_text
-from dftflow.schemas import NOT_PHYSICAL_LABEL, NOT_PHYSICAL_NOTE
+from dftflow.schemas import NOT_PHYSICAL_LABEL
 from dftflow.screening.records import (
     CSV_COLUMNS,
     LigandScreen,
@@ -206,7 +209,7 @@ def rank_ligands(
     ScreenTable
         Ranked rows first (rank 1 = strongest binding), then the unranked ones.
     """
-    ranked: list[tuple[ScreenRow, float, float | None]] = []  # row, MLIP best, DFT best
+    ranked: list[ScreenRow] = []
     unranked: list[ScreenRow] = []
     kinds: dict[str, str] = {}
     for lig in ligands:
@@ -266,10 +269,10 @@ def rank_ligands(
             flags=flags,
             **base,
         )
-        ranked.append((row, mlip_best.e_ads_mean_eV, best.e_ads_dft_eV))  # type: ignore[arg-type]
+        ranked.append(row)
 
     notes: list[str] = []
-    have_dft = [row.ligand for row, _, dft in ranked if dft is not None]
+    have_dft = [row.ligand for row in ranked if row.e_ads_dft_eV is not None]
     if not ranked:
         ranked_by = "none"
         notes.append("no ligand could be ranked")
@@ -278,11 +281,9 @@ def rank_ligands(
         notes.append("ranked by the DFT E_ads of each ligand's lowest DFT placement")
     else:
         ranked_by = "mlip_mean"
-        notes.append(
-            "ranked by each ligand's lowest committee-mean E_ads (the MLIP screen's answer)"
-        )
+        notes.append("ranked by the committee-mean E_ads of each ligand's best placement")
         if have_dft:
-            missing = [row.ligand for row, _, dft in ranked if dft is None]
+            missing = [row.ligand for row in ranked if row.e_ads_dft_eV is None]
             notes.append(
                 f"DFT E_ads exists for {', '.join(have_dft)} but not for {', '.join(missing)}: "
                 "all are ranked on the committee mean (a DFT number is never ranked against an "
@@ -295,13 +296,12 @@ def rank_ligands(
             + "): E_ads against different kinds of L are not comparable across those ligands"
         )
 
-    def key(item: tuple[ScreenRow, float, float | None]) -> tuple[float, str]:
-        row, mlip, dft = item
-        return (dft if ranked_by == "dft" else mlip, row.ligand)  # type: ignore[return-value]
+    def key(row: ScreenRow) -> tuple[float, str]:
+        value = row.e_ads_dft_eV if ranked_by == "dft" else row.e_ads_mlip_mean_eV
+        return (value, row.ligand)  # type: ignore[return-value]
 
     rows: list[ScreenRow] = []
-    for rank, item in enumerate(sorted(ranked, key=key), start=1):
-        row = item[0]
+    for rank, row in enumerate(sorted(ranked, key=key), start=1):
         extra = []
         if ranked_by == "mlip_mean" and have_dft:
             extra.append(FLAG_RANKED_BY_MLIP)
@@ -311,7 +311,7 @@ def rank_ligands(
             row.model_copy(
                 update={
                     "rank": rank,
-                    "ranked_on_eV": key(item)[0],
+                    "ranked_on_eV": key(row)[0],
                     "flags": list(dict.fromkeys(row.flags + extra)),
                 }
             )
@@ -324,6 +324,7 @@ def rank_ligands(
         slab=dict(slab),
         e_slab_eV=dict(e_slab_eV),
         ranked_by=ranked_by,
+        sigma_flag_eV=sigma_flag_eV,
         notes=notes,
         rows=rows + unranked,
     )
@@ -419,6 +420,7 @@ def plot_ranking(table: ScreenTable, ligands: Sequence[LigandScreen], path: Path
     reference_differs = any(FLAG_REFERENCE in r.flags for r in ranked)
     labels = []
     values: list[float] = []
+    dft_in_legend = False
     for i, row in enumerate(ranked):
         y = n - 1 - i
         lig = by_name.get(row.ligand)
@@ -462,13 +464,17 @@ def plot_ranking(table: ScreenTable, ligands: Sequence[LigandScreen], path: Path
                 markeredgewidth=0.5,
                 markersize=5,
                 ls="none",
-                label="best placement: DFT" if not any(a.get_label() == "best placement: DFT" for a in ax.lines) else None,
+                label=None if dft_in_legend else "best placement: DFT",
                 zorder=4,
             )
             values.append(row.e_ads_dft_eV)
+            dft_in_legend = True
         dagger = "†" if reference_differs else ""
         labels.append(f"{row.rank}. {row.ligand}{dagger}\nL: {row.reference_species}")
-        flags = ", ".join(_short_flag(f) for f in row.flags if f != FLAG_REFERENCE)
+        # (reference differs and ranked by MLIP hold for every row: said once, below the axes)
+        flags = ", ".join(
+            _short_flag(f) for f in row.flags if f not in (FLAG_REFERENCE, FLAG_RANKED_BY_MLIP)
+        )
         if flags:
             ax.annotate(
                 flags,
@@ -501,13 +507,15 @@ def plot_ranking(table: ScreenTable, ligands: Sequence[LigandScreen], path: Path
         )
     else:
         ax.set_yticks([])
-        ax.text(0.5, 0.5, "no ligand could be ranked", ha="center", va="center",
-                transform=ax.transAxes)
+        ax.set_xticks([])
+        ax.text(
+            0.5, 0.5, "no ligand could be ranked", ha="center", va="center", transform=ax.transAxes
+        )
     ax.set_ylim(-0.5, n - 0.5)
     ax.axvline(0.0, color="black", lw=0.8, zorder=1)
+    ranked_by = f"; {_ranked_by_text(table)}, strongest at the top" if ranked else ""
     ax.set_xlabel(
-        r"$E_\mathrm{ads} = E(\mathrm{slab+L}) - E(\mathrm{slab}) - E(\mathrm{L})$ (eV)"
-        f"; {_ranked_by_text(table)}, strongest at the top"
+        r"$E_\mathrm{ads} = E(\mathrm{slab+L}) - E(\mathrm{slab}) - E(\mathrm{L})$ (eV)" + ranked_by
     )
     notes = []
     if reference_differs:
@@ -515,7 +523,9 @@ def plot_ranking(table: ScreenTable, ligands: Sequence[LigandScreen], path: Path
             "† reference species L differ in kind between ligands: their E_ads are not comparable"
         )
     if table.ranked_by == "mlip_mean" and any(r.e_ads_dft_eV is not None for r in ranked):
-        notes.append("DFT missing for some ligands: all ranked by the committee mean")
+        notes.append(
+            "DFT missing for some ligands: all are ranked by the committee mean (blue circles)"
+        )
     for row in unranked:
         notes.append(f"not ranked: {row.ligand}: {row.error}")
     if notes:
@@ -624,7 +634,10 @@ def _agreement_text(agreement: Agreement | None, n: int) -> str:
 
 
 def _e(value: float | None, fmt: str = "+.3f") -> str:
-    return "n/a" if value is None else format(value, fmt)
+    if value is None:
+        return "n/a"
+    text = format(value, fmt)
+    return text.replace("-", "+") if float(text) == 0.0 else text  # no "-0.000"
 
 
 def _md_cell(text: str) -> str:
@@ -652,14 +665,17 @@ def report_section(
 
     The ranked table; the figures; per ligand what was tried, kept and escalated, every excluded
     placement with its reason, every step-capped placement labelled, the reference species; the
-    MLIP-vs-DFT agreement. Figure links are relative to ``base`` (default: as given).
+    MLIP-vs-DFT agreement (and how many placements off by more than :data:`DFT_FAR_EV` the
+    committee's σ > ``table.sigma_flag_eV`` caught). Per-ligand sections follow the table's order.
+    Figure links are relative to ``base`` (default: as given).
     """
     physical_label = "" if table.physical else f", {NOT_PHYSICAL_LABEL}"
     md = ["## Ligand screen", ""]
     if not table.physical:
         md += [
-            f"> **{NOT_PHYSICAL_LABEL.upper()}**: {NOT_PHYSICAL_NOTE}. This screen tests the "
-            "workflow only; no number below is physics.",
+            f"> **{NOT_PHYSICAL_LABEL.upper()}**: the numbers of this screen come from the mock "
+            "engine of the tests, not from an ML potential or DFT; it tests the workflow only. "
+            "Never compare them with experiment or a paper.",
             "",
         ]
     committee = ", ".join(table.committee) or "n/a"
@@ -718,16 +734,18 @@ def report_section(
     else:
         md.append(f"- {_agreement_text(agreement, len(points)).replace(chr(10), ' ')}.")
         far = [p for _, p in points if abs(p.e_ads_dft_eV - p.e_ads_mean_eV) > DFT_FAR_EV]  # type: ignore[operator]
-        caught = [p for p in far if (p.e_ads_sigma_eV or 0.0) > 0.2]
+        sigma_flag_eV = table.sigma_flag_eV
+        caught = [p for p in far if (p.e_ads_sigma_eV or 0.0) > sigma_flag_eV]
         md.append(
             f"- {len(far)} of {len(points)} placements have |DFT − MLIP| > {DFT_FAR_EV:g} eV; "
-            f"σ > 0.2 eV flagged {len(caught)} of them."
+            f"the committee's σ > {sigma_flag_eV:g} eV flagged {len(caught)} of them."
         )
     md.append("")
 
     # ---- per ligand -----------------------------------------------------------------------
     md += ["### Placements per ligand", ""]
-    for lig in ligands:
+    order = {r.ligand: i for i, r in enumerate(table.rows)}
+    for lig in sorted(ligands, key=lambda lig: order.get(lig.name, len(order))):
         md += [f"#### {lig.name}", ""]
         md.append(
             f"- SMILES `{lig.smiles}`, anchor {lig.anchor}; reference species L: "
@@ -737,6 +755,9 @@ def report_section(
             md.append(f"- **Not screened: {lig.error}**")
         kept = lig.kept()
         escalated = [p for p in lig.placements if p.escalated]
+        if lig.error and not lig.placements:
+            md.append("")
+            continue
         by_mode = ", ".join(f"{m} {c}" for m, c in lig.n_by_mode.items())
         md.append(
             f"- Placements: {lig.n_enumerated} enumerated"
@@ -768,16 +789,19 @@ def report_section(
         for p in capped:
             md.append(f"- Kept but step-capped: {_placement_line(p)}")
         if kept:
-            md.append("- Kept, lowest committee E_ads first:")
-            for p in kept[:10]:
+            shown = kept[:10] + [p for p in kept[10:] if p.escalated]
+            md.append("- Kept, lowest committee E_ads first (every escalated one shown):")
+            for p in shown:
                 dft = "" if p.e_ads_dft_eV is None else f", DFT {p.e_ads_dft_eV:+.3f}"
                 md.append(
                     f"  - {_placement_line(p)}: MLIP {p.e_ads_mean_eV:+.3f} ± "
                     f"{_e(p.e_ads_sigma_eV, '.3f')}{dft} eV"
                     + (f" (escalated: {p.escalation_reason})" if p.escalation_reason else "")
                 )
-            if len(kept) > 10:
-                md.append(f"  - ... and {len(kept) - 10} more (ranking.json)")
+            if len(kept) > len(shown):
+                md.append(
+                    f"  - ... and {len(kept) - len(shown)} more (the ligand's placement records)"
+                )
         for flag in lig.flags:
             md.append(f"- flag: {flag}")
         md.append("")
@@ -793,9 +817,7 @@ def _relative(path: Path, base: Path | None) -> str:
         return str(path)
 
 
-def write_report(
-    table: ScreenTable, ligands: Sequence[LigandScreen], directory: Path
-) -> Path:
+def write_report(table: ScreenTable, ligands: Sequence[LigandScreen], directory: Path) -> Path:
     """Write ``directory/report.md`` (+ ``report.html``), ``ranking.png`` and ``parity.png``.
 
     ``parity.png`` only when a placement was computed with DFT. Returns the path of report.md.

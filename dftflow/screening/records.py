@@ -131,6 +131,9 @@ class ScreenTable(_Record):
     ranked_by: str = Field(
         default="", description="dft, mlip_mean, or none (no ligand could be ranked)"
     )
+    sigma_flag_eV: float = Field(
+        default=0.2, description="committee spread above which a row is flagged (eV)"
+    )
     notes: list[str] = Field(default_factory=list, description="how to read the ranking")
     rows: list[ScreenRow]
 

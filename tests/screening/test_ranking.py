@@ -12,7 +12,6 @@ import json
 import pytest
 
 from dftflow.schemas import NOT_PHYSICAL_LABEL
-from dftflow.screening.records import CSV_COLUMNS, LigandScreen, PlacementRecord, ScreenTable
 from dftflow.screening.ranking import (
     FLAG_DFT_FAR,
     FLAG_DFT_REORDERS,
@@ -28,6 +27,7 @@ from dftflow.screening.ranking import (
     write_report,
     write_table,
 )
+from dftflow.screening.records import CSV_COLUMNS, LigandScreen, PlacementRecord, ScreenTable
 
 SIGMA_FLAG = "sigma>0.2 eV"
 
@@ -155,19 +155,30 @@ def test_ranking_with_dft_everywhere_ranks_on_dft():
 
 def test_dft_for_some_ligands_ranks_everyone_on_the_committee_mean():
     ligands = three_acids(dft=False)
-    # only OA has DFT, and DFT says it binds far more strongly than any committee mean: it is
-    # still ranked on its committee mean (-0.30), never a DFT number against MLIP numbers
-    ligands[0].placements[0].e_ads_dft_eV = -2.0
-    ligands[0].placements[0].escalated = True
+    # only OA and AcOH have DFT, and DFT says OA binds far more strongly than any committee
+    # mean: still every ligand is ranked on the committee mean of its best placement, never a
+    # DFT number against MLIP numbers
+    ligands[0].placements[1].e_ads_dft_eV = -2.0
+    ligands[0].placements[1].escalated = True
+    # AcOH: DFT prefers its committee's second placement (-0.70), so AcOH is ranked on -0.70,
+    # not on the committee's lowest (-0.80) which DFT showed is not its lowest
+    ligands[2].placements[0].e_ads_dft_eV = -0.9
+    ligands[2].placements[1].e_ads_dft_eV = -0.6
     table = table_of(ligands)
     assert table.ranked_by == "mlip_mean"
     assert [r.ligand for r in table.rows] == ["BPA", "AcOH", "OA"]
+    assert [r.ranked_on_eV for r in table.rows] == [-1.20, -0.70, -0.20]
+    assert [r.ranked_on_eV for r in table.rows] == [r.e_ads_mlip_mean_eV for r in table.rows]
     assert all(FLAG_RANKED_BY_MLIP in r.flags for r in table.rows)
     oa = row(table, "OA")
-    assert oa.e_ads_dft_eV == -2.0 and oa.ranked_on_eV == -0.30
-    assert any("not for BPA, AcOH" in n for n in table.notes)
-    # without DFT anywhere the flag does not fire
+    assert oa.best_placement == "OA-p1" and oa.e_ads_dft_eV == -2.0
+    assert FLAG_DFT_REORDERS in oa.flags and FLAG_DFT_FAR in oa.flags
+    aco = row(table, "AcOH")
+    assert aco.best_placement == "AcOH-p0" and FLAG_DFT_REORDERS in aco.flags
+    assert any("exists for OA, AcOH but not for BPA" in n for n in table.notes)
+    # without DFT anywhere, or with DFT everywhere, the flag does not fire
     assert all(FLAG_RANKED_BY_MLIP not in r.flags for r in table_of(three_acids(dft=False)).rows)
+    assert all(FLAG_RANKED_BY_MLIP not in r.flags for r in table_of(three_acids(dft=True)).rows)
 
 
 def test_errored_and_empty_ligands_are_unranked_at_the_bottom():
@@ -390,9 +401,7 @@ def screen_ligands() -> list[LigandScreen]:
     """Five ligands: four ranked (DFT on all), one radical reference, one not screened."""
     ligs = three_acids(dft=True)
     ligs[0].placements[2].hit_step_cap = True
-    ligs[0].placements += [
-        placement("OA", f"OA-x{i}", -0.05 * i, sigma=0.1) for i in range(6)
-    ]
+    ligs[0].placements += [placement("OA", f"OA-x{i}", -0.05 * i, sigma=0.1) for i in range(6)]
     ligs[1].placements[1].e_ads_sigma_eV = 0.3  # the best placement: σ flag
     ligs.append(
         ligand(
