@@ -145,12 +145,16 @@ def mlip_dft_agreement(mlip_eV: Sequence[float], dft_eV: Sequence[float]) -> Agr
 
 
 def dft_points(ligands: Sequence[LigandScreen]) -> list[tuple[str, PlacementRecord]]:
-    """(ligand name, placement) of every escalated placement with both a DFT and an MLIP E_ads."""
+    """(ligand name, placement) of every escalated placement with a finite DFT and MLIP E_ads."""
     return [
         (lig.name, p)
         for lig in ligands
         for p in lig.placements
-        if p.escalated and p.e_ads_dft_eV is not None and p.e_ads_mean_eV is not None
+        if p.escalated
+        and p.e_ads_dft_eV is not None
+        and p.e_ads_mean_eV is not None
+        and math.isfinite(p.e_ads_dft_eV)
+        and math.isfinite(p.e_ads_mean_eV)
     ]
 
 
@@ -215,7 +219,8 @@ def rank_ligands(
     for lig in ligands:
         n_tried = len(lig.placements)
         n_escalated = sum(p.escalated for p in lig.placements)
-        kept = lig.kept()
+        # a non-finite committee mean (a diverged model) cannot be ranked: not kept here
+        kept = [p for p in lig.kept() if math.isfinite(p.e_ads_mean_eV)]  # type: ignore[arg-type]
         base = {
             "ligand": lig.name,
             "smiles": lig.smiles,
@@ -242,7 +247,7 @@ def rank_ligands(
             continue
         kinds[lig.name] = reference_kind(lig)
         mlip_best = kept[0]
-        with_dft = [p for p in kept if p.e_ads_dft_eV is not None]
+        with_dft = [p for p in kept if p.e_ads_dft_eV is not None and math.isfinite(p.e_ads_dft_eV)]
         best = min(with_dft, key=lambda p: p.e_ads_dft_eV) if with_dft else mlip_best  # type: ignore[arg-type, return-value]
         flags = list(lig.flags)
         if best.e_ads_sigma_eV is not None and best.e_ads_sigma_eV > sigma_flag_eV:
@@ -368,8 +373,9 @@ def write_table(table: ScreenTable, directory: Path) -> dict[str, Path]:
         ``{"csv": path, "json": path}``.
     """
     directory = Path(directory)
-    csv_path = atomic_write_text(directory / "ranking.csv", table_csv(table))
-    json_path = atomic_write_text(directory / "ranking.json", table.model_dump_json(indent=2))
+    csv_text, json_text = table_csv(table), table.model_dump_json(indent=2)  # both before writing
+    csv_path = atomic_write_text(directory / "ranking.csv", csv_text)
+    json_path = atomic_write_text(directory / "ranking.json", json_text)
     return {"csv": csv_path, "json": json_path}
 
 

@@ -218,6 +218,11 @@ def test_excluded_and_duplicate_placements_are_never_best():
     r = table_of([ligand("L", ps)]).rows[0]
     assert r.best_placement == "ok" and r.e_ads_mlip_mean_eV == -1.0
     assert (r.n_tried, r.n_kept) == (5, 3)
+    # a diverged committee (NaN) is not kept, and a NaN DFT value is not the best
+    ps.append(placement("L", "nan", float("nan")))
+    ps[3].e_ads_dft_eV, ps[3].escalated = float("nan"), True
+    r = table_of([ligand("L", ps)]).rows[0]
+    assert r.best_placement == "ok" and r.e_ads_dft_eV is None and (r.n_tried, r.n_kept) == (6, 3)
 
 
 # ---------------------------------------------------------------------------------------------
