@@ -3,8 +3,9 @@
 Ranking rules
 -------------
 Energies in eV; ``E_ads = E(slab+L) - E(slab) - E(L)`` with L each ligand's reference species
-(negative binds, lower = stronger). Only *kept* placements count (not excluded, not a duplicate,
-with a committee mean: :meth:`LigandScreen.kept`).
+(negative binds, lower = stronger). A placement is *kept* when it is neither excluded nor a
+duplicate (:func:`kept_placements`); only kept placements with a finite committee mean
+(:meth:`LigandScreen.kept`: the refined ones) can be a ligand's best.
 
 1. **Best placement of a ligand**: its lowest DFT E_ads when any kept placement was computed with
    DFT, else its lowest committee-mean E_ads. The row's MLIP mean/σ, DFT value and
@@ -23,8 +24,8 @@ with a committee mean: :meth:`LigandScreen.kept`).
 
    Ties are broken by name; ranks are 1, 2, 3 ... in that order.
 3. **Not ranked** (``rank`` None, at the bottom in input order, ``error`` says why): a ligand that
-   could not be screened (its one-line error) and one with no kept placement (the reasons its
-   placements were excluded).
+   could not be screened (its one-line error) and one without a kept placement that has a
+   committee mean (the reasons its placements were excluded).
 
 Flags (per row; the ligand's own ``flags`` from earlier stages come first):
 
@@ -81,6 +82,38 @@ FLAG_DFT_FAR = "dft_far"
 FLAG_FEW = "few_placements"
 FLAG_REFERENCE = "reference differs"
 FLAG_RANKED_BY_MLIP = "ranked_by_mlip"
+
+
+def kept_placements(ligand: LigandScreen) -> list[PlacementRecord]:
+    """Placements neither excluded nor duplicates, refined or not (the table's ``n_kept``)."""
+    return [p for p in ligand.placements if not p.excluded and p.duplicate_of is None]
+
+
+def scored_placements(ligand: LigandScreen) -> list[PlacementRecord]:
+    """Kept placements with a finite committee mean, lowest first (the candidates for best).
+
+    A non-finite mean (a diverged member) is never ranked.
+    """
+    return [p for p in ligand.kept() if math.isfinite(p.e_ads_mean_eV)]  # type: ignore[arg-type]
+
+
+def loose_e_ads_eV(ligand: LigandScreen, table: ScreenTable) -> list[tuple[PlacementRecord, float]]:
+    """Kept placements without a committee mean, with their loose single-model E_ads (eV).
+
+    ``e_loose_eV - E(slab) - E(L)`` of the committee's first member (the model that relaxed
+    every placement loosely); empty when that member's slab or ligand energy is unknown.
+    """
+    if not table.committee:
+        return []
+    first = table.committee[0]
+    e_slab, e_ref = table.e_slab_eV.get(first), ligand.e_reference_eV.get(first)
+    if e_slab is None or e_ref is None:
+        return []
+    return [
+        (p, p.e_loose_eV - e_slab - e_ref)
+        for p in kept_placements(ligand)
+        if p.e_ads_mean_eV is None and p.e_loose_eV is not None and math.isfinite(p.e_loose_eV)
+    ]
 
 
 def sigma_flag(sigma_flag_eV: float) -> str:
@@ -170,9 +203,12 @@ def ligands_agreement(ligands: Sequence[LigandScreen]) -> Agreement | None:
 
 
 def _not_ranked_reason(lig: LigandScreen) -> str:
-    """Why a ligand without an error has no kept placement."""
+    """Why a ligand without an error has no kept placement with a committee mean."""
     if not lig.placements:
         return "no placement was relaxed"
+    n_kept = len(kept_placements(lig))
+    if n_kept:
+        return f"none of its {n_kept} kept placements has a finite committee E_ads"
     reasons: dict[str, int] = {}
     for p in lig.placements:
         if p.excluded:
@@ -219,8 +255,8 @@ def rank_ligands(
     for lig in ligands:
         n_tried = len(lig.placements)
         n_escalated = sum(p.escalated for p in lig.placements)
-        # a non-finite committee mean (a diverged model) cannot be ranked: not kept here
-        kept = [p for p in lig.kept() if math.isfinite(p.e_ads_mean_eV)]  # type: ignore[arg-type]
+        kept = kept_placements(lig)
+        scored = scored_placements(lig)
         base = {
             "ligand": lig.name,
             "smiles": lig.smiles,
@@ -229,7 +265,7 @@ def rank_ligands(
             "n_kept": len(kept),
             "n_escalated": n_escalated,
         }
-        if lig.error is not None or not kept:
+        if lig.error is not None or not scored:
             unranked.append(
                 ScreenRow(
                     rank=None,
@@ -246,8 +282,10 @@ def rank_ligands(
             )
             continue
         kinds[lig.name] = reference_kind(lig)
-        mlip_best = kept[0]
-        with_dft = [p for p in kept if p.e_ads_dft_eV is not None and math.isfinite(p.e_ads_dft_eV)]
+        mlip_best = scored[0]
+        with_dft = [
+            p for p in scored if p.e_ads_dft_eV is not None and math.isfinite(p.e_ads_dft_eV)
+        ]
         best = min(with_dft, key=lambda p: p.e_ads_dft_eV) if with_dft else mlip_best  # type: ignore[arg-type, return-value]
         flags = list(lig.flags)
         if best.e_ads_sigma_eV is not None and best.e_ads_sigma_eV > sigma_flag_eV:

@@ -222,7 +222,21 @@ def test_excluded_and_duplicate_placements_are_never_best():
     ps.append(placement("L", "nan", float("nan")))
     ps[3].e_ads_dft_eV, ps[3].escalated = float("nan"), True
     r = table_of([ligand("L", ps)]).rows[0]
-    assert r.best_placement == "ok" and r.e_ads_dft_eV is None and (r.n_tried, r.n_kept) == (6, 3)
+    assert r.best_placement == "ok" and r.e_ads_dft_eV is None and (r.n_tried, r.n_kept) == (6, 4)
+
+
+def test_kept_but_not_refined_placements_count_as_kept_never_as_best():
+    """Only the refined placements have a committee mean; the others are kept all the same."""
+    refined = [placement("L", "r0", -1.0), placement("L", "r1", -0.9)]
+    loose = [placement("L", f"l{i}", None, e_loose_eV=-500.0 - i) for i in range(3)]
+    r = table_of([ligand("L", refined + loose)]).rows[0]
+    assert r.best_placement == "r0" and (r.n_tried, r.n_kept) == (5, 5)
+    assert FLAG_FEW not in r.flags  # five kept, two of them refined
+    loose[1].hit_step_cap = True  # the cap on an unrefined placement: its minimum may be lower
+    assert FLAG_STEP_CAP in table_of([ligand("L", refined + loose)]).rows[0].flags
+    none = table_of([ligand("L", loose)]).rows[0]
+    assert none.rank is None and none.n_kept == 3
+    assert none.error == "none of its 3 kept placements has a finite committee E_ads"
 
 
 # ---------------------------------------------------------------------------------------------
