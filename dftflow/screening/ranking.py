@@ -450,9 +450,10 @@ def plot_ranking(table: ScreenTable, ligands: Sequence[LigandScreen], path: Path
     """The ranking figure: one row per ranked ligand, best at the top.
 
     Per ligand: the best placement's committee mean with ±σ error bars (circle), its DFT E_ads
-    where computed (diamond), every kept placement's committee mean as faint dots below; the
-    flags right of the axes; ligands that could not be screened listed in a note below. Labelled
-    "mock (not physical)" when ``table.physical`` is False.
+    where computed (diamond), every refined placement's committee mean as faint dots below and
+    every other kept placement's loose single-model E_ads (:func:`loose_e_ads_eV`) as faint
+    rings; the flags right of the axes; ligands that could not be screened listed in a note
+    below. Labelled "mock (not physical)" when ``table.physical`` is False.
     """
     from dftflow.analysis.plotting import figure_note, new_figure, save_figure
 
@@ -464,23 +465,39 @@ def plot_ranking(table: ScreenTable, ligands: Sequence[LigandScreen], path: Path
     reference_differs = any(FLAG_REFERENCE in r.flags for r in ranked)
     labels = []
     values: list[float] = []
-    dft_in_legend = False
+    dft_in_legend = dots_in_legend = loose_in_legend = False
     for i, row in enumerate(ranked):
         y = n - 1 - i
         lig = by_name.get(row.ligand)
-        kept = lig.kept() if lig is not None else []
-        dots = [p.e_ads_mean_eV for p in kept]
+        dots = [p.e_ads_mean_eV for p in scored_placements(lig)] if lig is not None else []
+        loose = [e for _, e in loose_e_ads_eV(lig, table)] if lig is not None else []
         ax.scatter(
             dots,
             [y - 0.25] * len(dots),
             s=10,
             color="#7f7f7f",
-            alpha=0.35,
+            alpha=0.45,
             linewidths=0,
-            label="kept placements (committee mean)" if i == 0 else None,
+            label=None if dots_in_legend else "refined placements (committee mean)",
             zorder=2,
         )
-        values += dots  # type: ignore[arg-type]
+        dots_in_legend = True
+        if loose:
+            ax.scatter(
+                loose,
+                [y - 0.25] * len(loose),
+                s=10,
+                facecolors="none",
+                edgecolors="#7f7f7f",
+                alpha=0.45,
+                linewidths=0.6,
+                label=None
+                if loose_in_legend
+                else f"other kept placements (loose, {table.committee[0]} only)",
+                zorder=2,
+            )
+            loose_in_legend = True
+        values += dots + loose  # type: ignore[operator]
         if row.e_ads_mlip_mean_eV is not None:
             ax.errorbar(
                 row.e_ads_mlip_mean_eV,
@@ -764,8 +781,9 @@ def report_section(
     if figures.get("ranking") is not None:
         md += [
             "Ranking figure: per ligand the best placement's committee mean ± σ (blue circle), its "
-            "DFT E_ads where computed (orange diamond) and every kept placement's committee mean "
-            "(grey dots); flags right of each row.",
+            "DFT E_ads where computed (orange diamond), every refined placement's committee mean "
+            "(grey dots) and every other kept placement's E_ads after the loose relaxation with "
+            "the committee's first member (grey rings); flags right of each row.",
             "",
         ]
 
@@ -791,23 +809,26 @@ def report_section(
     order = {r.ligand: i for i, r in enumerate(table.rows)}
     for lig in sorted(ligands, key=lambda lig: order.get(lig.name, len(order))):
         md += [f"#### {lig.name}", ""]
-        md.append(
-            f"- SMILES `{lig.smiles}`, anchor {lig.anchor}; reference species L: "
-            f"{lig.reference_species} ({reference_kind(lig)}, form {lig.reference_form})."
-        )
         if lig.error:
-            md.append(f"- **Not screened: {lig.error}**")
-        kept = lig.kept()
-        escalated = [p for p in lig.placements if p.escalated]
+            smiles = f"SMILES `{lig.smiles}`: " if lig.smiles else ""
+            md.append(f"- {smiles}**not screened: {lig.error}**")
+        else:
+            md.append(
+                f"- SMILES `{lig.smiles}`, anchor {lig.anchor}; reference species L: "
+                f"{lig.reference_species} ({reference_kind(lig)}, form {lig.reference_form})."
+            )
         if lig.error and not lig.placements:
             md.append("")
             continue
+        kept = lig.kept()
+        n_kept = len(kept_placements(lig))
+        escalated = [p for p in lig.placements if p.escalated]
         by_mode = ", ".join(f"{m} {c}" for m, c in lig.n_by_mode.items())
         md.append(
             f"- Placements: {lig.n_enumerated} enumerated"
             + (f" ({by_mode})" if by_mode else "")
-            + f", {len(lig.placements)} relaxed, {len(kept)} kept, {len(escalated)} escalated to "
-            "DFT."
+            + f", {len(lig.placements)} relaxed, {n_kept} kept (not excluded, not duplicates), "
+            f"{len(kept)} of them refined with the committee, {len(escalated)} escalated to DFT."
         )
         excluded = [p for p in lig.placements if p.excluded]
         if excluded:
@@ -829,12 +850,12 @@ def report_section(
         for p in no_energy:
             why = p.stopped_early or "no committee E_ads"
             md.append(f"- Not ranked: {_placement_line(p)}: {why}")
-        capped = [p for p in kept if p.hit_step_cap]
+        capped = [p for p in kept_placements(lig) if p.hit_step_cap]
         for p in capped:
             md.append(f"- Kept but step-capped: {_placement_line(p)}")
         if kept:
             shown = kept[:10] + [p for p in kept[10:] if p.escalated]
-            md.append("- Kept, lowest committee E_ads first (every escalated one shown):")
+            md.append("- Refined, lowest committee E_ads first (every escalated one shown):")
             for p in shown:
                 dft = "" if p.e_ads_dft_eV is None else f", DFT {p.e_ads_dft_eV:+.3f}"
                 md.append(
@@ -846,6 +867,13 @@ def report_section(
                 md.append(
                     f"  - ... and {len(kept) - len(shown)} more (the ligand's placement records)"
                 )
+        loose = loose_e_ads_eV(lig, table)
+        if loose:
+            lo, hi = min(e for _, e in loose), max(e for _, e in loose)
+            md.append(
+                f"- Kept, not refined: {len(loose)}, loose E_ads ({table.committee[0]} only) "
+                f"{lo:+.3f} to {hi:+.3f} eV."
+            )
         for flag in lig.flags:
             md.append(f"- flag: {flag}")
         md.append("")
@@ -861,10 +889,22 @@ def _relative(path: Path, base: Path | None) -> str:
         return str(path)
 
 
-def write_report(table: ScreenTable, ligands: Sequence[LigandScreen], directory: Path) -> Path:
-    """Write ``directory/report.md`` (+ ``report.html``), ``ranking.png`` and ``parity.png``.
+def write_report(
+    table: ScreenTable,
+    ligands: Sequence[LigandScreen],
+    directory: Path,
+    *,
+    name: str = "screen_report.md",
+) -> Path:
+    """Write ``directory/<name>`` (+ the same name ``.html``), ``ranking.png`` and ``parity.png``.
 
-    ``parity.png`` only when a placement was computed with DFT. Returns the path of report.md.
+    ``parity.png`` only when a placement was computed with DFT. Every file is written atomically.
+    The default name keeps the screen's report apart from a study's ``report/report.md``.
+
+    Returns
+    -------
+    Path
+        The Markdown report.
     """
     from dftflow.analysis.report import markdown_to_html
 
@@ -877,8 +917,7 @@ def write_report(table: ScreenTable, ligands: Sequence[LigandScreen], directory:
     text = f"# Screen report: {table.screen}\n\n" + report_section(
         table, ligands, figures, base=directory
     )
-    path = atomic_write_text(directory / "report.md", text)
-    atomic_write_text(
-        directory / "report.html", markdown_to_html(text, title=f"Screen report: {table.screen}")
-    )
+    path = atomic_write_text(directory / name, text)
+    html = markdown_to_html(text, title=f"Screen report: {table.screen}")
+    atomic_write_text(path.with_suffix(".html"), html)
     return path

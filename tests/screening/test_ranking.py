@@ -422,6 +422,12 @@ def screen_ligands() -> list[LigandScreen]:
     ligs[0].placements[2].hit_step_cap = True
     ligs[0].placements += [placement("OA", f"OA-x{i}", -0.05 * i, sigma=0.1) for i in range(6)]
     ligs[1].placements[1].e_ads_sigma_eV = 0.3  # the best placement: σ flag
+    # BPA: four more kept placements, relaxed loosely by the first member only (not refined):
+    # loose E_ads = e_loose - E(slab, chgnet) - E(L, chgnet) = e_loose + 100 + 50
+    ligs[1].e_reference_eV = {"chgnet": -50.0, "sevennet": -51.0}
+    ligs[1].placements += [
+        placement("BPA", f"BPA-l{i}", None, e_loose_eV=e) for i, e in enumerate((-150.5, -151.05))
+    ]
     ligs.append(
         ligand(
             "AcO·",
@@ -481,8 +487,10 @@ def test_report_section(screen, tmp_path):
     assert "`r2`" in md and "surface atoms moved > 1 Å" in md
     assert "Kept but step-capped: `OA-p2`" in md and "stopped at the step cap" in md
     assert "reference species L: acetate radical (radical, form radical)" in md
-    assert "**Not screened: too large for the 2x2 supercell (needs 3x3)**" in md
-    assert "9 relaxed, 9 kept, 2 escalated" in md  # OA
+    assert "- SMILES `CCS`: **not screened: too large for the 2x2 supercell (needs 3x3)**" in md
+    assert "9 relaxed, 9 kept (not excluded, not duplicates), 9 of them refined" in md  # OA
+    assert "5 relaxed, 5 kept (not excluded, not duplicates), 3 of them refined" in md  # BPA
+    assert "Kept, not refined: 2, loose E_ads (chgnet only) -1.050 to -0.500 eV." in md
     # MLIP vs DFT over the 8 escalated placements (2 per ranked ligand)
     from dftflow.screening.ranking import ligands_agreement
 
@@ -497,11 +505,11 @@ def test_report_section(screen, tmp_path):
 def test_write_report_mock(screen, tmp_path):
     table = table_of(screen, physical=False)
     path = write_report(table, screen, tmp_path / "rep")
-    assert path == tmp_path / "rep" / "report.md"
+    assert path == tmp_path / "rep" / "screen_report.md"
     md = path.read_text()
     assert md.startswith("# Screen report: test") and "MOCK (NOT PHYSICAL)" in md
     assert "![Ranking](ranking.png)" in md and "![MLIP vs DFT parity](parity.png)" in md
     for name in ("ranking.png", "parity.png"):
         assert _png_text(tmp_path / "rep" / name)[0]["Description"] == NOT_PHYSICAL_LABEL
-    html = (tmp_path / "rep" / "report.html").read_text()
+    html = (tmp_path / "rep" / "screen_report.html").read_text()
     assert "MOCK (NOT PHYSICAL)" in html and 'src="parity.png"' in html
