@@ -557,10 +557,15 @@ def plot_ranking(table: ScreenTable, ligands: Sequence[LigandScreen], path: Path
         lo, hi = min(values + [0.0]), max(values + [0.0])
         pad = 0.08 * max(hi - lo, 0.5)
         ax.set_xlim(lo - pad, hi + pad)
+        handles, names = ax.get_legend_handles_labels()
+        first = ("best placement: committee mean ± σ", "best placement: DFT")
+        order = sorted(range(len(names)), key=lambda k: (names[k] not in first, k))
         ax.legend(
+            [handles[k] for k in order],
+            [names[k] for k in order],
             loc="lower center",
             bbox_to_anchor=(0.5, 1.0),
-            ncol=3,
+            ncol=2,
             frameon=False,
             fontsize=7,
             handletextpad=0.3,
