@@ -100,6 +100,9 @@ class ScreenRow(_Record):
     """One line of the ranked table."""
 
     rank: int | None
+    ranked_on_eV: float | None = Field(
+        default=None, description="the number the rank sorts on (ScreenTable.ranked_by)"
+    )
     ligand: str
     smiles: str
     reference_species: str
@@ -125,12 +128,20 @@ class ScreenTable(_Record):
     committee: list[str]
     slab: dict[str, Any]
     e_slab_eV: dict[str, float] = Field(default_factory=dict)
+    ranked_by: str = Field(
+        default="", description="dft, mlip_mean, or none (no ligand could be ranked)"
+    )
+    sigma_flag_eV: float = Field(
+        default=0.2, description="committee spread above which a row is flagged (eV)"
+    )
+    notes: list[str] = Field(default_factory=list, description="how to read the ranking")
     rows: list[ScreenRow]
 
 
 #: CSV columns of the ranked table, in order.
 CSV_COLUMNS = (
     "rank",
+    "ranked_on_eV",
     "ligand",
     "smiles",
     "reference_species",
