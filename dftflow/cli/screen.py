@@ -60,6 +60,9 @@ def print_ranking(table: dict[str, Any]) -> None:
             escape(r["error"] or "; ".join(r["flags"])),
         )
     console.print(t)
+    console.print(f"ranked by: {table.get('ranked_by', '-')}")
+    for note in table.get("notes") or []:
+        console.print(f"note: {escape(note)}", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
