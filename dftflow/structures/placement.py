@@ -13,6 +13,10 @@ dissociated acidic proton moved onto a surface Br. Starting geometries:
   between them, so that Br is removed (X-type exchange: the carboxylate replaces a surface Br); the
   complex then has one Br less than the slab (recorded in :attr:`Placement.removed`). Not in the
   default modes.
+- ``bidentate_bridging_over_br``: the same two O on two neighbouring Pb, but the Br between them
+  stays (the slab's composition is kept): the O-O midpoint is raised above that Br until each
+  Pb-O is :data:`BRIDGING_OVER_BR_PB_O_A` (a long Pb-O bond; the relaxation decides whether the
+  bridge holds). Not in the default modes.
 - ``a_site``: an ammonium N in the hollow above the top plane where the next Cs would sit.
 
 Modes at a surface defect (a slab from :func:`dftflow.structures.defects.defect_slab`; its
@@ -26,9 +30,12 @@ Modes at a surface defect (a slab from :func:`dftflow.structures.defects.defect_
 - ``exposed_pb``: the binding atom on an under-coordinated Pb, at the Pb-X bond length and leaning
   45 degrees towards the vacant Br site it faces (straight up when the missing Br was below it).
 
-The molecule stands along +z (anchor down, chain into the vacuum). Bidentate modes need the anchor
-deprotonated: use a carboxylate/phosphonate ligand, ``form="deprotonated"``/``"radical"``, or
-``dissociate=True`` (the acidic H goes to a top-plane Br, 1.45 Angstrom straight above it).
+The molecule stands along +z (anchor down, chain into the vacuum); ``conformer`` chooses which
+of the ligand's conformers (:func:`dftflow.structures.ligands.ligand_molecule`). Bidentate modes
+need the anchor deprotonated: use a carboxylate/phosphonate/sulfonate ligand,
+``form="deprotonated"``/``"radical"``, or ``dissociate=True`` (the acidic H goes to a top-plane
+Br, 1.45 Angstrom straight above it: the Br nearest to the acidic O that clears the ligand, or
+each of the ``h_acceptors`` nearest).
 
 Every candidate is checked with periodic boundaries: no ligand atom closer than
 ``min_slab_distance_A`` to a slab atom (its own Pb-X bonds and the transferred H-Br are the intended
@@ -71,6 +78,8 @@ from dftflow.structures.slab import SLAB_ELEMENTS, find_planes, plane_kind, slab
 BOND_LENGTH_A = {"O": 2.5, "N": 2.6, "S": 2.9}
 #: H-Br bond of a dissociated proton on a surface Br, Angstrom.
 H_BR_A = 1.45
+#: Pb-O of the starting geometry of ``bidentate_bridging_over_br`` (O-O above the kept Br), A.
+BRIDGING_OVER_BR_PB_O_A = 2.8
 #: Default minimum ligand-slab and ligand-image distances, Angstrom.
 MIN_SLAB_DISTANCE_A = 2.0
 MIN_IMAGE_DISTANCE_A = 2.0
@@ -83,6 +92,7 @@ MODES = (
     "monodentate",
     "bidentate_chelating",
     "bidentate_bridging",
+    "bidentate_bridging_over_br",
     "a_site",
     "vacancy_site",
     "exposed_pb",
@@ -97,11 +107,12 @@ VACANCY_PB_REACH_A = 4.0
 #: A removed Br within this of the top plane's mean height (Angstrom) was in the top plane.
 TOP_PLANE_TOL_A = 1.0
 _MODE_FAMILIES = {
-    "vacancy_site": {"carboxyl", "phosphonate", "amine", "thiol"},
-    "exposed_pb": {"carboxyl", "phosphonate", "amine", "thiol"},
-    "monodentate": {"carboxyl", "phosphonate", "amine", "thiol"},
-    "bidentate_chelating": {"carboxyl", "phosphonate"},
-    "bidentate_bridging": {"carboxyl", "phosphonate"},
+    "vacancy_site": {"carboxyl", "phosphonate", "sulfonate", "amine", "thiol"},
+    "exposed_pb": {"carboxyl", "phosphonate", "sulfonate", "amine", "thiol"},
+    "monodentate": {"carboxyl", "phosphonate", "sulfonate", "amine", "thiol"},
+    "bidentate_chelating": {"carboxyl", "phosphonate", "sulfonate"},
+    "bidentate_bridging": {"carboxyl", "phosphonate", "sulfonate"},
+    "bidentate_bridging_over_br": {"carboxyl", "phosphonate", "sulfonate"},
     "a_site": {"amine"},
 }
 
@@ -133,6 +144,9 @@ class Placement(BaseModel):
     min_slab_distance_A: float
     min_image_distance_A: float
     n_equivalent: int = Field(default=1, description="symmetry-equivalent candidates merged")
+    conformer: int = Field(
+        default=0, description="conformer of the placed molecule (ligands.ligand_molecule)"
+    )
     tilt: str = Field(
         default="upright", description="tilt applied so the ligand clears the slab (if any)"
     )
@@ -175,7 +189,7 @@ def _local_frame(pos: np.ndarray, symbols: Sequence[str], anchor: Anchor, mode: 
     Monodentate/a_site: the binding atom at the origin, the second anchor atom (or the centroid) in
     the +x half-plane. Bidentate: the O-O midpoint at the origin, the O-O line on the x axis.
     """
-    if mode in ("bidentate_chelating", "bidentate_bridging"):
+    if mode.startswith("bidentate"):
         o1, o2 = anchor.binding_atoms[:2]
         p = _standing(pos, symbols, (o1, o2))
         v = p[o2] - p[o1]
@@ -479,10 +493,16 @@ def _build(
     dissociate: bool,
     min_slab_distance_A: float,
     h_acceptor: int | None = None,
+    conformer: int = 0,
+    h_rank: int = 0,
 ) -> _Built | None:
-    """Ligand positions of one candidate (None if the mode's geometry does not exist here)."""
+    """Ligand positions of one candidate (None if the mode's geometry does not exist here).
+
+    ``h_rank``: with ``dissociate`` and no ``h_acceptor``, take the ``h_rank``-th best Br (0 =
+    the nearest clash-free one); None when there are fewer.
+    """
     mol_form = _placed_form(ligand_anchor(spec, form), form, dissociate)
-    mol = ligand_molecule(spec, mol_form)
+    mol = ligand_molecule(spec, mol_form, conformer)
     anchor = ligand_anchor(spec, mol_form)
     _check_mode(spec, mode, anchor)
     symbols = mol.get_chemical_symbols()
@@ -513,7 +533,7 @@ def _build(
         if half >= bond:
             return None
         point = pb + np.array([0.0, 0.0, np.sqrt(bond**2 - half**2)])
-    elif mode == "bidentate_bridging":
+    elif mode in ("bidentate_bridging", "bidentate_bridging_over_br"):
         if not np.isclose(azimuth_deg % 90.0, 0.0):
             return None
         site2 = _neighbour_pb(slab, surf, site, rz @ np.array([1.0, 0.0, 0.0]))
@@ -525,18 +545,21 @@ def _build(
             np.linalg.norm(local0[anchor.binding_atoms[1]] - local0[anchor.binding_atoms[0]])
         )
         reach = 0.5 * (span - oo)
+        if mode == "bidentate_bridging_over_br":
+            bond = BRIDGING_OVER_BR_PB_O_A  # the Br stays: the O-O line goes above it
         if reach >= bond or reach < 0:
             return None
         mid = 0.5 * (pb + pb2)
         point = mid + np.array([0.0, 0.0, np.sqrt(bond**2 - reach**2)])
-        # the Br bridging the two Pb has no room left: the carboxylate replaces it
-        removed = tuple(
-            sorted(
-                b
-                for b in surf.br
-                if np.linalg.norm(_mic_vectors(slab.positions[b] - mid, cell)) < 0.25 * span
+        if mode == "bidentate_bridging":
+            # the Br bridging the two Pb has no room left: the carboxylate replaces it
+            removed = tuple(
+                sorted(
+                    b
+                    for b in surf.br
+                    if np.linalg.norm(_mic_vectors(slab.positions[b] - mid, cell)) < 0.25 * span
+                )
             )
-        )
     else:  # a_site: N in the hollow where the next plane's Cs would sit
         point = pb + np.array([0.5 * surf.a_A, 0.5 * surf.a_A, 0.5 * surf.a_A])
     # tilt about the binding atom (or the O-O line) until the ligand clears the slab
@@ -552,7 +575,7 @@ def _build(
             break
     if dissociate:
         acceptors = [h_acceptor] if h_acceptor is not None else list(surf.br)
-        best = None
+        ranked = []
         for br in acceptors:
             if br in removed:
                 continue
@@ -563,11 +586,12 @@ def _build(
             # symmetry-equivalent candidates), quantised to 0.05 Angstrom against rounding noise
             rel = _rot_z(-azimuth_deg) @ _mic_vectors(slab.positions[br] - pb, cell)
             key = (dist >= min_slab_distance_A, -_q(to_acid), _q(rel[0]), _q(rel[1]))
-            if best is None or key > best[0]:
-                best = (key, br, h)
-        if best is None:
-            return None
-        _, h_acceptor, h = best
+            ranked.append((key, br, h))
+        ranked.sort(key=lambda r: r[0], reverse=True)
+        rank = 0 if h_acceptor is not None else h_rank
+        if rank >= len(ranked) or (rank > 0 and not ranked[rank][0][0]):
+            return None  # no such acceptor (or only ones that clash with the ligand)
+        _, h_acceptor, h = ranked[rank]
         exempt[len(symbols)] = {h_acceptor}
         symbols = [*symbols, "H"]
         pos = np.vstack([pos, h])
@@ -598,6 +622,8 @@ def _model(anchor: Anchor, form: str, mode: str, dissociate: bool, charge: int) 
         base = "molecular"
     if mode == "bidentate_bridging":
         base += ", replaces a surface Br"
+    elif mode == "bidentate_bridging_over_br":
+        base += ", bridging two Pb over a surface Br"
     elif mode == "vacancy_site":
         base += ", anchor on the vacant Br site"
     elif mode == "exposed_pb":
@@ -696,17 +722,26 @@ def default_modes(
     anchor = ligand_anchor(spec, form)
     if anchor.kind == "ammonium":
         return ["a_site"]
-    if anchor.family in ("carboxyl", "phosphonate"):
+    if anchor.family in ("carboxyl", "phosphonate", "sulfonate"):
         if anchor.protonated and not dissociate:
             return ["monodentate"]
         return ["bidentate_chelating", "monodentate"]
     return ["monodentate"]
 
 
-def _label(mode: str, site: int, azimuth: float, dissociate: bool, site2: int | None) -> str:
+def _label(
+    mode: str,
+    site: int,
+    azimuth: float,
+    dissociate: bool,
+    site2: int | None,
+    h_acceptor: int | None = None,
+) -> str:
+    """Path-safe name; ``h_acceptor`` is named (``-HBr<i>``) only when several were tried."""
     sites = f"Pb{site}" + (f"-Pb{site2}" if site2 is not None else "")
     az = f"{azimuth:g}".replace(".", "p").replace("-", "m")
-    return f"{mode}-{sites}-az{az}" + ("-H" if dissociate else "")
+    h = (f"-HBr{h_acceptor}" if h_acceptor is not None else "-H") if dissociate else ""
+    return f"{mode}-{sites}-az{az}{h}"
 
 
 def _as_spec(spec: LigandSpec | str) -> LigandSpec:
@@ -724,6 +759,9 @@ def enumerate_placements(
     min_image_distance_A: float = MIN_IMAGE_DISTANCE_A,
     symprec_A: float = 0.2,
     dedupe: bool = True,
+    *,
+    conformer: int = 0,
+    h_acceptors: int = 1,
 ) -> list[Placement]:
     """Symmetry-distinct, clash-free placements of one ligand on the slab's top face.
 
@@ -749,11 +787,18 @@ def enumerate_placements(
         other within :data:`MATCH_TOLERANCE_A`.
     dedupe
         Drop symmetry-equivalent candidates (keep the first).
+    conformer
+        Conformer of the placed molecule (:func:`dftflow.structures.ligands.n_conformers`).
+    h_acceptors
+        Dissociated candidates: how many surface Br to try as the acceptor of the acidic H (the
+        nearest clash-free ones to the acidic O, nearest first); with more than one, labels name
+        the Br (``-HBr<i>``).
 
     Returns
     -------
     list[Placement]
-        In deterministic order: mode, dissociation (no before yes), azimuth, site index.
+        In deterministic order: mode, dissociation (no before yes), azimuth, site index (then the
+        H acceptor rank).
 
     Raises
     ------
@@ -799,70 +844,87 @@ def enumerate_placements(
                 errors.append(str(exc))
                 continue
             sites = _defect_sites(slab, surf, mode)
-            for az in azimuths:
-                for site in sites:
-                    built = _build(
-                        slab, surf, spec, mode, site, az, form, diss, min_slab_distance_A
+            for az, site, h_rank in itertools.product(
+                azimuths, sites, range(max(1, int(h_acceptors)) if diss else 1)
+            ):
+                built = _build(
+                    slab,
+                    surf,
+                    spec,
+                    mode,
+                    site,
+                    az,
+                    form,
+                    diss,
+                    min_slab_distance_A,
+                    conformer=conformer,
+                    h_rank=h_rank,
+                )
+                if built is None:
+                    continue
+                n_tried += 1
+                d_slab = _slab_clearance(slab, built)
+                top = float(built.positions[:, 2].max())
+                min_height = min(min_height, top - surf.z_top)
+                if d_slab < min_slab_distance_A and z_image_bottom - top < min_slab_distance_A:
+                    n_vertical += 1
+                d_img = image_distance_A(built.positions, cell)
+                if d_slab >= min_slab_distance_A and (best_image is None or d_img > best_image[0]):
+                    best_image = (d_img, built)
+                if d_slab < min_slab_distance_A or d_img < min_image_distance_A:
+                    continue
+                fp = _fingerprint(slab, built)
+                dup = None
+                if dedupe:
+                    for k, (p, fp_b) in enumerate(accepted):
+                        if (
+                            p.mode == mode
+                            and p.dissociate == diss
+                            and _equivalent(fp, fp_b, ops, cell, MATCH_TOLERANCE_A)
+                        ):
+                            dup = k
+                            break
+                if dup is not None:
+                    p = accepted[dup][0]
+                    accepted[dup] = (
+                        p.model_copy(update={"n_equivalent": p.n_equivalent + 1}),
+                        accepted[dup][1],
                     )
-                    if built is None:
-                        continue
-                    n_tried += 1
-                    d_slab = _slab_clearance(slab, built)
-                    top = float(built.positions[:, 2].max())
-                    min_height = min(min_height, top - surf.z_top)
-                    if d_slab < min_slab_distance_A and z_image_bottom - top < min_slab_distance_A:
-                        n_vertical += 1
-                    d_img = image_distance_A(built.positions, cell)
-                    if d_slab >= min_slab_distance_A and (
-                        best_image is None or d_img > best_image[0]
-                    ):
-                        best_image = (d_img, built)
-                    if d_slab < min_slab_distance_A or d_img < min_image_distance_A:
-                        continue
-                    fp = _fingerprint(slab, built)
-                    dup = None
-                    if dedupe:
-                        for k, (p, fp_b) in enumerate(accepted):
-                            if (
-                                p.mode == mode
-                                and p.dissociate == diss
-                                and _equivalent(fp, fp_b, ops, cell, MATCH_TOLERANCE_A)
-                            ):
-                                dup = k
-                                break
-                    if dup is not None:
-                        p = accepted[dup][0]
-                        accepted[dup] = (
-                            p.model_copy(update={"n_equivalent": p.n_equivalent + 1}),
-                            accepted[dup][1],
-                        )
-                        continue
-                    placed_form = _placed_form(anchor, form, diss)
-                    mol = ligand_molecule(spec, form)
-                    accepted.append(
-                        (
-                            Placement(
-                                index=len(accepted),
-                                label=_label(mode, site, az, diss, built.site2),
-                                ligand=spec.name,
-                                mode=mode,
-                                site=site,
-                                site2=built.site2,
-                                azimuth_deg=az,
-                                form=form,
-                                dissociate=diss,
-                                h_acceptor=built.h_acceptor,
-                                removed=built.removed,
-                                anchor=ligand_anchor(spec, placed_form).kind,
-                                charge=int(mol.info["charge"]),
-                                model=_model(anchor, form, mode, diss, int(mol.info["charge"])),
-                                min_slab_distance_A=round(d_slab, 3),
-                                min_image_distance_A=round(d_img, 3),
-                                tilt=built.tilt,
+                    continue
+                placed_form = _placed_form(anchor, form, diss)
+                mol = ligand_molecule(spec, form)
+                accepted.append(
+                    (
+                        Placement(
+                            index=len(accepted),
+                            label=_label(
+                                mode,
+                                site,
+                                az,
+                                diss,
+                                built.site2,
+                                built.h_acceptor if h_acceptors > 1 else None,
                             ),
-                            fp,
-                        )
+                            ligand=spec.name,
+                            mode=mode,
+                            site=site,
+                            site2=built.site2,
+                            azimuth_deg=az,
+                            form=form,
+                            dissociate=diss,
+                            h_acceptor=built.h_acceptor,
+                            removed=built.removed,
+                            anchor=ligand_anchor(spec, placed_form).kind,
+                            charge=int(mol.info["charge"]),
+                            model=_model(anchor, form, mode, diss, int(mol.info["charge"])),
+                            min_slab_distance_A=round(d_slab, 3),
+                            min_image_distance_A=round(d_img, 3),
+                            tilt=built.tilt,
+                            conformer=conformer,
+                        ),
+                        fp,
                     )
+                )
     if accepted:
         return [p for p, _ in accepted]
     if n_tried == 0:
@@ -939,6 +1001,7 @@ def place_ligand(slab: Atoms, spec: LigandSpec | str, placement: Placement) -> A
         placement.dissociate,
         MIN_SLAB_DISTANCE_A,
         h_acceptor=placement.h_acceptor,
+        conformer=placement.conformer,
     )
     if built is None:
         raise InputError(f"placement {placement.label} has no geometry on this slab")
