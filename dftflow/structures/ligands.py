@@ -412,6 +412,7 @@ def _set_protonation(mol, anchor: Anchor, protonate: bool):
     return out
 
 
+@functools.lru_cache(maxsize=256)  # specs are frozen (hashable); placement asks very often
 def form_smiles(spec: LigandSpec, form: Form = "as_is") -> tuple[str, int, str]:
     """SMILES, formal charge (e) and model name of a ligand form.
 
@@ -712,6 +713,7 @@ def n_conformers(spec: LigandSpec, form: Form = "as_is", max_conformers: int = 3
     return min(int(max_conformers), len(_conformers(smi)))
 
 
+@functools.lru_cache(maxsize=256)  # Anchor is frozen; specs are hashable
 def ligand_anchor(spec: LigandSpec, form: Form = "as_is") -> Anchor:
     """The primary anchor of ``spec`` in a form (atom indices valid for :func:`ligand_molecule`)."""
     smi, _, _ = form_smiles(spec, form)

@@ -147,6 +147,11 @@ class Placement(BaseModel):
     conformer: int = Field(
         default=0, description="conformer of the placed molecule (ligands.ligand_molecule)"
     )
+    tilt_deg: float = Field(
+        default=0.0,
+        description="starting tilt asked for, degrees (towards the second anchor atom; "
+        "bidentate: about the O-O line); 'tilt' adds any tilt needed to clear the slab",
+    )
     tilt: str = Field(
         default="upright", description="tilt applied so the ligand clears the slab (if any)"
     )
@@ -271,25 +276,29 @@ def _min_distance(a: np.ndarray, b: np.ndarray, cell: np.ndarray) -> np.ndarray:
     """Matrix of minimum-image distances between points ``a`` (n,3) and ``b`` (m,3)."""
     d = a[:, None, :] - b[None, :, :]
     # the cell is large compared to bonds; check the 27 neighbour shifts around the MIC vector
+    # (all at once: the enumeration calls this thousands of times)
     d = _mic_vectors(d, cell)
-    best = np.linalg.norm(d, axis=-1)
-    for shift in itertools.product((-1, 0, 1), repeat=3):
-        if shift == (0, 0, 0):
-            continue
-        best = np.minimum(best, np.linalg.norm(d + np.array(shift) @ cell, axis=-1))
-    return best
+    shifts = _NEIGHBOUR_SHIFTS @ cell
+    return np.sqrt(((d[:, :, None, :] + shifts[None, None]) ** 2).sum(axis=-1)).min(axis=-1)
+
+
+_NEIGHBOUR_SHIFTS = np.array(list(itertools.product((-1, 0, 1), repeat=3)), dtype=float)
 
 
 def image_distance_A(positions: np.ndarray, cell: np.ndarray, reach: int = 2) -> float:
     """Smallest distance (Angstrom) between a group of atoms and its own periodic images."""
-    best = np.inf
-    for shift in itertools.product(range(-reach, reach + 1), range(-reach, reach + 1), (-1, 0, 1)):
-        if shift == (0, 0, 0):
-            continue
-        t = np.array(shift, dtype=float) @ cell
-        d = np.linalg.norm(positions[:, None, :] - (positions[None, :, :] + t), axis=-1)
-        best = min(best, float(d.min()))
-    return best
+    shifts = np.array(
+        [
+            s
+            for s in itertools.product(
+                range(-reach, reach + 1), range(-reach, reach + 1), (-1, 0, 1)
+            )
+            if s != (0, 0, 0)
+        ],
+        dtype=float,
+    ) @ np.asarray(cell, dtype=float)
+    d = positions[:, None, :] - positions[None, :, :]  # (n, n, 3), all shifts at once
+    return float(np.sqrt(((d[:, :, None, :] - shifts[None, None]) ** 2).sum(axis=-1)).min())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -495,6 +504,7 @@ def _build(
     h_acceptor: int | None = None,
     conformer: int = 0,
     h_rank: int = 0,
+    tilt_deg: float = 0.0,
 ) -> _Built | None:
     """Ligand positions of one candidate (None if the mode's geometry does not exist here).
 
@@ -507,6 +517,9 @@ def _build(
     _check_mode(spec, mode, anchor)
     symbols = mol.get_chemical_symbols()
     local0 = _local_frame(mol.positions, symbols, anchor, mode)
+    if tilt_deg:  # a requested tilt: towards +x (the second anchor atom) or about the O-O line
+        axis = np.array([1.0, 0.0, 0.0] if mode.startswith("bidentate") else [0.0, 1.0, 0.0])
+        local0 = local0 @ _axis_rotation(axis, tilt_deg).T
     rz = _rot_z(azimuth_deg)
     pb = slab.positions[site]
     cell = slab.cell[:]
@@ -688,12 +701,16 @@ def _equivalent(
         )
         for el in set(sym_a)
     }
-    for r, t in ops:
-        mapped = frac_a @ r.T + t
-        dc = mapped[:core_a].mean(axis=0) - cen_b  # the core is contiguous: a cheap pre-check
-        dc -= np.round(dc)
-        if np.linalg.norm(dc @ cell) > tol_A:
+    # the core is contiguous: its centroid is a cheap pre-check, for every operation at once
+    rots = np.array([r for r, _ in ops])
+    trans = np.array([t for _, t in ops])
+    dcs = np.einsum("kij,j->ki", rots, frac_a[:core_a].mean(axis=0)) + trans - cen_b
+    dcs -= np.round(dcs)
+    near = np.linalg.norm(dcs @ cell, axis=-1) <= tol_A
+    for (r, t), close in zip(ops, near, strict=True):
+        if not close:
             continue
+        mapped = frac_a @ r.T + t
         ok = True
         for ia, ib in groups.values():
             d = mapped[ia][:, None, :] - frac_b[ib][None, :, :]
@@ -736,12 +753,14 @@ def _label(
     dissociate: bool,
     site2: int | None,
     h_acceptor: int | None = None,
+    tilt_deg: float = 0.0,
 ) -> str:
     """Path-safe name; ``h_acceptor`` is named (``-HBr<i>``) only when several were tried."""
     sites = f"Pb{site}" + (f"-Pb{site2}" if site2 is not None else "")
     az = f"{azimuth:g}".replace(".", "p").replace("-", "m")
+    tilt = f"-t{tilt_deg:g}".replace(".", "p").replace("-t-", "-tm") if tilt_deg else ""
     h = (f"-HBr{h_acceptor}" if h_acceptor is not None else "-H") if dissociate else ""
-    return f"{mode}-{sites}-az{az}{h}"
+    return f"{mode}-{sites}-az{az}{tilt}{h}"
 
 
 def _as_spec(spec: LigandSpec | str) -> LigandSpec:
@@ -762,6 +781,7 @@ def enumerate_placements(
     *,
     conformer: int = 0,
     h_acceptors: int = 1,
+    tilts_deg: Iterable[float] = (0.0,),
 ) -> list[Placement]:
     """Symmetry-distinct, clash-free placements of one ligand on the slab's top face.
 
@@ -793,12 +813,16 @@ def enumerate_placements(
         Dissociated candidates: how many surface Br to try as the acceptor of the acidic H (the
         nearest clash-free ones to the acidic O, nearest first); with more than one, labels name
         the Br (``-HBr<i>``).
+    tilts_deg
+        Starting tilts to try, degrees (0 = standing; labels name a non-zero tilt, ``-t<deg>``):
+        towards the second anchor atom (monodentate and the other single-atom modes) or about the
+        O-O line (bidentate). Tilts needed to clear the slab are added on top (``tilt``).
 
     Returns
     -------
     list[Placement]
-        In deterministic order: mode, dissociation (no before yes), azimuth, site index (then the
-        H acceptor rank).
+        In deterministic order: mode, dissociation (no before yes), tilt, azimuth, site index (then
+        the H acceptor rank).
 
     Raises
     ------
@@ -825,6 +849,7 @@ def enumerate_placements(
         float(a) % 360.0
         for a in (azimuths_deg if azimuths_deg is not None else DEFAULT_AZIMUTHS_DEG)
     ]
+    tilts = [float(t) for t in tilts_deg] or [0.0]
     ops = _surface_symmetry(slab, symprec_A) if dedupe else []
     cell = slab.cell[:]
 
@@ -844,8 +869,8 @@ def enumerate_placements(
                 errors.append(str(exc))
                 continue
             sites = _defect_sites(slab, surf, mode)
-            for az, site, h_rank in itertools.product(
-                azimuths, sites, range(max(1, int(h_acceptors)) if diss else 1)
+            for tilt_deg, az, site, h_rank in itertools.product(
+                tilts, azimuths, sites, range(max(1, int(h_acceptors)) if diss else 1)
             ):
                 built = _build(
                     slab,
@@ -859,6 +884,7 @@ def enumerate_placements(
                     min_slab_distance_A,
                     conformer=conformer,
                     h_rank=h_rank,
+                    tilt_deg=tilt_deg,
                 )
                 if built is None:
                     continue
@@ -904,6 +930,7 @@ def enumerate_placements(
                                 diss,
                                 built.site2,
                                 built.h_acceptor if h_acceptors > 1 else None,
+                                tilt_deg,
                             ),
                             ligand=spec.name,
                             mode=mode,
@@ -921,6 +948,7 @@ def enumerate_placements(
                             min_image_distance_A=round(d_img, 3),
                             tilt=built.tilt,
                             conformer=conformer,
+                            tilt_deg=tilt_deg,
                         ),
                         fp,
                     )
@@ -1002,6 +1030,7 @@ def place_ligand(slab: Atoms, spec: LigandSpec | str, placement: Placement) -> A
         MIN_SLAB_DISTANCE_A,
         h_acceptor=placement.h_acceptor,
         conformer=placement.conformer,
+        tilt_deg=placement.tilt_deg,
     )
     if built is None:
         raise InputError(f"placement {placement.label} has no geometry on this slab")
