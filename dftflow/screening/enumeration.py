@@ -21,9 +21,10 @@ two Pb (X-type exchange), which changes the composition; it is *not* enumerated.
 
 Each mode is tried on every symmetry-distinct top-plane Pb × the azimuths (default
 :data:`~dftflow.structures.placement.DEFAULT_AZIMUTHS_DEG`; symmetry-equivalent candidates merged
-by the placement module) × the starting tilts (:data:`TILTS_DEG`) × the ligand's distinct conformers (:func:`~dftflow.structures.ligands.
-n_conformers`; only flexible chains have more than one), with the placement module's periodic
-clash and image checks. Order: family group, mode, conformer, then the placement module's order.
+by the placement module) × the starting tilts (:data:`TILTS_DEG`) × the ligand's distinct
+conformers (:func:`~dftflow.structures.ligands.n_conformers`; only flexible chains have more than
+one), with the placement module's periodic clash and image checks. Order: family group, mode,
+conformer, then the placement module's order (tilt, azimuth, site, H acceptor).
 """
 
 from __future__ import annotations
