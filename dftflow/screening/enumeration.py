@@ -239,8 +239,10 @@ def enumerate_screen(
     Raises
     ------
     InputError
-        One line: unknown/impossible reference, bad ``max_*``, or no candidate fits (the
-        placement module's message, e.g. the smallest supercell that fits).
+        One line: unknown/impossible reference, bad ``max_*``, no candidate fits, or the standing
+        ligand (conformer 0) is too large for the cell in some mode (the placement module's
+        message: the vacuum needed, or the smallest supercell that fits), because a screen of
+        only the bent conformers that happen to fit would be biased.
     """
     if max_conformers < 1:
         raise InputError(f"max_conformers must be >= 1 (got {max_conformers})")
@@ -272,6 +274,10 @@ def enumerate_screen(
                         tilts_deg=tilts,
                     )
                 except InputError as exc:
+                    if conformer == 0 and "too small" in str(exc):
+                        # the standing ligand does not fit this cell (vacuum or supercell): only
+                        # bent conformers would be left, a biased screen; the user must resize
+                        raise
                     errors.append(str(exc))
                     notes.append(f"{family} {mode} conformer {conformer}: {exc}")
                     continue

@@ -710,6 +710,8 @@ def n_conformers(spec: LigandSpec, form: Form = "as_is", max_conformers: int = 3
     if max_conformers < 1:
         raise InputError(f"max_conformers must be >= 1 (got {max_conformers})")
     smi, _, _ = form_smiles(spec, form)
+    if max_conformers == 1:  # conformer 0 always exists: no need to build the pool
+        return 1
     return min(int(max_conformers), len(_conformers(smi)))
 
 

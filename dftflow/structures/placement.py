@@ -588,17 +588,18 @@ def _build(
             break
     if dissociate:
         acceptors = [h_acceptor] if h_acceptor is not None else list(surf.br)
+        acceptors = [br for br in acceptors if br not in removed]
+        if not acceptors:
+            return None
+        hs = slab.positions[acceptors] + np.array([0.0, 0.0, H_BR_A])
+        dists = _min_distance(hs, pos, cell).min(axis=1)  # every acceptor at once
+        to_acid = np.linalg.norm(_mic_vectors(hs - pos[anchor.acidic_atom], cell), axis=1)
+        # ties broken by the Br's position in the ligand's own frame (the same choice for
+        # symmetry-equivalent candidates), quantised to 0.05 Angstrom against rounding noise
+        rels = _mic_vectors(slab.positions[acceptors] - pb, cell) @ _rot_z(-azimuth_deg).T
         ranked = []
-        for br in acceptors:
-            if br in removed:
-                continue
-            h = slab.positions[br] + np.array([0.0, 0.0, H_BR_A])
-            dist = float(_min_distance(h[None, :], pos, cell).min())
-            to_acid = float(np.linalg.norm(_mic_vectors(h - pos[anchor.acidic_atom], cell)))
-            # ties broken by the Br's position in the ligand's own frame (the same choice for
-            # symmetry-equivalent candidates), quantised to 0.05 Angstrom against rounding noise
-            rel = _rot_z(-azimuth_deg) @ _mic_vectors(slab.positions[br] - pb, cell)
-            key = (dist >= min_slab_distance_A, -_q(to_acid), _q(rel[0]), _q(rel[1]))
+        for br, h, dist, acid_d, rel in zip(acceptors, hs, dists, to_acid, rels, strict=True):
+            key = (bool(dist >= min_slab_distance_A), -_q(acid_d), _q(rel[0]), _q(rel[1]))
             ranked.append((key, br, h))
         ranked.sort(key=lambda r: r[0], reverse=True)
         rank = 0 if h_acceptor is not None else h_rank
@@ -690,6 +691,12 @@ def _equivalent(
     sym_b, pos_b, core_b = fp_b
     if sorted(sym_a) != sorted(sym_b):
         return False
+    # operations keep the surface normal: the heights of each element are a cheap invariant
+    for el in set(sym_a):
+        za = np.sort([p[2] for s, p in zip(sym_a, pos_a, strict=True) if s == el])
+        zb = np.sort([p[2] for s, p in zip(sym_b, pos_b, strict=True) if s == el])
+        if np.abs(za - zb).max() > tol_A:
+            return False
     inv = np.linalg.inv(cell)
     frac_a = pos_a @ inv
     frac_b = pos_b @ inv
