@@ -511,6 +511,39 @@ def _build(
     ``h_rank``: with ``dissociate`` and no ``h_acceptor``, take the ``h_rank``-th best Br (0 =
     the nearest clash-free one); None when there are fewer.
     """
+    return _build_variants(
+        slab,
+        surf,
+        spec,
+        mode,
+        site,
+        azimuth_deg,
+        form,
+        dissociate,
+        min_slab_distance_A,
+        h_acceptor=h_acceptor,
+        conformer=conformer,
+        h_ranks=(h_rank,),
+        tilt_deg=tilt_deg,
+    )[0]
+
+
+def _build_variants(
+    slab: Atoms,
+    surf: _Surface,
+    spec: LigandSpec,
+    mode: str,
+    site: int,
+    azimuth_deg: float,
+    form: str,
+    dissociate: bool,
+    min_slab_distance_A: float,
+    h_acceptor: int | None = None,
+    conformer: int = 0,
+    h_ranks: Sequence[int] = (0,),
+    tilt_deg: float = 0.0,
+) -> list[_Built | None]:
+    """:func:`_build` for several H-acceptor ranks at once (the ligand is placed once)."""
     mol_form = _placed_form(ligand_anchor(spec, form), form, dissociate)
     mol = ligand_molecule(spec, mol_form, conformer)
     anchor = ligand_anchor(spec, mol_form)
@@ -544,14 +577,14 @@ def _build(
             np.linalg.norm(local0[anchor.binding_atoms[1]] - local0[anchor.binding_atoms[0]])
         )
         if half >= bond:
-            return None
+            return [None] * len(h_ranks)
         point = pb + np.array([0.0, 0.0, np.sqrt(bond**2 - half**2)])
     elif mode in ("bidentate_bridging", "bidentate_bridging_over_br"):
         if not np.isclose(azimuth_deg % 90.0, 0.0):
-            return None
+            return [None] * len(h_ranks)
         site2 = _neighbour_pb(slab, surf, site, rz @ np.array([1.0, 0.0, 0.0]))
         if site2 is None:
-            return None
+            return [None] * len(h_ranks)
         pb2 = pb + _mic_vectors(slab.positions[site2] - pb, cell)
         span = float(np.linalg.norm(pb2 - pb))
         oo = float(
@@ -561,7 +594,7 @@ def _build(
         if mode == "bidentate_bridging_over_br":
             bond = BRIDGING_OVER_BR_PB_O_A  # the Br stays: the O-O line goes above it
         if reach >= bond or reach < 0:
-            return None
+            return [None] * len(h_ranks)
         mid = 0.5 * (pb + pb2)
         point = mid + np.array([0.0, 0.0, np.sqrt(bond**2 - reach**2)])
         if mode == "bidentate_bridging":
@@ -586,32 +619,42 @@ def _build(
         if float(_min_distance(trial, slab.positions[keep], cell).min()) >= min_slab_distance_A:
             pos, tilt_used = trial, label
             break
-    if dissociate:
-        acceptors = [h_acceptor] if h_acceptor is not None else list(surf.br)
-        acceptors = [br for br in acceptors if br not in removed]
-        if not acceptors:
-            return None
-        hs = slab.positions[acceptors] + np.array([0.0, 0.0, H_BR_A])
-        dists = _min_distance(hs, pos, cell).min(axis=1)  # every acceptor at once
-        to_acid = np.linalg.norm(_mic_vectors(hs - pos[anchor.acidic_atom], cell), axis=1)
-        # ties broken by the Br's position in the ligand's own frame (the same choice for
-        # symmetry-equivalent candidates), quantised to 0.05 Angstrom against rounding noise
-        rels = _mic_vectors(slab.positions[acceptors] - pb, cell) @ _rot_z(-azimuth_deg).T
-        ranked = []
-        for br, h, dist, acid_d, rel in zip(acceptors, hs, dists, to_acid, rels, strict=True):
-            key = (bool(dist >= min_slab_distance_A), -_q(acid_d), _q(rel[0]), _q(rel[1]))
-            ranked.append((key, br, h))
-        ranked.sort(key=lambda r: r[0], reverse=True)
+    if not dissociate:
+        return [_Built(symbols, pos, removed, None, site2, exempt, tilt_used)] * len(h_ranks)
+    acceptors = [h_acceptor] if h_acceptor is not None else list(surf.br)
+    acceptors = [br for br in acceptors if br not in removed]
+    if not acceptors:
+        return [None] * len(h_ranks)
+    hs = slab.positions[acceptors] + np.array([0.0, 0.0, H_BR_A])
+    dists = _min_distance(hs, pos, cell).min(axis=1)  # every acceptor at once
+    to_acid = np.linalg.norm(_mic_vectors(hs - pos[anchor.acidic_atom], cell), axis=1)
+    # ties broken by the Br's position in the ligand's own frame (the same choice for
+    # symmetry-equivalent candidates), quantised to 0.05 Angstrom against rounding noise
+    rels = _mic_vectors(slab.positions[acceptors] - pb, cell) @ _rot_z(-azimuth_deg).T
+    ranked = []
+    for br, h, dist, acid_d, rel in zip(acceptors, hs, dists, to_acid, rels, strict=True):
+        key = (bool(dist >= min_slab_distance_A), -_q(acid_d), _q(rel[0]), _q(rel[1]))
+        ranked.append((key, br, h))
+    ranked.sort(key=lambda r: r[0], reverse=True)
+    out: list[_Built | None] = []
+    for h_rank in h_ranks:
         rank = 0 if h_acceptor is not None else h_rank
         if rank >= len(ranked) or (rank > 0 and not ranked[rank][0][0]):
-            return None  # no such acceptor (or only ones that clash with the ligand)
-        _, h_acceptor, h = ranked[rank]
-        exempt[len(symbols)] = {h_acceptor}
-        symbols = [*symbols, "H"]
-        pos = np.vstack([pos, h])
-    return _Built(
-        symbols, pos, removed, h_acceptor if dissociate else None, site2, exempt, tilt_used
-    )
+            out.append(None)  # no such acceptor (or only ones that clash with the ligand)
+            continue
+        _, br, h = ranked[rank]
+        out.append(
+            _Built(
+                [*symbols, "H"],
+                np.vstack([pos, h]),
+                removed,
+                br,
+                site2,
+                {**exempt, len(symbols): {br}},
+                tilt_used,
+            )
+        )
+    return out
 
 
 def _slab_clearance(slab: Atoms, built: _Built) -> float:
@@ -876,10 +919,8 @@ def enumerate_placements(
                 errors.append(str(exc))
                 continue
             sites = _defect_sites(slab, surf, mode)
-            for tilt_deg, az, site, h_rank in itertools.product(
-                tilts, azimuths, sites, range(max(1, int(h_acceptors)) if diss else 1)
-            ):
-                built = _build(
+            for tilt_deg, az, site in itertools.product(tilts, azimuths, sites):
+                variants = _build_variants(
                     slab,
                     surf,
                     spec,
@@ -890,76 +931,79 @@ def enumerate_placements(
                     diss,
                     min_slab_distance_A,
                     conformer=conformer,
-                    h_rank=h_rank,
+                    h_ranks=range(max(1, int(h_acceptors)) if diss else 1),
                     tilt_deg=tilt_deg,
                 )
-                if built is None:
-                    continue
-                n_tried += 1
-                d_slab = _slab_clearance(slab, built)
-                top = float(built.positions[:, 2].max())
-                min_height = min(min_height, top - surf.z_top)
-                if d_slab < min_slab_distance_A and z_image_bottom - top < min_slab_distance_A:
-                    n_vertical += 1
-                d_img = image_distance_A(built.positions, cell)
-                if d_slab >= min_slab_distance_A and (best_image is None or d_img > best_image[0]):
-                    best_image = (d_img, built)
-                if d_slab < min_slab_distance_A or d_img < min_image_distance_A:
-                    continue
-                fp = _fingerprint(slab, built)
-                dup = None
-                if dedupe:
-                    for k, (p, fp_b) in enumerate(accepted):
-                        if (
-                            p.mode == mode
-                            and p.dissociate == diss
-                            and _equivalent(fp, fp_b, ops, cell, MATCH_TOLERANCE_A)
-                        ):
-                            dup = k
-                            break
-                if dup is not None:
-                    p = accepted[dup][0]
-                    accepted[dup] = (
-                        p.model_copy(update={"n_equivalent": p.n_equivalent + 1}),
-                        accepted[dup][1],
-                    )
-                    continue
-                placed_form = _placed_form(anchor, form, diss)
-                mol = ligand_molecule(spec, form)
-                accepted.append(
-                    (
-                        Placement(
-                            index=len(accepted),
-                            label=_label(
-                                mode,
-                                site,
-                                az,
-                                diss,
-                                built.site2,
-                                built.h_acceptor if h_acceptors > 1 else None,
-                                tilt_deg,
+                for built in variants:
+                    if built is None:
+                        continue
+                    n_tried += 1
+                    d_slab = _slab_clearance(slab, built)
+                    top = float(built.positions[:, 2].max())
+                    min_height = min(min_height, top - surf.z_top)
+                    if d_slab < min_slab_distance_A and z_image_bottom - top < min_slab_distance_A:
+                        n_vertical += 1
+                    d_img = image_distance_A(built.positions, cell)
+                    if d_slab >= min_slab_distance_A and (
+                        best_image is None or d_img > best_image[0]
+                    ):
+                        best_image = (d_img, built)
+                    if d_slab < min_slab_distance_A or d_img < min_image_distance_A:
+                        continue
+                    fp = _fingerprint(slab, built)
+                    dup = None
+                    if dedupe:
+                        for k, (p, fp_b) in enumerate(accepted):
+                            if (
+                                p.mode == mode
+                                and p.dissociate == diss
+                                and _equivalent(fp, fp_b, ops, cell, MATCH_TOLERANCE_A)
+                            ):
+                                dup = k
+                                break
+                    if dup is not None:
+                        p = accepted[dup][0]
+                        accepted[dup] = (
+                            p.model_copy(update={"n_equivalent": p.n_equivalent + 1}),
+                            accepted[dup][1],
+                        )
+                        continue
+                    placed_form = _placed_form(anchor, form, diss)
+                    mol = ligand_molecule(spec, form)
+                    accepted.append(
+                        (
+                            Placement(
+                                index=len(accepted),
+                                label=_label(
+                                    mode,
+                                    site,
+                                    az,
+                                    diss,
+                                    built.site2,
+                                    built.h_acceptor if h_acceptors > 1 else None,
+                                    tilt_deg,
+                                ),
+                                ligand=spec.name,
+                                mode=mode,
+                                site=site,
+                                site2=built.site2,
+                                azimuth_deg=az,
+                                form=form,
+                                dissociate=diss,
+                                h_acceptor=built.h_acceptor,
+                                removed=built.removed,
+                                anchor=ligand_anchor(spec, placed_form).kind,
+                                charge=int(mol.info["charge"]),
+                                model=_model(anchor, form, mode, diss, int(mol.info["charge"])),
+                                min_slab_distance_A=round(d_slab, 3),
+                                min_image_distance_A=round(d_img, 3),
+                                tilt=built.tilt,
+                                conformer=conformer,
+                                tilt_deg=tilt_deg,
                             ),
-                            ligand=spec.name,
-                            mode=mode,
-                            site=site,
-                            site2=built.site2,
-                            azimuth_deg=az,
-                            form=form,
-                            dissociate=diss,
-                            h_acceptor=built.h_acceptor,
-                            removed=built.removed,
-                            anchor=ligand_anchor(spec, placed_form).kind,
-                            charge=int(mol.info["charge"]),
-                            model=_model(anchor, form, mode, diss, int(mol.info["charge"])),
-                            min_slab_distance_A=round(d_slab, 3),
-                            min_image_distance_A=round(d_img, 3),
-                            tilt=built.tilt,
-                            conformer=conformer,
-                            tilt_deg=tilt_deg,
-                        ),
-                        fp,
+                            fp,
+                        )
                     )
-                )
     if accepted:
         return [p for p, _ in accepted]
     if n_tried == 0:
