@@ -241,3 +241,25 @@ def test_sulfonic_acid_and_sulfonate_are_anchors():
     # sulfuric-acid-like S without carbon is no sulfonate anchor; the help names the new group
     with pytest.raises(InputError, match="sulfonic acid/sulfonate"):
         L.ligand_from_smiles("COS(=O)(=O)OC")
+
+
+def test_candidates_rebuild_from_json(slab, screens):
+    """A candidate written to disk rebuilds the same complex (resume after an interruption)."""
+    spec, enum = screens["methanesulfonic"]
+    for cand in enum.candidates[::7]:
+        again = E.ScreenCandidate.model_validate_json(cand.model_dump_json())
+        assert again == cand
+        a, b = E.build_candidate(slab, spec, cand), E.build_candidate(slab, spec, again)
+        assert np.array_equal(a.positions, b.positions)
+        assert a.get_chemical_symbols() == b.get_chemical_symbols()
+
+
+def test_sulfonate_binds_at_a_bromide_vacancy(slab):
+    from dftflow.structures.defects import defect_slab
+    from dftflow.structures.placement import enumerate_placements
+
+    defective, _ = defect_slab(slab, "V_Br")
+    spec = L.ligand_from_smiles("CS(=O)(=O)[O-]", name="mesylate")
+    for mode in ("vacancy_site", "exposed_pb"):
+        placements = enumerate_placements(defective, spec, modes=[mode], azimuths_deg=[0.0])
+        assert placements and placements[0].anchor == "sulfonate"
