@@ -306,7 +306,8 @@ def complex_cmd(
     mode: str = typer.Option(
         None,
         "--mode",
-        help="monodentate, bidentate_chelating, bidentate_bridging, a_site; at a defect of a "
+        help="monodentate, bidentate_chelating, bidentate_bridging (replaces a Br), "
+        "bidentate_bridging_over_br (keeps it), a_site; at a defect of a "
         "slab built with --defect: vacancy_site (anchor on the vacant Br site), exposed_pb.",
     ),
     form: str = typer.Option(

@@ -3,18 +3,24 @@
 The library is one YAML file per ligand in the package data, ``dftflow/data/ligands/`` (name,
 aliases, SMILES, formal charge, anchor group, formula). Any other ligand comes from a SMILES string;
 its anchor groups are found with SMARTS patterns (carboxylic acid / carboxylate, amine /
-ammonium, phosphonic acid / phosphonate, thiol / thiolate). The protonated and deprotonated forms
-of the first anchor are derived by moving one acidic proton; the ``"radical"`` form is the
-deprotonated geometry with the anion's charge removed (same atoms, charge is metadata in
-``atoms.info``).
+ammonium, phosphonic acid / phosphonate, thiol / thiolate, sulfonic acid / sulfonate). The
+protonated and deprotonated forms of the first anchor are derived by moving one acidic proton; the
+``"radical"`` form is the deprotonated geometry with the anion's charge removed (same atoms, charge
+is metadata in ``atoms.info``).
 
-Geometries: RDKit ETKDGv3 with a fixed random seed; torsions inside unbranched chains set anti;
-the other rotatable torsions (branch points, allylic, anchor; up to :data:`MAX_SCAN_TORSIONS`)
-scanned over 60/180/300 degrees; the :data:`N_OPTIMISED` most slender candidates (smallest radius
-around the anchor-to-tail axis, nothing below the anchor, no overlaps) optimised with MMFF94 (UFF if
-MMFF lacks parameters) and the most slender kept, so that long chains stand up in a slab cell
-without touching their periodic images. Same input, same machine, same RDKit: identical
-coordinates.
+Geometries (conformer 0): RDKit ETKDGv3 with a fixed random seed; torsions inside unbranched chains
+set anti; the other rotatable torsions (branch points, allylic, anchor; up to
+:data:`MAX_SCAN_TORSIONS`) scanned over 60/180/300 degrees; the :data:`N_OPTIMISED` most slender
+candidates (smallest radius around the anchor-to-tail axis, nothing below the anchor, no overlaps)
+optimised with MMFF94 (UFF if MMFF lacks parameters) and the most slender kept, so that long
+chains stand up in a slab cell without touching their periodic images. Same input, same machine,
+same RDKit: identical coordinates.
+
+Alternative conformers (1, 2, ...; :func:`n_conformers`): :data:`CONFORMER_POOL` ETKDGv3 embeddings
+(same seed) optimised with MMFF94 (UFF without MMFF parameters), ordered by slenderness, then
+force-field energy; kept when their heavy-atom RMSD to conformer 0 and to every kept one exceeds
+:data:`CONFORMER_RMSD_A` and nothing points below the anchor. Rigid molecules (acetic acid) have
+conformer 0 only; chains have several. Every conformer stands in conformer 0's frame.
 """
 
 from __future__ import annotations
@@ -46,6 +52,16 @@ N_CONFORMERS = 1
 MAX_SCAN_TORSIONS = 5
 #: Most slender scanned conformers optimised with the force field; the best one is kept.
 N_OPTIMISED = 4
+#: ETKDG conformers embedded (then MMFF-optimised) for the alternative conformers 1, 2, ... of
+#: :func:`ligand_molecule` (:func:`n_conformers`); a fixed pool, so conformer k does not depend on
+#: how many are asked for.
+CONFORMER_POOL = 12
+#: Two conformers are distinct when their heavy-atom RMSD after the best (symmetry-aware)
+#: alignment exceeds this, Angstrom.
+CONFORMER_RMSD_A = 0.5
+#: An alternative conformer is dropped when a heavy atom lies more than this below its anchor
+#: (Angstrom, along the standing axis): it would point into the surface.
+CONFORMER_BELOW_A = 1.0
 
 Form = Literal["as_is", "protonated", "deprotonated", "radical"]
 FORMS: tuple[str, ...] = ("as_is", "protonated", "deprotonated", "radical")
@@ -101,6 +117,18 @@ ANCHOR_PATTERNS: tuple[AnchorPattern, ...] = (
     AnchorPattern("ammonium", "amine", True, "[NX4+;!$(N~[!#6;!#1]):1]", (1,), 1),
     AnchorPattern("thiol", "thiol", True, "[SX2H1:1][#6]", (1,), 1),
     AnchorPattern("thiolate", "thiol", False, "[SX1-:1][#6]", (1,), 1),
+    # R-S(=O)2-OH / R-S(=O)2-O-: binds through two O like a phosphonate; the third O is spectator
+    AnchorPattern(
+        "sulfonic_acid",
+        "sulfonate",
+        True,
+        "[SX4;$(S[#6]):1](=[OX1:2])(=[OX1])[OX2H1:3]",
+        (2, 3),
+        3,
+    ),
+    AnchorPattern(
+        "sulfonate", "sulfonate", False, "[SX4;$(S[#6]):1](=[OX1:2])(=[OX1])[OX1-:3]", (2, 3), 3
+    ),
 )
 ANCHOR_KINDS = tuple(p.kind for p in ANCHOR_PATTERNS)
 _PATTERN_BY_KIND = {p.kind: p for p in ANCHOR_PATTERNS}
@@ -110,10 +138,12 @@ DEPROTONATED_KIND = {
     "phosphonic_acid": "phosphonate",
     "ammonium": "amine",
     "thiol": "thiolate",
+    "sulfonic_acid": "sulfonate",
 }
 PROTONATED_KIND = {v: k for k, v in DEPROTONATED_KIND.items()}
 _ANCHOR_HELP = (
-    "carboxylic acid/carboxylate, amine/ammonium, phosphonic acid/phosphonate, thiol/thiolate"
+    "carboxylic acid/carboxylate, amine/ammonium, phosphonic acid/phosphonate, thiol/thiolate, "
+    "sulfonic acid/sulfonate"
 )
 
 
@@ -126,14 +156,14 @@ class Anchor:
     kind
         e.g. ``"carboxylic_acid"``, ``"carboxylate"``, ``"amine"``.
     family
-        ``"carboxyl"``, ``"phosphonate"``, ``"amine"`` or ``"thiol"``.
+        ``"carboxyl"``, ``"phosphonate"``, ``"amine"``, ``"thiol"`` or ``"sulfonate"``.
     protonated
         Whether the group carries its acidic proton (acid, ammonium, thiol).
     binding_atoms
-        Atoms that bind to surface Pb (the two O of a carboxyl/phosphonate, N, S); for an acid the
-        first is the double-bonded O (used for monodentate molecular binding).
+        Atoms that bind to surface Pb (two O of a carboxyl/phosphonate/sulfonate, N, S); for an acid
+        the first is a double-bonded O (used for monodentate molecular binding).
     central_atom
-        C of a carboxyl, P of a phosphonate, else the binding atom.
+        C of a carboxyl, P of a phosphonate, S of a sulfonate, else the binding atom.
     acidic_atom
         Atom that carries (or would take) the acidic proton.
     """
@@ -382,6 +412,7 @@ def _set_protonation(mol, anchor: Anchor, protonate: bool):
     return out
 
 
+@functools.lru_cache(maxsize=256)  # specs are frozen (hashable); placement asks very often
 def form_smiles(spec: LigandSpec, form: Form = "as_is") -> tuple[str, int, str]:
     """SMILES, formal charge (e) and model name of a ligand form.
 
@@ -428,7 +459,7 @@ def reference_species_name(spec: LigandSpec, form: Form = "as_is") -> str:
         return f"{name} radical"
     if model in ("anion", "cation"):
         return f"{name} {model} (charge {charge:+d} e)"
-    acid = ligand_anchor(spec, form).kind in ("carboxylic_acid", "phosphonic_acid")
+    acid = ligand_anchor(spec, form).kind in ("carboxylic_acid", "phosphonic_acid", "sulfonic_acid")
     return "neutral acid" if acid else "neutral molecule"
 
 
@@ -598,6 +629,93 @@ def _geometry(smiles: str) -> tuple[tuple[str, ...], tuple[tuple[float, float, f
     return symbols, tuple(tuple(float(round(x, 8)) for x in p) for p in pos)
 
 
+_Positions = tuple[tuple[float, float, float], ...]
+
+
+@functools.lru_cache(maxsize=64)
+def _conformers(smiles: str) -> tuple[_Positions, ...]:
+    """Distinct conformers of a (canonical) SMILES, conformer 0 (:func:`_geometry`) first.
+
+    Positions in :func:`_geometry`'s atom order and standing frame (anchor centroid at the origin,
+    farthest heavy atom on +z). See the module docstring for the selection.
+    """
+    from rdkit import Chem
+    from rdkit.Chem import AllChem, rdMolAlign
+
+    _, pos0 = _geometry(smiles)
+    mol = Chem.AddHs(_mol_from_smiles(smiles))
+    heavy = np.array([a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1])
+    anchors = detect_anchors(mol)
+    anchor_idx = anchors[0].binding_atoms if anchors else (int(heavy[0]),)
+    n_rotatable = len(_chain_torsions(mol)) + len(_scan_torsions(mol, _chain_torsions(mol)))
+    if n_rotatable == 0:  # no heavy-atom torsion: every embedding is conformer 0 (up to H)
+        return (pos0,)
+    params = AllChem.ETKDGv3()
+    params.randomSeed = RANDOM_SEED
+    params.numThreads = 1
+    params.pruneRmsThresh = -1.0
+    ids = list(AllChem.EmbedMultipleConfs(mol, numConfs=CONFORMER_POOL, params=params))
+    if not ids:
+        return (pos0,)
+    if AllChem.MMFFHasAllMoleculeParams(mol):
+        results = AllChem.MMFFOptimizeMoleculeConfs(mol, numThreads=1, maxIters=2000)
+    else:
+        results = AllChem.UFFOptimizeMoleculeConfs(mol, numThreads=1, maxIters=2000)
+    ranked = []
+    for k, cid in enumerate(ids):
+        pos = mol.GetConformer(cid).GetPositions()
+        origin, axis = _axis_frame(pos, heavy, anchor_idx)
+        below = -float(np.min((pos[heavy] - origin) @ axis))
+        if below > CONFORMER_BELOW_A:
+            continue
+        slender = lateral_radius_A(pos, origin, axis)
+        standing = (pos - origin) @ rotation_to(axis, np.array([0.0, 0.0, 1.0])).T
+        ranked.append((round(slender, 1), round(results[k][1], 3), k, standing))
+    ranked.sort(key=lambda r: r[:3])
+    # heavy-atom copies for the symmetry-aware RMSD
+    skeleton = Chem.RemoveHs(Chem.Mol(mol), sanitize=False)
+    skeleton.RemoveAllConformers()
+    kept = [np.array(pos0)]
+    for *_, pos in ranked:
+        probe = Chem.Mol(skeleton)
+        probe.AddConformer(_conformer_of(pos[heavy]), assignId=True)
+        distinct = True
+        for ref_pos in kept:
+            ref = Chem.Mol(skeleton)
+            ref.AddConformer(_conformer_of(ref_pos[heavy]), assignId=True)
+            if rdMolAlign.GetBestRMS(probe, ref, maxMatches=1000) <= CONFORMER_RMSD_A:
+                distinct = False
+                break
+        if distinct:
+            kept.append(pos)
+    return tuple(tuple(tuple(float(round(x, 8)) for x in p) for p in pos) for pos in kept)
+
+
+def _conformer_of(pos: np.ndarray):
+    from rdkit import Chem
+    from rdkit.Geometry import Point3D
+
+    conf = Chem.Conformer(len(pos))
+    for i, p in enumerate(pos):
+        conf.SetAtomPosition(i, Point3D(*(float(x) for x in p)))
+    return conf
+
+
+def n_conformers(spec: LigandSpec, form: Form = "as_is", max_conformers: int = 3) -> int:
+    """How many distinct conformers :func:`ligand_molecule` offers for a form (at most ``max``).
+
+    1 for rigid molecules (no heavy-atom torsion, e.g. acetic acid); more for chains. Cached per
+    SMILES; deterministic (:data:`RANDOM_SEED`).
+    """
+    if max_conformers < 1:
+        raise InputError(f"max_conformers must be >= 1 (got {max_conformers})")
+    smi, _, _ = form_smiles(spec, form)
+    if max_conformers == 1:  # conformer 0 always exists: no need to build the pool
+        return 1
+    return min(int(max_conformers), len(_conformers(smi)))
+
+
+@functools.lru_cache(maxsize=256)  # Anchor is frozen; specs are hashable
 def ligand_anchor(spec: LigandSpec, form: Form = "as_is") -> Anchor:
     """The primary anchor of ``spec`` in a form (atom indices valid for :func:`ligand_molecule`)."""
     smi, _, _ = form_smiles(spec, form)
@@ -609,7 +727,7 @@ def ligand_anchor(spec: LigandSpec, form: Form = "as_is") -> Anchor:
     raise InputError(f"{spec.name} ({form}): no {family} anchor")  # pragma: no cover
 
 
-def ligand_molecule(spec: LigandSpec, form: Form = "as_is") -> Atoms:
+def ligand_molecule(spec: LigandSpec, form: Form = "as_is", conformer: int = 0) -> Atoms:
     """3D geometry of a ligand form, standing along +z (deterministic).
 
     Parameters
@@ -619,16 +737,32 @@ def ligand_molecule(spec: LigandSpec, form: Form = "as_is") -> Atoms:
     form
         ``"as_is"`` (the library/SMILES form), ``"protonated"``, ``"deprotonated"`` or
         ``"radical"`` (deprotonated atoms, neutral charge).
+    conformer
+        0 (default): the slender standing geometry; 1, 2, ...: the alternative conformers counted
+        by :func:`n_conformers` (same atom order and frame).
 
     Returns
     -------
     Atoms
         Non-periodic molecule (no cell); the centroid of the anchor's binding atoms at the origin
         and the farthest heavy atom on +z. ``info``: ``ligand``, ``form``, ``charge`` (e), ``model``
-        (neutral/anion/cation/radical), ``smiles``, ``anchor``.
+        (neutral/anion/cation/radical), ``smiles``, ``anchor``, ``conformer``.
+
+    Raises
+    ------
+    InputError
+        If ``conformer`` is not one of the molecule's distinct conformers.
     """
     smi, charge, model = form_smiles(spec, form)
     symbols, positions = _geometry(smi)
+    if conformer:
+        pool = _conformers(smi)
+        if not 0 <= int(conformer) < len(pool):
+            raise InputError(
+                f"{spec.name} ({form}) has {len(pool)} distinct conformer(s) (0..{len(pool) - 1}); "
+                f"conformer {conformer} does not exist"
+            )
+        positions = pool[int(conformer)]
     atoms = Atoms(symbols=list(symbols), positions=np.array(positions))
     atoms.info.update(
         {
@@ -638,6 +772,7 @@ def ligand_molecule(spec: LigandSpec, form: Form = "as_is") -> Atoms:
             "model": model,
             "smiles": smi,
             "anchor": ligand_anchor(spec, form).kind,
+            "conformer": int(conformer),
         }
     )
     return atoms

@@ -13,6 +13,10 @@ dissociated acidic proton moved onto a surface Br. Starting geometries:
   between them, so that Br is removed (X-type exchange: the carboxylate replaces a surface Br); the
   complex then has one Br less than the slab (recorded in :attr:`Placement.removed`). Not in the
   default modes.
+- ``bidentate_bridging_over_br``: the same two O on two neighbouring Pb, but the Br between them
+  stays (the slab's composition is kept): the O-O midpoint is raised above that Br until each
+  Pb-O is :data:`BRIDGING_OVER_BR_PB_O_A` (a long Pb-O bond; the relaxation decides whether the
+  bridge holds). Not in the default modes.
 - ``a_site``: an ammonium N in the hollow above the top plane where the next Cs would sit.
 
 Modes at a surface defect (a slab from :func:`dftflow.structures.defects.defect_slab`; its
@@ -26,9 +30,12 @@ Modes at a surface defect (a slab from :func:`dftflow.structures.defects.defect_
 - ``exposed_pb``: the binding atom on an under-coordinated Pb, at the Pb-X bond length and leaning
   45 degrees towards the vacant Br site it faces (straight up when the missing Br was below it).
 
-The molecule stands along +z (anchor down, chain into the vacuum). Bidentate modes need the anchor
-deprotonated: use a carboxylate/phosphonate ligand, ``form="deprotonated"``/``"radical"``, or
-``dissociate=True`` (the acidic H goes to a top-plane Br, 1.45 Angstrom straight above it).
+The molecule stands along +z (anchor down, chain into the vacuum); ``conformer`` chooses which
+of the ligand's conformers (:func:`dftflow.structures.ligands.ligand_molecule`). Bidentate modes
+need the anchor deprotonated: use a carboxylate/phosphonate/sulfonate ligand,
+``form="deprotonated"``/``"radical"``, or ``dissociate=True`` (the acidic H goes to a top-plane
+Br, 1.45 Angstrom straight above it: the Br nearest to the acidic O that clears the ligand, or
+each of the ``h_acceptors`` nearest).
 
 Every candidate is checked with periodic boundaries: no ligand atom closer than
 ``min_slab_distance_A`` to a slab atom (its own Pb-X bonds and the transferred H-Br are the intended
@@ -71,6 +78,8 @@ from dftflow.structures.slab import SLAB_ELEMENTS, find_planes, plane_kind, slab
 BOND_LENGTH_A = {"O": 2.5, "N": 2.6, "S": 2.9}
 #: H-Br bond of a dissociated proton on a surface Br, Angstrom.
 H_BR_A = 1.45
+#: Pb-O of the starting geometry of ``bidentate_bridging_over_br`` (O-O above the kept Br), A.
+BRIDGING_OVER_BR_PB_O_A = 2.8
 #: Default minimum ligand-slab and ligand-image distances, Angstrom.
 MIN_SLAB_DISTANCE_A = 2.0
 MIN_IMAGE_DISTANCE_A = 2.0
@@ -83,6 +92,7 @@ MODES = (
     "monodentate",
     "bidentate_chelating",
     "bidentate_bridging",
+    "bidentate_bridging_over_br",
     "a_site",
     "vacancy_site",
     "exposed_pb",
@@ -97,11 +107,12 @@ VACANCY_PB_REACH_A = 4.0
 #: A removed Br within this of the top plane's mean height (Angstrom) was in the top plane.
 TOP_PLANE_TOL_A = 1.0
 _MODE_FAMILIES = {
-    "vacancy_site": {"carboxyl", "phosphonate", "amine", "thiol"},
-    "exposed_pb": {"carboxyl", "phosphonate", "amine", "thiol"},
-    "monodentate": {"carboxyl", "phosphonate", "amine", "thiol"},
-    "bidentate_chelating": {"carboxyl", "phosphonate"},
-    "bidentate_bridging": {"carboxyl", "phosphonate"},
+    "vacancy_site": {"carboxyl", "phosphonate", "sulfonate", "amine", "thiol"},
+    "exposed_pb": {"carboxyl", "phosphonate", "sulfonate", "amine", "thiol"},
+    "monodentate": {"carboxyl", "phosphonate", "sulfonate", "amine", "thiol"},
+    "bidentate_chelating": {"carboxyl", "phosphonate", "sulfonate"},
+    "bidentate_bridging": {"carboxyl", "phosphonate", "sulfonate"},
+    "bidentate_bridging_over_br": {"carboxyl", "phosphonate", "sulfonate"},
     "a_site": {"amine"},
 }
 
@@ -133,6 +144,14 @@ class Placement(BaseModel):
     min_slab_distance_A: float
     min_image_distance_A: float
     n_equivalent: int = Field(default=1, description="symmetry-equivalent candidates merged")
+    conformer: int = Field(
+        default=0, description="conformer of the placed molecule (ligands.ligand_molecule)"
+    )
+    tilt_deg: float = Field(
+        default=0.0,
+        description="starting tilt asked for, degrees (towards the second anchor atom; "
+        "bidentate: about the O-O line); 'tilt' adds any tilt needed to clear the slab",
+    )
     tilt: str = Field(
         default="upright", description="tilt applied so the ligand clears the slab (if any)"
     )
@@ -175,7 +194,7 @@ def _local_frame(pos: np.ndarray, symbols: Sequence[str], anchor: Anchor, mode: 
     Monodentate/a_site: the binding atom at the origin, the second anchor atom (or the centroid) in
     the +x half-plane. Bidentate: the O-O midpoint at the origin, the O-O line on the x axis.
     """
-    if mode in ("bidentate_chelating", "bidentate_bridging"):
+    if mode.startswith("bidentate"):
         o1, o2 = anchor.binding_atoms[:2]
         p = _standing(pos, symbols, (o1, o2))
         v = p[o2] - p[o1]
@@ -257,25 +276,29 @@ def _min_distance(a: np.ndarray, b: np.ndarray, cell: np.ndarray) -> np.ndarray:
     """Matrix of minimum-image distances between points ``a`` (n,3) and ``b`` (m,3)."""
     d = a[:, None, :] - b[None, :, :]
     # the cell is large compared to bonds; check the 27 neighbour shifts around the MIC vector
+    # (all at once: the enumeration calls this thousands of times)
     d = _mic_vectors(d, cell)
-    best = np.linalg.norm(d, axis=-1)
-    for shift in itertools.product((-1, 0, 1), repeat=3):
-        if shift == (0, 0, 0):
-            continue
-        best = np.minimum(best, np.linalg.norm(d + np.array(shift) @ cell, axis=-1))
-    return best
+    shifts = _NEIGHBOUR_SHIFTS @ cell
+    return np.sqrt(((d[:, :, None, :] + shifts[None, None]) ** 2).sum(axis=-1)).min(axis=-1)
+
+
+_NEIGHBOUR_SHIFTS = np.array(list(itertools.product((-1, 0, 1), repeat=3)), dtype=float)
 
 
 def image_distance_A(positions: np.ndarray, cell: np.ndarray, reach: int = 2) -> float:
     """Smallest distance (Angstrom) between a group of atoms and its own periodic images."""
-    best = np.inf
-    for shift in itertools.product(range(-reach, reach + 1), range(-reach, reach + 1), (-1, 0, 1)):
-        if shift == (0, 0, 0):
-            continue
-        t = np.array(shift, dtype=float) @ cell
-        d = np.linalg.norm(positions[:, None, :] - (positions[None, :, :] + t), axis=-1)
-        best = min(best, float(d.min()))
-    return best
+    shifts = np.array(
+        [
+            s
+            for s in itertools.product(
+                range(-reach, reach + 1), range(-reach, reach + 1), (-1, 0, 1)
+            )
+            if s != (0, 0, 0)
+        ],
+        dtype=float,
+    ) @ np.asarray(cell, dtype=float)
+    d = positions[:, None, :] - positions[None, :, :]  # (n, n, 3), all shifts at once
+    return float(np.sqrt(((d[:, :, None, :] - shifts[None, None]) ** 2).sum(axis=-1)).min())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -479,14 +502,57 @@ def _build(
     dissociate: bool,
     min_slab_distance_A: float,
     h_acceptor: int | None = None,
+    conformer: int = 0,
+    h_rank: int = 0,
+    tilt_deg: float = 0.0,
 ) -> _Built | None:
-    """Ligand positions of one candidate (None if the mode's geometry does not exist here)."""
+    """Ligand positions of one candidate (None if the mode's geometry does not exist here).
+
+    ``h_rank``: with ``dissociate`` and no ``h_acceptor``, take the ``h_rank``-th best Br (0 =
+    the nearest clash-free one); None when there are fewer.
+    """
+    return _build_variants(
+        slab,
+        surf,
+        spec,
+        mode,
+        site,
+        azimuth_deg,
+        form,
+        dissociate,
+        min_slab_distance_A,
+        h_acceptor=h_acceptor,
+        conformer=conformer,
+        h_ranks=(h_rank,),
+        tilt_deg=tilt_deg,
+    )[0]
+
+
+def _build_variants(
+    slab: Atoms,
+    surf: _Surface,
+    spec: LigandSpec,
+    mode: str,
+    site: int,
+    azimuth_deg: float,
+    form: str,
+    dissociate: bool,
+    min_slab_distance_A: float,
+    h_acceptor: int | None = None,
+    conformer: int = 0,
+    h_ranks: Sequence[int] = (0,),
+    tilt_deg: float = 0.0,
+) -> list[_Built | None]:
+    """:func:`_build` for several H-acceptor ranks at once (the ligand is placed once)."""
     mol_form = _placed_form(ligand_anchor(spec, form), form, dissociate)
-    mol = ligand_molecule(spec, mol_form)
+    mol = ligand_molecule(spec, mol_form, conformer)
     anchor = ligand_anchor(spec, mol_form)
     _check_mode(spec, mode, anchor)
     symbols = mol.get_chemical_symbols()
     local0 = _local_frame(mol.positions, symbols, anchor, mode)
+    if tilt_deg:  # a requested tilt: towards +x (the second anchor atom) or about the O-O line
+        axis = np.array([1.0, 0.0, 0.0] if mode.startswith("bidentate") else [0.0, 1.0, 0.0])
+        local0 = local0 @ _axis_rotation(axis, tilt_deg).T
     rz = _rot_z(azimuth_deg)
     pb = slab.positions[site]
     cell = slab.cell[:]
@@ -511,32 +577,35 @@ def _build(
             np.linalg.norm(local0[anchor.binding_atoms[1]] - local0[anchor.binding_atoms[0]])
         )
         if half >= bond:
-            return None
+            return [None] * len(h_ranks)
         point = pb + np.array([0.0, 0.0, np.sqrt(bond**2 - half**2)])
-    elif mode == "bidentate_bridging":
+    elif mode in ("bidentate_bridging", "bidentate_bridging_over_br"):
         if not np.isclose(azimuth_deg % 90.0, 0.0):
-            return None
+            return [None] * len(h_ranks)
         site2 = _neighbour_pb(slab, surf, site, rz @ np.array([1.0, 0.0, 0.0]))
         if site2 is None:
-            return None
+            return [None] * len(h_ranks)
         pb2 = pb + _mic_vectors(slab.positions[site2] - pb, cell)
         span = float(np.linalg.norm(pb2 - pb))
         oo = float(
             np.linalg.norm(local0[anchor.binding_atoms[1]] - local0[anchor.binding_atoms[0]])
         )
         reach = 0.5 * (span - oo)
+        if mode == "bidentate_bridging_over_br":
+            bond = BRIDGING_OVER_BR_PB_O_A  # the Br stays: the O-O line goes above it
         if reach >= bond or reach < 0:
-            return None
+            return [None] * len(h_ranks)
         mid = 0.5 * (pb + pb2)
         point = mid + np.array([0.0, 0.0, np.sqrt(bond**2 - reach**2)])
-        # the Br bridging the two Pb has no room left: the carboxylate replaces it
-        removed = tuple(
-            sorted(
-                b
-                for b in surf.br
-                if np.linalg.norm(_mic_vectors(slab.positions[b] - mid, cell)) < 0.25 * span
+        if mode == "bidentate_bridging":
+            # the Br bridging the two Pb has no room left: the carboxylate replaces it
+            removed = tuple(
+                sorted(
+                    b
+                    for b in surf.br
+                    if np.linalg.norm(_mic_vectors(slab.positions[b] - mid, cell)) < 0.25 * span
+                )
             )
-        )
     else:  # a_site: N in the hollow where the next plane's Cs would sit
         point = pb + np.array([0.5 * surf.a_A, 0.5 * surf.a_A, 0.5 * surf.a_A])
     # tilt about the binding atom (or the O-O line) until the ligand clears the slab
@@ -550,30 +619,42 @@ def _build(
         if float(_min_distance(trial, slab.positions[keep], cell).min()) >= min_slab_distance_A:
             pos, tilt_used = trial, label
             break
-    if dissociate:
-        acceptors = [h_acceptor] if h_acceptor is not None else list(surf.br)
-        best = None
-        for br in acceptors:
-            if br in removed:
-                continue
-            h = slab.positions[br] + np.array([0.0, 0.0, H_BR_A])
-            dist = float(_min_distance(h[None, :], pos, cell).min())
-            to_acid = float(np.linalg.norm(_mic_vectors(h - pos[anchor.acidic_atom], cell)))
-            # ties broken by the Br's position in the ligand's own frame (the same choice for
-            # symmetry-equivalent candidates), quantised to 0.05 Angstrom against rounding noise
-            rel = _rot_z(-azimuth_deg) @ _mic_vectors(slab.positions[br] - pb, cell)
-            key = (dist >= min_slab_distance_A, -_q(to_acid), _q(rel[0]), _q(rel[1]))
-            if best is None or key > best[0]:
-                best = (key, br, h)
-        if best is None:
-            return None
-        _, h_acceptor, h = best
-        exempt[len(symbols)] = {h_acceptor}
-        symbols = [*symbols, "H"]
-        pos = np.vstack([pos, h])
-    return _Built(
-        symbols, pos, removed, h_acceptor if dissociate else None, site2, exempt, tilt_used
-    )
+    if not dissociate:
+        return [_Built(symbols, pos, removed, None, site2, exempt, tilt_used)] * len(h_ranks)
+    acceptors = [h_acceptor] if h_acceptor is not None else list(surf.br)
+    acceptors = [br for br in acceptors if br not in removed]
+    if not acceptors:
+        return [None] * len(h_ranks)
+    hs = slab.positions[acceptors] + np.array([0.0, 0.0, H_BR_A])
+    dists = _min_distance(hs, pos, cell).min(axis=1)  # every acceptor at once
+    to_acid = np.linalg.norm(_mic_vectors(hs - pos[anchor.acidic_atom], cell), axis=1)
+    # ties broken by the Br's position in the ligand's own frame (the same choice for
+    # symmetry-equivalent candidates), quantised to 0.05 Angstrom against rounding noise
+    rels = _mic_vectors(slab.positions[acceptors] - pb, cell) @ _rot_z(-azimuth_deg).T
+    ranked = []
+    for br, h, dist, acid_d, rel in zip(acceptors, hs, dists, to_acid, rels, strict=True):
+        key = (bool(dist >= min_slab_distance_A), -_q(acid_d), _q(rel[0]), _q(rel[1]))
+        ranked.append((key, br, h))
+    ranked.sort(key=lambda r: r[0], reverse=True)
+    out: list[_Built | None] = []
+    for h_rank in h_ranks:
+        rank = 0 if h_acceptor is not None else h_rank
+        if rank >= len(ranked) or (rank > 0 and not ranked[rank][0][0]):
+            out.append(None)  # no such acceptor (or only ones that clash with the ligand)
+            continue
+        _, br, h = ranked[rank]
+        out.append(
+            _Built(
+                [*symbols, "H"],
+                np.vstack([pos, h]),
+                removed,
+                br,
+                site2,
+                {**exempt, len(symbols): {br}},
+                tilt_used,
+            )
+        )
+    return out
 
 
 def _slab_clearance(slab: Atoms, built: _Built) -> float:
@@ -598,6 +679,8 @@ def _model(anchor: Anchor, form: str, mode: str, dissociate: bool, charge: int) 
         base = "molecular"
     if mode == "bidentate_bridging":
         base += ", replaces a surface Br"
+    elif mode == "bidentate_bridging_over_br":
+        base += ", bridging two Pb over a surface Br"
     elif mode == "vacancy_site":
         base += ", anchor on the vacant Br site"
     elif mode == "exposed_pb":
@@ -651,6 +734,12 @@ def _equivalent(
     sym_b, pos_b, core_b = fp_b
     if sorted(sym_a) != sorted(sym_b):
         return False
+    # operations keep the surface normal: the heights of each element are a cheap invariant
+    for el in set(sym_a):
+        za = np.sort([p[2] for s, p in zip(sym_a, pos_a, strict=True) if s == el])
+        zb = np.sort([p[2] for s, p in zip(sym_b, pos_b, strict=True) if s == el])
+        if np.abs(za - zb).max() > tol_A:
+            return False
     inv = np.linalg.inv(cell)
     frac_a = pos_a @ inv
     frac_b = pos_b @ inv
@@ -662,12 +751,16 @@ def _equivalent(
         )
         for el in set(sym_a)
     }
-    for r, t in ops:
-        mapped = frac_a @ r.T + t
-        dc = mapped[:core_a].mean(axis=0) - cen_b  # the core is contiguous: a cheap pre-check
-        dc -= np.round(dc)
-        if np.linalg.norm(dc @ cell) > tol_A:
+    # the core is contiguous: its centroid is a cheap pre-check, for every operation at once
+    rots = np.array([r for r, _ in ops])
+    trans = np.array([t for _, t in ops])
+    dcs = np.einsum("kij,j->ki", rots, frac_a[:core_a].mean(axis=0)) + trans - cen_b
+    dcs -= np.round(dcs)
+    near = np.linalg.norm(dcs @ cell, axis=-1) <= tol_A
+    for (r, t), close in zip(ops, near, strict=True):
+        if not close:
             continue
+        mapped = frac_a @ r.T + t
         ok = True
         for ia, ib in groups.values():
             d = mapped[ia][:, None, :] - frac_b[ib][None, :, :]
@@ -696,17 +789,28 @@ def default_modes(
     anchor = ligand_anchor(spec, form)
     if anchor.kind == "ammonium":
         return ["a_site"]
-    if anchor.family in ("carboxyl", "phosphonate"):
+    if anchor.family in ("carboxyl", "phosphonate", "sulfonate"):
         if anchor.protonated and not dissociate:
             return ["monodentate"]
         return ["bidentate_chelating", "monodentate"]
     return ["monodentate"]
 
 
-def _label(mode: str, site: int, azimuth: float, dissociate: bool, site2: int | None) -> str:
+def _label(
+    mode: str,
+    site: int,
+    azimuth: float,
+    dissociate: bool,
+    site2: int | None,
+    h_acceptor: int | None = None,
+    tilt_deg: float = 0.0,
+) -> str:
+    """Path-safe name; ``h_acceptor`` is named (``-HBr<i>``) only when several were tried."""
     sites = f"Pb{site}" + (f"-Pb{site2}" if site2 is not None else "")
     az = f"{azimuth:g}".replace(".", "p").replace("-", "m")
-    return f"{mode}-{sites}-az{az}" + ("-H" if dissociate else "")
+    tilt = f"-t{tilt_deg:g}".replace(".", "p").replace("-t-", "-tm") if tilt_deg else ""
+    h = (f"-HBr{h_acceptor}" if h_acceptor is not None else "-H") if dissociate else ""
+    return f"{mode}-{sites}-az{az}{tilt}{h}"
 
 
 def _as_spec(spec: LigandSpec | str) -> LigandSpec:
@@ -724,6 +828,10 @@ def enumerate_placements(
     min_image_distance_A: float = MIN_IMAGE_DISTANCE_A,
     symprec_A: float = 0.2,
     dedupe: bool = True,
+    *,
+    conformer: int = 0,
+    h_acceptors: int = 1,
+    tilts_deg: Iterable[float] = (0.0,),
 ) -> list[Placement]:
     """Symmetry-distinct, clash-free placements of one ligand on the slab's top face.
 
@@ -749,11 +857,22 @@ def enumerate_placements(
         other within :data:`MATCH_TOLERANCE_A`.
     dedupe
         Drop symmetry-equivalent candidates (keep the first).
+    conformer
+        Conformer of the placed molecule (:func:`dftflow.structures.ligands.n_conformers`).
+    h_acceptors
+        Dissociated candidates: how many surface Br to try as the acceptor of the acidic H (the
+        nearest clash-free ones to the acidic O, nearest first); with more than one, labels name
+        the Br (``-HBr<i>``).
+    tilts_deg
+        Starting tilts to try, degrees (0 = standing; labels name a non-zero tilt, ``-t<deg>``):
+        towards the second anchor atom (monodentate and the other single-atom modes) or about the
+        O-O line (bidentate). Tilts needed to clear the slab are added on top (``tilt``).
 
     Returns
     -------
     list[Placement]
-        In deterministic order: mode, dissociation (no before yes), azimuth, site index.
+        In deterministic order: mode, dissociation (no before yes), tilt, azimuth, site index (then
+        the H acceptor rank).
 
     Raises
     ------
@@ -780,6 +899,7 @@ def enumerate_placements(
         float(a) % 360.0
         for a in (azimuths_deg if azimuths_deg is not None else DEFAULT_AZIMUTHS_DEG)
     ]
+    tilts = [float(t) for t in tilts_deg] or [0.0]
     ops = _surface_symmetry(slab, symprec_A) if dedupe else []
     cell = slab.cell[:]
 
@@ -799,11 +919,22 @@ def enumerate_placements(
                 errors.append(str(exc))
                 continue
             sites = _defect_sites(slab, surf, mode)
-            for az in azimuths:
-                for site in sites:
-                    built = _build(
-                        slab, surf, spec, mode, site, az, form, diss, min_slab_distance_A
-                    )
+            for tilt_deg, az, site in itertools.product(tilts, azimuths, sites):
+                variants = _build_variants(
+                    slab,
+                    surf,
+                    spec,
+                    mode,
+                    site,
+                    az,
+                    form,
+                    diss,
+                    min_slab_distance_A,
+                    conformer=conformer,
+                    h_ranks=range(max(1, int(h_acceptors)) if diss else 1),
+                    tilt_deg=tilt_deg,
+                )
+                for built in variants:
                     if built is None:
                         continue
                     n_tried += 1
@@ -843,7 +974,15 @@ def enumerate_placements(
                         (
                             Placement(
                                 index=len(accepted),
-                                label=_label(mode, site, az, diss, built.site2),
+                                label=_label(
+                                    mode,
+                                    site,
+                                    az,
+                                    diss,
+                                    built.site2,
+                                    built.h_acceptor if h_acceptors > 1 else None,
+                                    tilt_deg,
+                                ),
                                 ligand=spec.name,
                                 mode=mode,
                                 site=site,
@@ -859,6 +998,8 @@ def enumerate_placements(
                                 min_slab_distance_A=round(d_slab, 3),
                                 min_image_distance_A=round(d_img, 3),
                                 tilt=built.tilt,
+                                conformer=conformer,
+                                tilt_deg=tilt_deg,
                             ),
                             fp,
                         )
@@ -939,6 +1080,8 @@ def place_ligand(slab: Atoms, spec: LigandSpec | str, placement: Placement) -> A
         placement.dissociate,
         MIN_SLAB_DISTANCE_A,
         h_acceptor=placement.h_acceptor,
+        conformer=placement.conformer,
+        tilt_deg=placement.tilt_deg,
     )
     if built is None:
         raise InputError(f"placement {placement.label} has no geometry on this slab")
