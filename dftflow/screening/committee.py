@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import math
 import statistics
 import time
@@ -65,12 +66,26 @@ def _check_model(model: str) -> None:
         raise EngineError(f"unknown committee model {model!r}; choose from {', '.join(MODELS)}")
 
 
+#: Loggers that write to the terminal during relaxations: ASE's Armijo line search logs
+#: "Passed direction which is not downhill" at ERROR level whenever PreconLBFGS resets its Hessian
+#: (a normal event it recovers from; a failure after the reset raises and is handled by relax).
+_NOISY_LOGGERS = ("ase.utils.linesearcharmijo",)
+
+
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """No prints, no warnings from the models (one-line errors are the only output)."""
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
+    """No prints, warnings or log lines from the models and optimizers (errors are raised)."""
+    loggers = [logging.getLogger(name) for name in _NOISY_LOGGERS]
+    disabled = [lg.disabled for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.disabled = True
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, was in zip(loggers, disabled, strict=True):
+            lg.disabled = was
 
 
 def _counting(base: type, **fixed_kwargs: Any) -> type:
