@@ -32,6 +32,10 @@ def _pairs(smiles: list[str], names: list[str]) -> list[tuple[str, str]]:
     return list(zip(names, smiles, strict=True))
 
 
+def _short(text: str, limit: int = 90) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "… (see screen_report.md)"
+
+
 def print_ranking(table: dict[str, Any]) -> None:
     """The ranked table on the terminal (from ``ranking.json``)."""
     from rich.markup import escape
@@ -57,7 +61,7 @@ def print_ranking(table: dict[str, Any]) -> None:
             mlip,
             dft,
             f"{r['n_tried']}/{r['n_kept']}/{r['n_escalated']}",
-            escape(r["error"] or "; ".join(r["flags"])),
+            escape(_short(r["error"]) if r["error"] else ", ".join(r["flags"])),
         )
     console.print(t)
     console.print(f"ranked by: {table.get('ranked_by', '-')}")

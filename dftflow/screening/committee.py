@@ -62,8 +62,42 @@ _CALCULATORS: dict[str, Any] = {}
 
 
 def _check_model(model: str) -> None:
-    if model not in MODELS:
-        raise EngineError(f"unknown committee model {model!r}; choose from {', '.join(MODELS)}")
+    if model not in MODELS and not is_factory(model):
+        raise EngineError(
+            f"unknown committee model {model!r}; choose from {', '.join(MODELS)} or name a "
+            "factory as 'package.module:function' (returns an ASE calculator)"
+        )
+
+
+def is_factory(model: str) -> bool:
+    """Whether ``model`` names a calculator factory, ``package.module:function``.
+
+    The extension point for other potentials a user has installed (and the test equipment's
+    cheap pair potentials); such a member is trusted with every element.
+    """
+    module, _, func = model.partition(":")
+    return bool(module and func and all(p.isidentifier() for p in (*module.split("."), func)))
+
+
+def _from_factory(model: str):  # -> ase.calculators.Calculator
+    """The calculator ``package.module:function()`` returns, counting its evaluations."""
+    import importlib
+
+    module, _, func = model.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module), func)
+    except (ImportError, AttributeError) as exc:
+        raise EngineError(f"cannot load committee member {model!r}: {exc}") from None
+    calc = factory()
+    calculate = calc.calculate
+
+    def counted(*args: Any, **kwargs: Any) -> None:
+        calc.n_calls += 1
+        calculate(*args, **kwargs)
+
+    calc.n_calls = 0
+    calc.calculate = counted
+    return calc
 
 
 #: Loggers that write to the terminal during relaxations: ASE's Armijo line search logs
@@ -135,7 +169,9 @@ def load_calculator(model: str, *, torch_threads: int = 1):  # -> ase.calculator
     if model in _CALCULATORS:
         _set_torch_threads(torch_threads)
         return _CALCULATORS[model]
-    if model == "chgnet":
+    if is_factory(model):
+        calc = _from_factory(model)
+    elif model == "chgnet":
         chgnet = load_chgnet(CHGNET_MODEL)  # EngineError with the install hint when missing
         from chgnet.model import CHGNetCalculator
 
@@ -170,6 +206,8 @@ def supported_numbers(model: str) -> frozenset[int]:
     (``type_map`` of the loaded calculator; 89 elements in 7net-0), so the model is loaded.
     """
     _check_model(model)
+    if is_factory(model):
+        return frozenset(range(1, 119))
     if model == "chgnet":
         return frozenset(range(1, CHGNET_MAX_Z + 1))
     return frozenset(int(z) for z in load_calculator(model).type_map)

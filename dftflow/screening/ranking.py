@@ -211,10 +211,10 @@ def _not_ranked_reason(lig: LigandScreen) -> str:
         return f"none of its {n_kept} kept placements has a finite committee E_ads"
     reasons: dict[str, int] = {}
     for p in lig.placements:
-        if p.excluded:
-            why = p.reason or "excluded"
+        if p.excluded:  # the kind (desorbed, surface_moved ...); the report lists each reason
+            why = (p.reason or "excluded").split(":", 1)[0]
         elif p.duplicate_of is not None:
-            why = f"duplicate of {p.duplicate_of}"
+            why = "duplicate"
         else:
             why = "no committee E_ads"
         reasons[why] = reasons.get(why, 0) + 1

@@ -1,4 +1,4 @@
-"""The screen end to end through the installed console script (mock VASP + pair-potential committee).
+"""The screen end to end through the installed console script (mock VASP, pair-potential committee).
 
 `dftflow screen workflows/test_mock_screen.yaml` runs the whole FireWorks workflow: enumeration,
 loose relaxations in chunks, refinement by both members, DFT (mock VASP) relaxation + static of the
@@ -36,33 +36,61 @@ def _dftflow(*args: str, cwd: Path, timeout: float = 600) -> subprocess.Complete
 @pytest.fixture(scope="module")
 def screened(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     work = tmp_path_factory.mktemp("screen")
-    proc = _dftflow("screen", str(SCREEN_YAML), "-o", "out", "-j", "1", "--json", cwd=work)
+    # two more ligands from the command line that cannot be screened: listed, the others screened
+    proc = _dftflow(*SCREEN_ARGS, "-o", "out", "-j", "2", "--json", cwd=work)
     return work / "out", proc
+
+
+SCREEN_ARGS = (
+    "screen",
+    str(SCREEN_YAML),
+    "--smiles",
+    "C1CC",
+    "--name",
+    "broken",
+    "--smiles",
+    "CCCC",
+    "--name",
+    "butane",
+)
 
 
 def test_screen_runs_and_writes_the_ranked_table(screened):
     out, proc = screened
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
+    # one line per ligand that cannot be screened, before anything runs
+    err = " ".join(proc.stderr.split())  # rich may wrap lines
+    assert "cannot screen ligand 'broken': invalid SMILES 'C1CC'" in err
+    assert "cannot screen ligand 'butane'" in err and "no anchor group" in err
+    data = json.loads(proc.stdout)  # --json: stdout is the JSON only
+    assert data["status"]["failed"] == [] and data["table"]["rows"]
     table = ScreenTable.model_validate_json((out / "ranking.json").read_text())
     assert table.engine == "mock" and table.physical is False
-    assert [r.ligand for r in table.rows if r.rank is not None] != []
-    assert {r.ligand for r in table.rows} == {"AcOH", "MeNH2"}
+    assert table.committee == screen_committee()
+    assert [(r.rank, r.ligand) for r in table.rows] == [
+        (1, "MeNH2"),
+        (None, "broken"),
+        (None, "butane"),
+    ]
+    best, broken, butane = table.rows
+    assert "invalid SMILES" in broken.error and "anchor" in butane.error
+    assert best.e_ads_dft_eV is not None and best.ranked_on_eV == best.e_ads_dft_eV
+    assert best.dft_minus_mlip_eV == pytest.approx(best.e_ads_dft_eV - best.e_ads_mlip_mean_eV)
+    assert best.n_tried == 2 and best.n_escalated == 2
     with (out / "ranking.csv").open() as fh:
         reader = csv.DictReader(fh)
         assert tuple(reader.fieldnames or ()) == CSV_COLUMNS
         rows = list(reader)
-    assert len(rows) == 2
-    # ranks 1, 2 in order of the ranked E_ads (DFT for both here)
-    ranked = sorted(table.rows, key=lambda r: r.rank or 99)
-    assert [r.rank for r in ranked] == [1, 2]
-    assert ranked[0].e_ads_dft_eV <= ranked[1].e_ads_dft_eV
-    assert (out / "screen_report.md").is_file()
+    assert [r["ligand"] for r in rows] == ["MeNH2", "broken", "butane"]
+    assert float(rows[0]["e_ads_dft_eV"]) == pytest.approx(best.e_ads_dft_eV, abs=1e-4)
+    report = (out / "screen_report.md").read_text()
+    assert "mock (not physical)" in report.lower() and "MeNH2" in report
 
 
 def test_every_placement_is_recorded_and_counted(screened):
     out, _ = screened
-    for key, n_expected_max in (("AcOH", 6), ("MeNH2", 6)):
+    for key, n_expected_max in (("MeNH2", 6),):
         screen = LigandScreen.model_validate_json(
             (out / "screen" / key / "ligand_screen.json").read_text()
         )
@@ -90,15 +118,19 @@ def test_dft_e_ads_is_computed_from_the_statics(screened):
     out, _ = screened
     taskdocs = out / "taskdocs"
     slab = TaskDoc.from_json_file(taskdocs / "test_mock_screen__slab__static.json").energy_eV
-    for key in ("AcOH", "MeNH2"):
+    for key in ("MeNH2",):
         screen = LigandScreen.model_validate_json(
             (out / "screen" / key / "ligand_screen.json").read_text()
         )
         mol = TaskDoc.from_json_file(
             taskdocs / f"test_mock_screen__{key}__molecule_static.json"
         ).energy_eV
-        escalated = [p for p in screen.placements if p.escalated]
-        assert escalated and escalated[0].escalation_reason.startswith("top-1")
+        escalated = sorted(
+            (p for p in screen.placements if p.escalated), key=lambda p: p.e_ads_mean_eV
+        )
+        # slot 0: the committee's best; slot 1: the other, because the members disagree on it
+        assert [p.escalation_reason.split(" ")[0] for p in escalated] == ["top-1", "sigma"]
+        assert escalated[1].e_ads_sigma_eV > 0.2
         cx = TaskDoc.from_json_file(taskdocs / f"test_mock_screen__{key}__dft__0__static.json")
         assert cx.engine == "mock"
         top = next(p for p in escalated if p.e_ads_dft_eV is not None)
@@ -112,8 +144,16 @@ def test_second_call_resumes_without_recomputing(screened, tmp_path):
     out, _ = screened
     records = sorted((out / "screen").glob("*/placements/*.json"))
     before = {p: p.stat().st_mtime_ns for p in records}
-    proc = _dftflow("screen", str(SCREEN_YAML), "-o", str(out), "-j", "1", cwd=tmp_path)
+    proc = _dftflow(*SCREEN_ARGS, "-o", str(out), "-j", "1", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "resuming" in proc.stdout
+    assert "resuming test_mock_screen: 12 Fireworks, 12 already completed" in proc.stderr
     assert {p: p.stat().st_mtime_ns for p in records} == before
     assert json.loads((out / "ranking.json").read_text())["rows"]
+
+
+def test_nothing_screenable_is_exit_2_with_one_line(tmp_path):
+    proc = _dftflow("screen", "--smiles", "CCCC", "--name", "butane", "-o", "o", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and "no ligand could be screened" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "o").exists()
