@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 from ase import Atoms
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -42,7 +43,14 @@ from dftflow.structures.ligands import (
     ligand_anchor,
     n_conformers,
 )
-from dftflow.structures.placement import Placement, enumerate_placements, place_ligand
+from dftflow.structures.placement import (
+    MIN_SLAB_DISTANCE_A,
+    Placement,
+    enumerate_placements,
+    ligand_height_A,
+    place_ligand,
+)
+from dftflow.structures.slab import find_planes
 
 #: Reference species an enumeration can be made for (L in E_ads).
 REFERENCES = ("neutral", "radical", "anion", "cation")
@@ -174,6 +182,23 @@ def _groups(
     return [(reference, ref_form, False, bound)]
 
 
+def _check_fits_standing(slab: Atoms, spec: LigandSpec, form: Form) -> None:
+    """One-line error when the standing ligand does not fit under the slab's periodic image.
+
+    The placement module would tilt such a ligand until it clears the image (and keep only the
+    tilted and bent starts that fit): a screen must not be biased that way without saying so.
+    """
+    planes = find_planes(slab)
+    z_top = float(np.mean(slab.positions[planes[-1], 2]))
+    gap = float(np.min(slab.positions[planes[0], 2])) + float(slab.cell[2, 2]) - z_top
+    need = ligand_height_A(slab, spec, form) + MIN_SLAB_DISTANCE_A
+    if gap < need:
+        raise InputError(
+            f"vacuum {gap:.1f} A above the slab is too small for {spec.name} standing on it "
+            f"(needs > {need:.1f} A; e.g. build the slab with --vacuum {np.ceil(need + 8.0):.0f})"
+        )
+
+
 def _spread(groups: list[list[ScreenCandidate]], cap: int) -> set[str]:
     """Keys of at most ``cap`` candidates taken round-robin over the groups (deterministic)."""
     chosen: list[str] = []
@@ -240,9 +265,9 @@ def enumerate_screen(
     ------
     InputError
         One line: unknown/impossible reference, bad ``max_*``, no candidate fits, or the standing
-        ligand (conformer 0) is too large for the cell in some mode (the placement module's
-        message: the vacuum needed, or the smallest supercell that fits), because a screen of
-        only the bent conformers that happen to fit would be biased.
+        ligand (conformer 0) is too large for the cell (the vacuum it needs, or the smallest
+        supercell that fits, from the placement module), because a screen of only the tilted or
+        bent starts that happen to fit would be biased.
     """
     if max_conformers < 1:
         raise InputError(f"max_conformers must be >= 1 (got {max_conformers})")
@@ -250,6 +275,7 @@ def enumerate_screen(
         raise InputError(f"max_candidates must be >= 1 (got {max_candidates})")
     ref = reference if reference is not None else default_reference(spec)
     ref_form = reference_form(spec, ref)
+    _check_fits_standing(slab, spec, ref_form)
     azimuths = list(azimuths_deg) if azimuths_deg is not None else None
     tilts = tuple(float(t) for t in tilts_deg)
     notes: list[str] = []

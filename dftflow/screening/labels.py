@@ -20,7 +20,7 @@ Anomalies (:data:`dftflow.screening.records.EXCLUDING_ANOMALIES` exclude):
 - ``fragmented``: the ligand's heavy-atom bond graph (ASE ``natural_cutoffs`` x
   :data:`BOND_MULT`, periodic) has more than one component, or an H is bonded to no ligand heavy
   atom, unless it is an acidic H (bonded to O, N or S at the start, or already on a Br there) now
-  on a surface Br (that is ``dissociated``).
+  on a surface Br (that is ``dissociated``; a phosphonic acid may give both).
 - ``desorbed``: as above.
 - ``surface_moved``: a slab atom moved more than :data:`SURFACE_MOVED_A` from the start
   (minimum image).
@@ -247,15 +247,13 @@ def label_geometry(
     on_br = _on_br(relaxed, loose, slab)
     acidic_on_br = [h for h in loose if h in on_br and _acidic_at_start(start, lig, slab, h)]
     stray = [h for h in loose if h not in acidic_on_br]
-    if n_comp > 1 or stray or len(acidic_on_br) > 1:
+    if n_comp > 1 or stray:
         anomalies.append("fragmented")
         what = []
         if n_comp > 1:
             what.append(f"{n_comp} heavy-atom pieces")
         if stray:
             what.append(f"H{','.join(map(str, stray))} left its atom")
-        if len(acidic_on_br) > 1:
-            what.append(f"{len(acidic_on_br)} H on surface Br")
         reasons.append("fragmented: " + ", ".join(what))
     h_on_br = bool(acidic_on_br)
 
