@@ -157,3 +157,21 @@ def test_nothing_screenable_is_exit_2_with_one_line(tmp_path):
     lines = [x for x in proc.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and "no ligand could be screened" in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "o").exists()
+
+
+def test_submit_only_adds_the_workflow_for_a_queue(tmp_path):
+    """`--submit-only` adds every Firework (counts known at submission); `status` follows it."""
+    proc = _dftflow("screen", str(SCREEN_YAML), "--submit-only", "-o", "q", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    sub = json.loads(proc.stdout)
+    # bulk, slab relax + static, mlip/slab, 2 chunks, select, molecule relax + static,
+    # 2 DFT slots (top_k 1 + extra_dft 1), ranking
+    assert sub["new"] is True and len(sub["fw_ids"]) == 12
+    status = json.loads(_dftflow("status", "-o", "q", "--json", cwd=tmp_path).stdout)
+    assert status["total"] == 12 and status["counts"] == {"READY": 1, "WAITING": 11}
+    again = json.loads(
+        _dftflow(
+            "screen", str(SCREEN_YAML), "--submit-only", "-o", "q", "--json", cwd=tmp_path
+        ).stdout
+    )
+    assert again["new"] is False and again["fw_ids"] == sub["fw_ids"]
