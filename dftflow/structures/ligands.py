@@ -615,7 +615,11 @@ def _geometry(smiles: str) -> tuple[tuple[str, ...], tuple[tuple[float, float, f
     if AllChem.MMFFHasAllMoleculeParams(mol):
         results = AllChem.MMFFOptimizeMoleculeConfs(mol, numThreads=1, maxIters=5000)
     else:
+        from rdkit import rdBase
+
+        blocker = rdBase.BlockLogs()  # UFF's typer warns about charged atoms on stderr
         results = AllChem.UFFOptimizeMoleculeConfs(mol, numThreads=1, maxIters=5000)
+        del blocker
     best = None
     for k, cid in enumerate(ids):
         pos = mol.GetConformer(cid).GetPositions()
@@ -660,7 +664,11 @@ def _conformers(smiles: str) -> tuple[_Positions, ...]:
     if AllChem.MMFFHasAllMoleculeParams(mol):
         results = AllChem.MMFFOptimizeMoleculeConfs(mol, numThreads=1, maxIters=2000)
     else:
+        from rdkit import rdBase
+
+        blocker = rdBase.BlockLogs()  # UFF's typer warns about charged atoms on stderr
         results = AllChem.UFFOptimizeMoleculeConfs(mol, numThreads=1, maxIters=2000)
+        del blocker
     ranked = []
     for k, cid in enumerate(ids):
         pos = mol.GetConformer(cid).GetPositions()
