@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from dftflow.engines.embedded_settings import DEFAULT_SETTINGS as EMBEDDED_DEFAULTS
 from dftflow.engines.registry import DEFAULT_ENGINE, engine_entry
 from dftflow.errors import EngineError, InputError
 from dftflow.inputs import params
@@ -308,7 +309,9 @@ class ScreenSettings(_Strict):
         description="MLIP names (chgnet, sevennet) or 'package.module:factory' returning an ASE "
         "calculator; the first relaxes every placement",
     )
-    optimizer: str = "PreconLBFGS"
+    # one set of relaxation settings for the screen and the study: the embedded engine's optimizer
+    # (benchmarks/bench_relax_optimizers.py) and the paper's force limit for the fine level
+    optimizer: str = EMBEDDED_DEFAULTS["optimizer"]
     fmax_loose_eV_per_A: float = Field(default=0.1, gt=0.0)
     max_steps_loose: int = Field(default=300, ge=1)
     fmax_fine_eV_per_A: float = Field(default=params.FMAX_EV_PER_A, gt=0.0)
