@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import yaml
-
 from bench_screen_quality import _stage_seconds
 
 LIGANDS = [
