@@ -185,7 +185,6 @@ def _mol_from_smiles(smiles: str):
     try:
         mol = Chem.MolFromSmiles(smiles.strip())
     finally:
-        del blocker
     if mol is None:
         raise InputError(f"invalid SMILES {smiles!r} (RDKit cannot parse it)")
     if mol.GetNumAtoms() == 0:
@@ -555,8 +554,10 @@ def _geometry(smiles: str) -> tuple[tuple[str, ...], tuple[tuple[float, float, f
     Atom order: RDKit heavy atoms in SMILES order, then hydrogens. Standing frame: centroid of the
     first anchor's binding atoms at the origin, farthest heavy atom along +z.
     """
-    from rdkit import Chem
+    from rdkit import Chem, rdBase
     from rdkit.Chem import AllChem, rdMolTransforms
+
+    blocker = rdBase.BlockLogs()  # noqa: F841 (until return: RDKit's UFF typer warns on stderr)
 
     mol = Chem.AddHs(_mol_from_smiles(smiles))
     anchors = detect_anchors(mol)
@@ -615,11 +616,7 @@ def _geometry(smiles: str) -> tuple[tuple[str, ...], tuple[tuple[float, float, f
     if AllChem.MMFFHasAllMoleculeParams(mol):
         results = AllChem.MMFFOptimizeMoleculeConfs(mol, numThreads=1, maxIters=5000)
     else:
-        from rdkit import rdBase
-
-        blocker = rdBase.BlockLogs()  # UFF's typer warns about charged atoms on stderr
         results = AllChem.UFFOptimizeMoleculeConfs(mol, numThreads=1, maxIters=5000)
-        del blocker
     best = None
     for k, cid in enumerate(ids):
         pos = mol.GetConformer(cid).GetPositions()
@@ -643,8 +640,10 @@ def _conformers(smiles: str) -> tuple[_Positions, ...]:
     Positions in :func:`_geometry`'s atom order and standing frame (anchor centroid at the origin,
     farthest heavy atom on +z). See the module docstring for the selection.
     """
-    from rdkit import Chem
+    from rdkit import Chem, rdBase
     from rdkit.Chem import AllChem, rdMolAlign
+
+    blocker = rdBase.BlockLogs()  # noqa: F841 (until return: RDKit's UFF typer warns on stderr)
 
     _, pos0 = _geometry(smiles)
     mol = Chem.AddHs(_mol_from_smiles(smiles))
@@ -664,11 +663,7 @@ def _conformers(smiles: str) -> tuple[_Positions, ...]:
     if AllChem.MMFFHasAllMoleculeParams(mol):
         results = AllChem.MMFFOptimizeMoleculeConfs(mol, numThreads=1, maxIters=2000)
     else:
-        from rdkit import rdBase
-
-        blocker = rdBase.BlockLogs()  # UFF's typer warns about charged atoms on stderr
         results = AllChem.UFFOptimizeMoleculeConfs(mol, numThreads=1, maxIters=2000)
-        del blocker
     ranked = []
     for k, cid in enumerate(ids):
         pos = mol.GetConformer(cid).GetPositions()
