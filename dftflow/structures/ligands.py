@@ -185,6 +185,7 @@ def _mol_from_smiles(smiles: str):
     try:
         mol = Chem.MolFromSmiles(smiles.strip())
     finally:
+        del blocker
     if mol is None:
         raise InputError(f"invalid SMILES {smiles!r} (RDKit cannot parse it)")
     if mol.GetNumAtoms() == 0:
