@@ -57,3 +57,16 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     """
     with atomic_path(check_writable(path)) as tmp_path:
         yield tmp_path
+
+
+def screen_placements_line(handle, spec) -> str | None:
+    """'placements enumerated: L1 27, L2 4 ...' from the screen's workflow in the LaunchPad."""
+    with handle.read_only() as lp:
+        doc = lp.workflows.find_one(
+            {"metadata.dftflow_study": spec.key, "metadata.dftflow_spec_digest": spec.digest()},
+            {"metadata": 1},
+        )
+    counts = ((doc or {}).get("metadata") or {}).get("dftflow_screen_placements")
+    if not counts:
+        return None
+    return "placements enumerated: " + ", ".join(f"{k} {n}" for k, n in counts.items())

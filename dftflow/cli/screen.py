@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dftflow.cli.common import console, echo_json
+from dftflow.cli.common import console, echo_json, screen_placements_line
 from dftflow.errors import InputError
 
 
@@ -167,6 +167,9 @@ def register(app: typer.Typer) -> None:
                 console.print(msg)
                 if sub.vacuum_A is not None:
                     console.print(_cell_line(spec, *sub.vacuum_A))
+                line = screen_placements_line(handle, spec)
+                if line:
+                    console.print(line, soft_wrap=True)
             return
         status = run_spec(spec, study_dir, workers, vasp_cmd)
         table_path = study_dir / "ranking.json"

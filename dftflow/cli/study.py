@@ -20,7 +20,7 @@ import click
 import typer
 import yaml
 
-from dftflow.cli.common import console, echo_json
+from dftflow.cli.common import console, echo_json, screen_placements_line
 from dftflow.engines import engine_entry
 from dftflow.errors import InputError
 
@@ -227,6 +227,10 @@ def run_spec(spec, study_dir: Path, workers: int, vasp_cmd: str | None) -> dict:
     )
     if sub.vacuum_A is not None:
         console.print(_cell_line(spec, *sub.vacuum_A))
+    if spec.screen is not None:
+        line = screen_placements_line(handle, spec)
+        if line:
+            console.print(line, soft_wrap=True)
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description}"),
