@@ -32,6 +32,26 @@ def _pairs(smiles: list[str], names: list[str]) -> list[tuple[str, str]]:
     return list(zip(names, smiles, strict=True))
 
 
+def _check_out_dir(out: Path) -> None:
+    """Refuse an output directory that cannot be created, before any ligand is checked."""
+    import os
+
+    if out.exists():
+        if not out.is_dir():
+            raise InputError(f"{out} exists and is not a directory")
+        parent = out
+    else:
+        parent = out.absolute().parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir():
+            raise InputError(
+                f"cannot create the screen directory {out}: {parent} is not a directory"
+            )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"cannot create the screen directory {out}: {parent} is not writable")
+
+
 def _short(text: str, limit: int = 90) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "… (see screen_report.md)"
 
@@ -136,6 +156,11 @@ def register(app: typer.Typer) -> None:
 
         if launchpad is not None and not submit_only:
             raise InputError("--launchpad is for --submit-only (a local screen uses DIR's own)")
+        _check_out_dir(out)
+        if engine is not None:
+            from dftflow.engines import engine_entry
+
+            engine = engine_entry(engine).name  # one line for an unknown engine
         file = read_screen_file(ligands) if ligands is not None else None
         settings: dict[str, Any] = {}
         if top_k is not None:
