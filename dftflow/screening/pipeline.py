@@ -140,6 +140,29 @@ def relax_candidates(
     return out
 
 
+def _relax(
+    atoms: Atoms,
+    model: str,
+    settings: Mapping[str, Any],
+    level: str,
+    ligand: Sequence[int] | None,
+) -> committee.RelaxOutcome:
+    """One committee relaxation at ``level`` ("loose" or "fine") of the screen's settings.
+
+    With ``ligand`` (a complex) it stops early when the ligand desorbs or fragments.
+    """
+    stop = None if ligand is None else (lambda a: labels.early_stop_reason(a, ligand))
+    return committee.relax(
+        atoms,
+        model,
+        fmax=float(settings[f"fmax_{level}_eV_per_A"]),
+        max_steps=int(settings[f"max_steps_{level}"]),
+        optimizer=str(settings["optimizer"]),
+        stop=stop,
+        check_every=CHECK_EVERY_STEPS,
+    )
+
+
 def _atoms_digest(atoms: Atoms) -> str:
     return digest_of(
         {
@@ -161,15 +184,7 @@ def _relax_one(
     atoms = build_candidate(slab, spec, cand)
     lig = ligand_indices_of(atoms) or []
     start = atoms.copy()
-    outcome = committee.relax(
-        atoms,
-        model,
-        fmax=float(settings["fmax_loose_eV_per_A"]),
-        max_steps=int(settings["max_steps_loose"]),
-        optimizer=str(settings["optimizer"]),
-        stop=lambda a: labels.early_stop_reason(a, lig),
-        check_every=CHECK_EVERY_STEPS,
-    )
+    outcome = _relax(atoms, model, settings, "loose", lig)
     relaxed = mark_ligand(outcome.atoms, lig)
     label = labels.label_geometry(relaxed, lig, start, hit_step_cap=outcome.hit_step_cap)
     geo = write_geometry(relaxed, directory / f"{cand.key}.extxyz")
@@ -274,13 +289,7 @@ def relax_reference(
     energies: dict[str, float] = {}
     steps: dict[str, int] = {}
     for model in settings["committee"]:
-        out = committee.relax(
-            atoms,
-            model,
-            fmax=float(settings["fmax_fine_eV_per_A"]),
-            max_steps=int(settings["max_steps_fine"]),
-            optimizer=str(settings["optimizer"]),
-        )
+        out = _relax(atoms, model, settings, "fine", None)
         energies[model] = float(out.energy_eV)
         steps[model] = int(out.n_steps)
         write_geometry(out.atoms, directory / f"{name}.{_safe(model)}.extxyz")
@@ -352,15 +361,7 @@ def _refine_one(
     geometry = start
     capped = False
     for i, model in enumerate(names):
-        out = committee.relax(
-            geometry if i else start,
-            model,
-            fmax=float(settings["fmax_fine_eV_per_A"]),
-            max_steps=int(settings["max_steps_fine"]),
-            optimizer=str(settings["optimizer"]),
-            stop=lambda a: labels.early_stop_reason(a, lig),
-            check_every=CHECK_EVERY_STEPS,
-        )
+        out = _relax(geometry if i else start, model, settings, "fine", lig)
         energies[model] = float(out.energy_eV)
         cpu += out.cpu_s
         wall += out.wall_s

@@ -172,16 +172,7 @@ def build_workflow(spec: StudySpec, study_dir: str | Path) -> Workflow:
     for lig in spec.ligands:
         key = lig.key
         entry = lig.model_dump(mode="json")
-        mol = b.add(
-            f"{key}/molecule_relax",
-            ft.MoleculeRelaxTask(role=f"{key}/molecule_relax", ligand=entry),
-            [slab_relax],
-        )
-        mol_static = b.add(
-            f"{key}/molecule_static",
-            ft.StaticTask(role=f"{key}/molecule_static", source_role=f"{key}/molecule_relax"),
-            [mol, slab_relax],
-        )
+        mol_static = molecule_fireworks(b, key, entry, slab_relax)
         candidates = ft.enumerate_candidates(unrelaxed_slab, entry)
         if not candidates:
             raise InputError(f"ligand {lig.name!r}: no placement enumerated for {lig.placements}")
@@ -294,6 +285,23 @@ def _add_traps(b: _Builder, spec: StudySpec, slab_dict: dict[str, Any], a0: floa
         ),
         parents,
         allow_fizzled_parents=True,
+    )
+
+
+def molecule_fireworks(b: _Builder, key: str, entry: dict[str, Any], slab_relax: str) -> str:
+    """The isolated reference ligand's relaxation (slab cell) and static; the static's role.
+
+    A study and a screen compute their reference ligands alike.
+    """
+    mol = b.add(
+        f"{key}/molecule_relax",
+        ft.MoleculeRelaxTask(role=f"{key}/molecule_relax", ligand=entry),
+        [slab_relax],
+    )
+    return b.add(
+        f"{key}/molecule_static",
+        ft.StaticTask(role=f"{key}/molecule_static", source_role=f"{key}/molecule_relax"),
+        [mol, slab_relax],
     )
 
 

@@ -19,7 +19,13 @@ from dftflow.screening.enumeration import enumerate_screen
 from dftflow.structures.bulk import A_CSPBBR3_CUBIC
 from dftflow.workflows import firetasks as ft
 from dftflow.workflows import screen_tasks as st
-from dftflow.workflows.flows import _Builder, ligand_clearance_A, required_vacuum_A, study_config
+from dftflow.workflows.flows import (
+    _Builder,
+    ligand_clearance_A,
+    molecule_fireworks,
+    required_vacuum_A,
+    study_config,
+)
 from dftflow.workflows.spec import StudySpec
 
 
@@ -112,17 +118,7 @@ def build_screen_workflow(spec: StudySpec, study_dir: str | Path) -> Workflow:
         rank_parents.append(select)
         if settings.mlip_only:
             continue
-        mol = b.add(
-            f"{key}/molecule_relax",
-            ft.MoleculeRelaxTask(role=f"{key}/molecule_relax", ligand=entry),
-            [slab_relax],
-        )
-        mol_static = b.add(
-            f"{key}/molecule_static",
-            ft.StaticTask(role=f"{key}/molecule_static", source_role=f"{key}/molecule_relax"),
-            [mol, slab_relax],
-        )
-        rank_parents.append(mol_static)
+        rank_parents.append(molecule_fireworks(b, key, entry, slab_relax))
         for i in range(n_slots):
             rank_parents.append(
                 b.add(

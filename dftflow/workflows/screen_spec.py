@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, field_validator
 
 from dftflow.errors import DftflowError, InputError
@@ -40,6 +39,7 @@ from dftflow.workflows.spec import (
     _format_validation_error,
     _Strict,
     check_ligand,
+    read_yaml,
     safe_name,
 )
 
@@ -86,17 +86,7 @@ class ScreenFile(_Strict):
 def read_screen_file(path: str | Path) -> ScreenFile:
     """Read and validate a screen YAML (one-line InputError on any problem)."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"screen file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InputError(f"{path}: malformed YAML{where}: {problem}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read {path}: {exc}") from None
+    data = read_yaml(path, "screen")
     if not isinstance(data, dict):
         raise InputError(f"{path}: a screen must be a YAML mapping, got {type(data).__name__}")
     try:

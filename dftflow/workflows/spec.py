@@ -510,9 +510,14 @@ def check_ligand(lig: LigandEntry, source: str = "study") -> LigandEntry:
 
 def load_study(path: str | Path) -> StudySpec:
     """Read and validate a study YAML (safe loader)."""
+    return parse_study(read_yaml(path, "study"), source=str(path))
+
+
+def read_yaml(path: str | Path, kind: str) -> Any:
+    """The content of a YAML file (safe loader); one-line InputError when missing or malformed."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"study file {path} does not exist")
+        raise InputError(f"{kind} file {path} does not exist")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -522,4 +527,4 @@ def load_study(path: str | Path) -> StudySpec:
         raise InputError(f"{path}: malformed YAML{where}: {problem}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read {path}: {exc}") from None
-    return parse_study(data, source=str(path))
+    return data
