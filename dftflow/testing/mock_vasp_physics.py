@@ -66,7 +66,7 @@ def morse_parameters(a: str, b: str) -> tuple[float, float, float]:
 
 #: Verlet skin (Angstrom) of :class:`PairPotential`'s pair list: the list holds the pairs within
 #: CUTOFF_A + SKIN_A and is rebuilt once an atom has moved SKIN_A / 2 or the cell has changed.
-SKIN_A = 1.0
+SKIN_A = 2.0
 
 
 class PairPotential(Calculator):

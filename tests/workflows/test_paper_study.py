@@ -34,7 +34,7 @@ PAPER = Path(__file__).parents[2] / "workflows" / "cspbbr3_ligands.yaml"
 #: The two cost settings overridden (the small study's values, workflows/test_mock_small.yaml).
 CHEAP = {"encut_eV": 120, "kpoints_slab": [2, 2, 1], "kpoints_bulk": [2, 2, 2]}
 
-pytestmark = pytest.mark.slow(seconds=400)
+pytestmark = pytest.mark.slow(seconds=200)
 
 
 @pytest.fixture(scope="module")
