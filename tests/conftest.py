@@ -24,8 +24,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Under pytest-xdist, hand out the longest tests first so both workers finish together.
 
     A test marked ``@pytest.mark.slow(seconds=N)`` declares its rough duration on CI (2 cores);
-    those tests move to the front, longest first (the paper-size mock study alone is about half
-    of the run), everything else keeps the collection order. With ``--dist loadfile
+    those tests move to the front, longest first (the paper-size mock study is the longest file),
+    everything else keeps the collection order. With ``--dist loadfile
     --no-loadscope-reorder`` (pyproject.toml) a file is handed out where its first test stands.
     Without xdist the order is left alone (module-scoped fixtures stay computed once).
     """

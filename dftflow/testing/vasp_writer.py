@@ -236,6 +236,9 @@ def write_vasp_outputs(
     if efermi is None and eig is not None and occ is not None:
         efermi = float(eig[occ > 0.5].max()) if (occ > 0.5).any() else float(eig.min())
     steps = _ionic_steps(result)
+    # each step's Structure once, for vasprun.xml and OUTCAR (converting every step twice was a
+    # tenth of a 200-step mock relaxation's time)
+    step_structures = [to_structure(step["structure"]) for step in steps]
     n_elec = list(result.electronic_steps_per_ionic) or [DEFAULT_ELECTRONIC_STEPS] * len(steps)
     if len(n_elec) < len(steps):
         n_elec += [n_elec[-1]] * (len(steps) - len(n_elec))
@@ -341,9 +344,9 @@ def write_vasp_outputs(
             f"<c>  PAW_PBE {p}</c></rc>\n"
         )
     x.write("   </set>\n  </array>\n </atominfo>\n")
-    x.write(_structure_xml(to_structure(steps[0]["structure"]), "initialpos"))
+    x.write(_structure_xml(step_structures[0], "initialpos"))
     for si, step in enumerate(steps):
-        st = to_structure(step["structure"])
+        st = step_structures[si]
         efr, ewo, e0 = _entropy_free(step)
         x.write(" <calculation>\n")
         for e_fr, e_wo, e_0 in _electronic_energies(efr, e0, n_elec[si], e0):
@@ -401,6 +404,7 @@ def write_vasp_outputs(
             incar=incar,
             parameters=parameters,
             steps=steps,
+            step_structures=step_structures,
             symbols=symbols,
             counts=counts,
             potcar_symbols=potcar_symbols,
@@ -647,6 +651,7 @@ def _outcar_text(
     incar,
     parameters,
     steps,
+    step_structures,
     symbols,
     counts,
     potcar_symbols,
@@ -705,7 +710,7 @@ def _outcar_text(
         f" schemes\n\n"
     )
     for si, step in enumerate(steps):
-        st = to_structure(step["structure"])
+        st = step_structures[si]
         efr, ewo, e0 = _entropy_free(step)
         s.write(f"\n{'-' * 39} Iteration {si + 1:6d}({n_elec[si]:4d})  {'-' * 39}\n\n")
         s.write(

@@ -5,7 +5,8 @@ sent as a terminal sends it: SIGINT to the whole foreground process group (``os.
 reaches the worker and the (mock) VASP it runs. The mock VASP is slowed down with
 ``DFTFLOW_MOCK_VASP_SECONDS`` so that the interrupt or the kill lands mid-calculation.
 The slow marks are wall times measured with other jobs on the two cores (load 4-5); the
-resumed runs of the small study dominate them.
+resumed runs of the study dominate them. The study is the small one (workflows/
+test_mock_small.yaml) with one placement (:func:`job_study`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,23 @@ SMALL = Path(__file__).parents[2] / "workflows" / "test_mock_small.yaml"
 DFTFLOW = shutil.which("dftflow") or str(Path(sys.executable).parent / "dftflow")
 BULK = "test_mock_small/bulk/relax"
 BULK_DOC = "test_mock_small__bulk__relax.json"
+
+
+@pytest.fixture(scope="module")
+def job_study(tmp_path_factory) -> Path:
+    """The small study with one placement (same study name and Firework names: BULK, BULK_DOC).
+
+    Each placement relaxation of the mock is two runs (custodian restarts it after NSW steps):
+    one placement fewer makes a resumed run about a third shorter, and job control does not
+    depend on the number of placements.
+    """
+    study = yaml.safe_load(SMALL.read_text())
+    (ligand,) = study["ligands"]
+    assert ligand["placements"]["max_candidates"] == 2
+    ligand["placements"]["max_candidates"] = 1
+    path = tmp_path_factory.mktemp("job_study") / SMALL.name
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return path
 
 
 def _restore_sigint() -> None:  # a background pytest may hand SIGINT down ignored
@@ -95,9 +113,9 @@ def _snapshot(out: Path) -> dict[str, tuple[bytes, int]]:
     return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (out / "taskdocs").glob("*")}
 
 
-def _first_firework_done(out: Path) -> dict[str, tuple[bytes, int]]:
-    """Submit the small study and run its first Firework (bulk relax) quickly."""
-    assert _dftflow("submit", str(SMALL), "-o", str(out)).returncode == 0
+def _first_firework_done(study: Path, out: Path) -> dict[str, tuple[bytes, int]]:
+    """Submit the study and run its first Firework (bulk relax) quickly."""
+    assert _dftflow("submit", str(study), "-o", str(out)).returncode == 0
     r = _dftflow("launch", "-o", str(out), "--nlaunches", "1")
     assert r.returncode == 0, r.stderr
     assert _status(out)["counts"].get("COMPLETED") == 1
@@ -140,17 +158,17 @@ def _assert_stopped_cleanly(
 
 
 @pytest.mark.slow(seconds=100)
-def test_ctrl_c_with_one_worker_stops_then_the_same_command_resumes(tmp_path):
+def test_ctrl_c_with_one_worker_stops_then_the_same_command_resumes(job_study, tmp_path):
     out = tmp_path / "study"
-    done = _first_firework_done(out)
-    run = _start("run", str(SMALL), "-o", str(out), "--engine", "mock", seconds=120)
+    done = _first_firework_done(job_study, out)
+    run = _start("run", str(job_study), "-o", str(out), "--engine", "mock", seconds=120)
     running = _wait_running(out, 1, run)
     assert len(running) == 1  # one worker: the default of the mock engine
     _assert_stopped_cleanly(out, running, _interrupt(run), run.returncode)
     assert _snapshot(out) == done
 
     # the same command resumes and completes the study; the finished bulk relax is untouched
-    r = _dftflow("run", str(SMALL), "-o", str(out), "--engine", "mock")
+    r = _dftflow("run", str(job_study), "-o", str(out), "--engine", "mock")
     assert r.returncode == 0, r.stderr
     assert "1 failed/lost put back to READY" in " ".join(r.stderr.split())  # console: stderr
     status = _status(out)
@@ -160,11 +178,11 @@ def test_ctrl_c_with_one_worker_stops_then_the_same_command_resumes(tmp_path):
 
 
 @pytest.mark.slow(seconds=130)
-def test_ctrl_c_with_two_workers_then_a_killed_worker_then_one_run_finishes(tmp_path):
+def test_ctrl_c_with_two_workers_then_a_killed_worker_then_one_run_finishes(job_study, tmp_path):
     out = tmp_path / "study"
-    done = _first_firework_done(out)
+    done = _first_firework_done(job_study, out)
     # Ctrl-C with --workers 2: both worker processes stop, the running Firework FIZZLES
-    run = _start("run", str(SMALL), "-o", str(out), "--workers", "2", seconds=120)
+    run = _start("run", str(job_study), "-o", str(out), "--workers", "2", seconds=120)
     running = _wait_running(out, 1, run)  # after the bulk relax only the slab relax can run
     assert len(psutil.Process(run.pid).children()) == 2  # two workers
     _assert_stopped_cleanly(out, running, _interrupt(run), run.returncode)
@@ -172,7 +190,7 @@ def test_ctrl_c_with_two_workers_then_a_killed_worker_then_one_run_finishes(tmp_
 
     # the same command again, and its worker is killed (SIGKILL) mid-calculation: no chance to
     # record anything, its VASP is orphaned and goes on running
-    run = _start("run", str(SMALL), "-o", str(out), seconds=120)
+    run = _start("run", str(job_study), "-o", str(out), seconds=120)
     (running,) = _wait_running(out, 1, run)
     (vasp,) = _mock_vasps(run)
     run.kill()
@@ -188,7 +206,7 @@ def test_ctrl_c_with_two_workers_then_a_killed_worker_then_one_run_finishes(tmp_
 
     # one command stops the orphan, reruns the lost Firework and finishes the study; the
     # finished bulk relax is untouched
-    r = _dftflow("run", str(SMALL), "-o", str(out))
+    r = _dftflow("run", str(job_study), "-o", str(out))
     assert r.returncode == 0, r.stderr
     assert "1 failed/lost put back to READY" in " ".join(r.stderr.split())  # console: stderr
     assert not vasp.is_running()
