@@ -86,7 +86,17 @@ def save_figure(fig, output: str | Path, *, dpi: int = 150) -> Path:
     metadata = {}
     if _NOTES:
         note = "; ".join(dict.fromkeys(_NOTES))
-        fig.text(0.5, 1.0, note, ha="center", va="bottom", color="#c00000", fontweight="bold")
+        # above everything already drawn (a legend placed over the axes included)
+        top = fig.get_tightbbox(fig.canvas.get_renderer()).y1 / fig.get_figheight()
+        fig.text(
+            0.5,
+            max(1.0, top) + 0.01,
+            note,
+            ha="center",
+            va="bottom",
+            color="#c00000",
+            fontweight="bold",
+        )
         metadata = {"Description": note} if fmt == "png" else {}
     try:
         with atomic_path(output) as tmp:
