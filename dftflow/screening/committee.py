@@ -112,6 +112,7 @@ def _from_factory(model: str):  # -> ase.calculators.Calculator
 
     def counted(*args: Any, **kwargs: Any) -> None:
         calc.n_calls += 1
+        _check_budget(calc)
         calculate(*args, **kwargs)
 
     calc.n_calls = 0
@@ -156,6 +157,7 @@ def _counting(base: type, **fixed_kwargs: Any) -> type:
 
         def calculate(self, atoms=None, properties=None, system_changes=None, **kw: Any) -> None:
             self.n_calls += 1
+            _check_budget(self)
             if fixed_kwargs and "stress" not in (properties or ["stress"]):
                 kw = {**fixed_kwargs, **kw}
             super().calculate(atoms, properties, system_changes, **kw)
@@ -164,6 +166,33 @@ def _counting(base: type, **fixed_kwargs: Any) -> type:
 
     _Counting.__name__ = f"Counting{base.__name__}"
     return _Counting
+
+
+#: A relaxation may evaluate its model at most this many times per allowed optimizer step
+#: (PreconLBFGS's line search evaluates several times per step; on SevenNet-0's float32 energies
+#: it was seen backtracking for half an hour on one placement: the budget ends such a run as a
+#: step cap instead).
+FORCE_CALLS_PER_STEP = 4
+
+
+class _CallBudgetExceeded(Exception):
+    """The relaxation used up its model evaluations (see :data:`FORCE_CALLS_PER_STEP`)."""
+
+
+def _check_budget(calc: Any) -> None:
+    budget = getattr(calc, "call_budget", None)
+    if budget is not None and calc.n_calls > budget:
+        raise _CallBudgetExceeded
+
+
+@contextlib.contextmanager
+def _budget(calc: Any, limit: int) -> Iterator[None]:
+    """Allow ``calc`` model evaluations up to its call count ``limit`` inside the block."""
+    calc.call_budget = limit
+    try:
+        yield
+    finally:
+        calc.call_budget = None
 
 
 def _set_torch_threads(n: int) -> None:
@@ -306,11 +335,12 @@ def relax(
     work.calc = calc
     calls0 = calc.n_calls
     cpu0, t0 = time.process_time(), time.perf_counter()
+    out_of_calls = False
     reason: str | None = None
     converged = False
     ran = [optimizer]
     steps_done = 0
-    with _quiet():
+    with _quiet(), _budget(calc, calls0 + int(FORCE_CALLS_PER_STEP * max_steps)):
         name = optimizer
         while True:
             opt = make_optimizer(name, work)
@@ -325,6 +355,10 @@ def relax(
                             break
                 steps_done += opt.nsteps
                 break
+            except _CallBudgetExceeded:
+                steps_done += opt.nsteps
+                out_of_calls = True
+                break
             except RuntimeError as exc:  # PreconLBFGS's line search found no lower energy
                 steps_done += opt.nsteps
                 if name == "FIRE" or "line" not in str(exc).lower():
@@ -333,6 +367,7 @@ def relax(
                 ran.append(name)
                 if steps_done >= max_steps:
                     break
+    with _quiet():
         forces = work.get_forces()
         energy = float(work.get_potential_energy())
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
@@ -347,7 +382,7 @@ def relax(
         converged=converged,
         fmax_eV_per_A=final_fmax,
         stopped_early=reason if reason and not converged else None,
-        hit_step_cap=not converged and not reason and steps_done >= max_steps,
+        hit_step_cap=not converged and not reason and (steps_done >= max_steps or out_of_calls),
         wall_s=wall,
         cpu_s=cpu,
         n_force_calls=calc.n_calls - calls0,

@@ -148,3 +148,18 @@ def test_escalations_top_k_then_high_sigma():
     }
     none_extra = pipeline.choose_escalations(screen, top_k=1, sigma_escalate_eV=0.5, extra=1)
     assert [p.key for p in none_extra.placements if p.escalated] == ["p1"]
+
+
+def test_model_evaluations_are_budgeted(setup, monkeypatch):
+    """A relaxation whose line search keeps backtracking ends as a step cap, never hangs."""
+    slab, spec, cands = setup
+    from dftflow.screening.enumeration import build_candidate
+
+    atoms = build_candidate(slab, spec, cands[0])
+    monkeypatch.setattr(committee, "FORCE_CALLS_PER_STEP", 0.2)  # 6 evaluations for 30 steps
+    out = committee.relax(atoms, MEMBERS[0], fmax=1e-6, max_steps=30)
+    assert out.hit_step_cap and not out.converged and out.stopped_early is None
+    assert out.n_steps < 30 and out.n_force_calls == 6 + 2  # budget, the refused call, the final
+    calc = committee.load_calculator(MEMBERS[0])
+    assert calc.call_budget is None  # released: the next use of the cached model is unaffected
+    assert committee.single_point(atoms, MEMBERS[0]) < 0
