@@ -168,11 +168,11 @@ def _counting(base: type, **fixed_kwargs: Any) -> type:
     return _Counting
 
 
-#: A relaxation may evaluate its model at most this many times per allowed optimizer step
-#: (PreconLBFGS's line search evaluates several times per step; on SevenNet-0's float32 energies
-#: it was seen backtracking for half an hour on one placement: the budget ends such a run as a
-#: step cap instead).
-FORCE_CALLS_PER_STEP = 4
+#: A relaxation may evaluate its model at most this many times per allowed optimizer step.
+#: Normal runs need about steps + 3 (benchmarks/bench_screen_throughput_RESULTS.md), but
+#: PreconLBFGS's line search on SevenNet-0's float32 energies was seen backtracking for over half
+#: an hour on one placement (methanesulfonic acid): the budget ends such a run as a step cap.
+FORCE_CALLS_PER_STEP = 2
 
 
 class _CallBudgetExceeded(Exception):
