@@ -95,7 +95,7 @@ def analyse(out: Path) -> dict:
     pairs = []  # (mlip mean, sigma, dft) per DFT'd placement
     best_mlip, best_dft = [], []
     for path in sorted((out / "screen" / "screen").glob("*/ligand_screen.json")):
-        lig = LigandScreen.model_validate_json(path.read_text())
+        lig = _with_dft(LigandScreen.model_validate_json(path.read_text()), out / "screen")
         done = [p for p in lig.placements if p.e_ads_dft_eV is not None]
         kept = lig.kept()
         if not done:
@@ -152,6 +152,30 @@ def analyse(out: Path) -> dict:
     result["stage_cpu_s"] = _stage_seconds(out / "screen")
     (out / "quality.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+def _with_dft(lig, study_dir: Path):
+    """The ligand's record with DFT E_ads from the TaskDocs when the ranking Firework has not
+    filled them in (slot i holds the i-th escalated placement, lowest committee mean first)."""
+    from dftflow.schemas import TaskDoc
+
+    if any(p.e_ads_dft_eV is not None for p in lig.placements):
+        return lig
+    docs = study_dir / "taskdocs"
+    key = "".join(c if c.isalnum() or c in "-_" else "_" for c in lig.name)
+    try:
+        slab = TaskDoc.from_json_file(docs / "bench_quality__slab__static.json").energy_eV
+        mol = TaskDoc.from_json_file(docs / f"bench_quality__{key}__molecule_static.json")
+    except OSError:
+        return lig
+    escalated = [p.key for p in lig.kept() if p.escalated]
+    dft = {}
+    for i, pkey in enumerate(escalated):
+        path = docs / f"bench_quality__{key}__dft__{i}__static.json"
+        if path.is_file():
+            dft[pkey] = TaskDoc.from_json_file(path).energy_eV - slab - mol.energy_eV
+    rows = [p.model_copy(update={"e_ads_dft_eV": dft.get(p.key)}) for p in lig.placements]
+    return lig.model_copy(update={"placements": rows})
 
 
 def _stage_seconds(study_dir: Path) -> dict[str, float]:
