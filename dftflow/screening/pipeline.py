@@ -17,7 +17,6 @@ nothing finished.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -90,8 +89,15 @@ def _save_record(path: Path, digest: str, record: PlacementRecord) -> None:
     atomic_write_text(path, json.dumps(payload, indent=1))
 
 
-def _cpu_s() -> float:
-    return time.process_time()
+def _reused_or_computed(
+    path: Path, digest: str, compute: Callable[[], PlacementRecord]
+) -> PlacementRecord:
+    """The record at ``path`` when its inputs digest matches, else ``compute()`` saved there."""
+    rec = _load_record(path, digest)
+    if rec is None:
+        rec = compute()
+        _save_record(path, digest, rec)
+    return rec
 
 
 def relax_candidates(
@@ -129,11 +135,11 @@ def relax_candidates(
     out: list[PlacementRecord] = []
     for cand in candidates:
         digest = digest_of({**base, "candidate": cand.model_dump(mode="json")})
-        rec_path = directory / f"{cand.key}.json"
-        rec = _load_record(rec_path, digest)
-        if rec is None:
-            rec = _relax_one(slab, spec, cand, settings, model, directory)
-            _save_record(rec_path, digest, rec)
+        rec = _reused_or_computed(
+            directory / f"{cand.key}.json",
+            digest,
+            lambda cand=cand: _relax_one(slab, spec, cand, settings, model, directory),
+        )
         out.append(rec)
         if on_done is not None:
             on_done(rec)
@@ -334,11 +340,13 @@ def refine(
                 **_settings_digest(settings, _FINE_KEYS),
             }
         )
-        path = directory / f"{rec.key}.fine.json"
-        done = _load_record(path, digest)
-        if done is None:
-            done = _refine_one(rec, settings, directory, e_slab_eV, e_ligand_eV, committee_names)
-            _save_record(path, digest, done)
+        done = _reused_or_computed(
+            directory / f"{rec.key}.fine.json",
+            digest,
+            lambda rec=rec: _refine_one(
+                rec, settings, directory, e_slab_eV, e_ligand_eV, committee_names
+            ),
+        )
         out.append(done)
         if on_done is not None:
             on_done(done)

@@ -214,7 +214,14 @@ def build_workflow(spec: StudySpec, study_dir: str | Path) -> Workflow:
         report_parents,
         allow_fizzled_parents=True,
     )
-    metadata = {
+    return b.workflow(workflow_metadata(spec, config, slab_dict))
+
+
+def workflow_metadata(
+    spec: StudySpec, config: dict[str, Any], slab_dict: dict[str, Any]
+) -> dict[str, Any]:
+    """What a study's (or a screen's) Workflow records: name, spec digest, directory, cell."""
+    return {
         "dftflow_study": spec.key,
         "dftflow_spec_digest": config["spec_digest"],
         "dftflow_study_dir": config["study_dir"],
@@ -222,7 +229,6 @@ def build_workflow(spec: StudySpec, study_dir: str | Path) -> Workflow:
         "dftflow_vacuum_A": slab_dict["vacuum_total_A"],
         "dftflow_ligand_clearance_A": ligand_clearance_A(spec),
     }
-    return b.workflow(metadata)
 
 
 def _add_traps(b: _Builder, spec: StudySpec, slab_dict: dict[str, Any], a0: float) -> str:

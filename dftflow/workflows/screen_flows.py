@@ -21,10 +21,10 @@ from dftflow.workflows import firetasks as ft
 from dftflow.workflows import screen_tasks as st
 from dftflow.workflows.flows import (
     _Builder,
-    ligand_clearance_A,
     molecule_fireworks,
     required_vacuum_A,
     study_config,
+    workflow_metadata,
 )
 from dftflow.workflows.spec import StudySpec
 
@@ -138,11 +138,7 @@ def build_screen_workflow(spec: StudySpec, study_dir: str | Path) -> Workflow:
         allow_fizzled_parents=True,
     )
     metadata = {
-        "dftflow_study": spec.key,
-        "dftflow_spec_digest": config["spec_digest"],
-        "dftflow_study_dir": config["study_dir"],
-        "dftflow_vacuum_A": slab_dict["vacuum_total_A"],
-        "dftflow_ligand_clearance_A": ligand_clearance_A(spec),
+        **workflow_metadata(spec, config, slab_dict),
         "dftflow_screen_placements": {k: len(e.candidates) for k, e in enumerations.items()},
     }
     return b.workflow(metadata)
