@@ -493,7 +493,7 @@ def plot_ranking(table: ScreenTable, ligands: Sequence[LigandScreen], path: Path
                 linewidths=0.6,
                 label=None
                 if loose_in_legend
-                else f"other kept placements (loose, {table.committee[0]} only)",
+                else f"other kept placements (not refined: {table.committee[0]} only)",
                 zorder=2,
             )
             loose_in_legend = True
@@ -787,7 +787,7 @@ def report_section(
         md += [
             "Ranking figure: per ligand the best placement's committee mean ± σ (blue circle), its "
             "DFT E_ads where computed (orange diamond), every refined placement's committee mean "
-            "(grey dots) and every other kept placement's E_ads after the loose relaxation with "
+            "(grey dots) and every other kept placement's E_ads after its relaxation by "
             "the committee's first member (grey rings); flags right of each row.",
             "",
         ]
@@ -876,7 +876,7 @@ def report_section(
         if loose:
             lo, hi = min(e for _, e in loose), max(e for _, e in loose)
             md.append(
-                f"- Kept, not refined: {len(loose)}, loose E_ads ({table.committee[0]} only) "
+                f"- Kept, not refined: {len(loose)}, E_ads ({table.committee[0]} only) "
                 f"{lo:+.3f} to {hi:+.3f} eV."
             )
         for flag in lig.flags:
