@@ -490,7 +490,7 @@ def test_report_section(screen, tmp_path):
     assert "- SMILES `CCS`: **not screened: too large for the 2x2 supercell (needs 3x3)**" in md
     assert "9 relaxed, 9 kept (not excluded, not duplicates), 9 of them refined" in md  # OA
     assert "5 relaxed, 5 kept (not excluded, not duplicates), 3 of them refined" in md  # BPA
-    assert "Kept, not refined: 2, loose E_ads (chgnet only) -1.050 to -0.500 eV." in md
+    assert "Kept, not refined: 2, E_ads (chgnet only) -1.050 to -0.500 eV." in md
     # MLIP vs DFT over the 8 escalated placements (2 per ranked ligand)
     from dftflow.screening.ranking import ligands_agreement
 
