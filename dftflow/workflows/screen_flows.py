@@ -114,6 +114,7 @@ def build_screen_workflow(spec: StudySpec, study_dir: str | Path) -> Workflow:
                 n_by_mode=enum.n_by_mode,
             ),
             [mlip_slab, *chunk_roles],
+            allow_fizzled_parents=True,  # a failed chunk is reported, the rest still ranked
         )
         rank_parents.append(select)
         if settings.mlip_only:
@@ -125,6 +126,7 @@ def build_screen_workflow(spec: StudySpec, study_dir: str | Path) -> Workflow:
                     f"{key}/dft/{i}",
                     st.ScreenDftTask(role=f"{key}/dft/{i}", ligand_key=key, slot=i),
                     [select, slab_relax],
+                    allow_fizzled_parents=True,  # runs nothing when the select failed
                 )
             )
     b.add(

@@ -22,6 +22,7 @@ from typing import Any
 from fireworks import FiretaskBase, FWAction, explicit_serialize
 
 from dftflow.engines.registry import engine_entry
+from dftflow.errors import InputError
 from dftflow.fileio import atomic_write_text
 from dftflow.schemas import Stage, TaskDoc
 from dftflow.screening import pipeline
@@ -100,8 +101,15 @@ class ScreenSelectTask(FiretaskBase):
         folder = screen_dir(fw_spec) / entry.key
         results = fw_spec.get(ft.SPEC_RESULTS) or {}
         keys: list[str] = []
+        failed = []
         for role in self["chunk_roles"]:
-            keys += results[ft.role_key(role)]["keys"]
+            rec = results.get(ft.role_key(role))
+            if rec is None:  # a FIZZLED chunk: its placements are missing, and said so
+                failed.append(role)
+            else:
+                keys += rec["keys"]
+        if not keys:
+            raise InputError(f"no MLIP chunk of {entry.name} finished ({', '.join(failed)})")
         records = [pipeline.load_placement(folder / "placements", k) for k in keys]
         records = pipeline.mark_duplicates(records)
         e_slab = ft._result(fw_spec, "mlip/slab")["e_slab_eV"]
@@ -118,10 +126,11 @@ class ScreenSelectTask(FiretaskBase):
             reference_species=reference_species_name(spec, form),
             reference_form=form,
             anchor=spec.primary_anchor.kind,
-            n_enumerated=len(keys),
+            n_enumerated=sum(self["n_by_mode"].values()),
             n_by_mode=dict(self["n_by_mode"]),
             placements=records,
             e_reference_eV=e_lig,
+            flags=[f"MLIP chunk failed: {role} (see `dftflow status`)" for role in failed],
         )
         if not settings["mlip_only"]:
             screen = pipeline.choose_escalations(
@@ -154,8 +163,11 @@ class ScreenDftTask(FiretaskBase):
 
     def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
         """Relax from the committee's geometry (never from a raw placement), then the static."""
-        sel = ft._result(fw_spec, f"{self['ligand_key']}/select")
+        sel = (fw_spec.get(ft.SPEC_RESULTS) or {}).get(ft.role_key(f"{self['ligand_key']}/select"))
         slot = int(self["slot"])
+        if sel is None:  # the ligand's select FIZZLED: nothing to compute, the table says why
+            rec = {"skipped": "the ligand's MLIP stage did not finish", "key": None}
+            return ft.pass_on(fw_spec, self["role"], rec)
         if slot >= len(sel["escalate"]):
             rec = {"skipped": f"no escalated placement for slot {slot}", "key": None}
             return ft.pass_on(fw_spec, self["role"], rec)
