@@ -411,6 +411,15 @@ class StudySpec(_Strict):
             raise ValueError(f"a ligand is named like a defect: {', '.join(clash)}")
         return self
 
+    @model_validator(mode="after")
+    def _screen_has_no_traps(self) -> StudySpec:
+        if self.screen is not None and self.traps is not None:
+            raise ValueError(
+                "a screen has no traps section: screen the pristine surface, or run "
+                "the trap study without `screen:`"
+            )
+        return self
+
     @field_validator("study")
     @classmethod
     def _study_name(cls, v: str) -> str:

@@ -91,3 +91,16 @@ def test_malformed_yaml_and_unknown_key_through_the_console_script(tmp_path):
         lines = [x for x in proc.stderr.splitlines() if x.strip()]
         assert len(lines) == 1 and words in lines[0], proc.stderr
         assert not (tmp_path / "o").exists()
+
+
+def test_a_study_cannot_be_a_screen_and_a_trap_study():
+    from dftflow.workflows.spec import parse_study
+
+    data = {
+        "study": "x",
+        "ligands": [{"name": "AcO", "model": "m", "molecule_form": "radical"}],
+        "screen": {},
+        "traps": {"defects": ["V_Br"]},
+    }
+    with pytest.raises(InputError, match="a screen has no traps section"):
+        parse_study(data)
