@@ -174,8 +174,10 @@ def register(app: typer.Typer) -> None:
             settings=settings,
             source=str(ligands) if ligands is not None else "screen",
         )
-        for line in rejected:
-            console.print(f"[red]cannot screen[/red] {line}", soft_wrap=True, markup=True)
+        from rich.markup import escape
+
+        for line in rejected:  # SMILES hold brackets ([nH], [O-]): never read as markup
+            console.print(f"[red]cannot screen[/red] {escape(line)}", soft_wrap=True)
         vasp_cmd = _vasp_cmd_option(vasp_cmd, spec.engine.name)
         study_dir = _study_dir(out)
         if submit_only:

@@ -49,9 +49,9 @@ SCREEN_ARGS = (
     "--name",
     "broken",
     "--smiles",
-    "CCCC",
+    "c1cc[nH]c1",
     "--name",
-    "butane",
+    "pyrrole",
 )
 
 
@@ -62,7 +62,8 @@ def test_screen_runs_and_writes_the_ranked_table(screened):
     # one line per ligand that cannot be screened, before anything runs
     err = " ".join(proc.stderr.split())  # rich may wrap lines
     assert "cannot screen ligand 'broken': invalid SMILES 'C1CC'" in err
-    assert "cannot screen ligand 'butane'" in err and "no anchor group" in err
+    # the SMILES's brackets are printed as they are (not taken for rich markup)
+    assert "cannot screen ligand 'pyrrole': SMILES 'c1cc[nH]c1' has no anchor group" in err
     data = json.loads(proc.stdout)  # --json: stdout is the JSON only
     assert data["status"]["failed"] == [] and data["table"]["rows"]
     table = ScreenTable.model_validate_json((out / "ranking.json").read_text())
@@ -71,10 +72,10 @@ def test_screen_runs_and_writes_the_ranked_table(screened):
     assert [(r.rank, r.ligand) for r in table.rows] == [
         (1, "MeNH2"),
         (None, "broken"),
-        (None, "butane"),
+        (None, "pyrrole"),
     ]
-    best, broken, butane = table.rows
-    assert "invalid SMILES" in broken.error and "anchor" in butane.error
+    best, broken, pyrrole = table.rows
+    assert "invalid SMILES" in broken.error and "anchor" in pyrrole.error
     assert best.e_ads_dft_eV is not None and best.ranked_on_eV == best.e_ads_dft_eV
     assert best.dft_minus_mlip_eV == pytest.approx(best.e_ads_dft_eV - best.e_ads_mlip_mean_eV)
     assert best.n_tried == 2 and best.n_escalated == 2
@@ -82,7 +83,7 @@ def test_screen_runs_and_writes_the_ranked_table(screened):
         reader = csv.DictReader(fh)
         assert tuple(reader.fieldnames or ()) == CSV_COLUMNS
         rows = list(reader)
-    assert [r["ligand"] for r in rows] == ["MeNH2", "broken", "butane"]
+    assert [r["ligand"] for r in rows] == ["MeNH2", "broken", "pyrrole"]
     assert float(rows[0]["e_ads_dft_eV"]) == pytest.approx(best.e_ads_dft_eV, abs=1e-4)
     report = (out / "screen_report.md").read_text()
     assert "mock (not physical)" in report.lower() and "MeNH2" in report
