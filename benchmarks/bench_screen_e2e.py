@@ -6,7 +6,7 @@ seconds of the whole process tree and the Fireworks' run time per stage.
 
 Usage::
 
-    python benchmarks/bench_screen_e2e.py --out /tmp/bench_e2e [--workers 2]
+    python benchmarks/bench_screen_e2e.py --out runs/bench_e2e [--workers 2]
 """
 
 from __future__ import annotations

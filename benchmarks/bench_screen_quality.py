@@ -13,8 +13,8 @@ geometries) on EVERY refined distinct placement of each ligand (``top_k = n_refi
 
 Usage::
 
-    python benchmarks/bench_screen_quality.py run --out /tmp/bench_quality   # the screen + metrics
-    python benchmarks/bench_screen_quality.py analyse --out /tmp/bench_quality
+    python benchmarks/bench_screen_quality.py run --out runs/bench_quality   # the screen + metrics
+    python benchmarks/bench_screen_quality.py analyse --out runs/bench_quality
 
 Wall time and CPU seconds (the dftflow process tree) are printed with the metrics; the per-stage
 CPU seconds come from the Fireworks' own run times.

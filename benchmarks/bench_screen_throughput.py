@@ -256,40 +256,23 @@ def as_rows(results: list[dict], level: float | None) -> list[dict]:
     """Per placement: the full run (``level`` None) or its prefix to ``level``."""
     rows = []
     for r in results:
-        if level is None:
-            rows.append(
-                {
-                    "key": r["key"],
-                    "ligand": r["ligand"],
-                    "group": r["group"],
-                    "steps": r["n_steps"],
-                    "calls": r["n_force_calls"],
-                    "cpu_s": r["cpu_s"],
-                    "wall_s": r["wall_s"],
-                    "E": r["energy_eV"],
-                    "converged": r["converged"],
-                    "hit_step_cap": r["hit_step_cap"],
-                }
-            )
+        c = None if level is None else crossing(r, level)
+        row = {"key": r["key"], "ligand": r["ligand"], "group": r["group"]}
+        if c is not None:
+            rows.append({**row, **c})
             continue
-        c = crossing(r, level)
-        if c is None:  # never reached: the whole (capped) run counts, not converged
-            rows.append(
-                {
-                    "key": r["key"],
-                    "ligand": r["ligand"],
-                    "group": r["group"],
-                    "steps": r["n_steps"],
-                    "calls": r["n_force_calls"],
-                    "cpu_s": r["cpu_s"],
-                    "wall_s": r["wall_s"],
-                    "E": r["energy_eV"],
-                    "converged": False,
-                    "hit_step_cap": True,
-                }
-            )
-        else:
-            rows.append({"key": r["key"], "ligand": r["ligand"], "group": r["group"], **c})
+        row.update(
+            steps=r["n_steps"],
+            calls=r["n_force_calls"],
+            cpu_s=r["cpu_s"],
+            wall_s=r["wall_s"],
+            E=r["energy_eV"],
+            converged=r["converged"],
+            hit_step_cap=r["hit_step_cap"],
+        )
+        if level is not None:  # never reached: the whole (capped) run counts, not converged
+            row.update(converged=False, hit_step_cap=True)
+        rows.append(row)
     return rows
 
 
